@@ -1,0 +1,1 @@
+"""Admin: topics, index templates, Kibana saved objects, and the embedded development stack."""

@@ -1,0 +1,151 @@
+"""`python -m admin`: setup, topics, the embedded stack and its mail sink."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pedidos.config import ConfigError, Settings, load_settings
+
+STACK_DIR = Path(".stack")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"admin: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _es_client(settings: Settings):  # type: ignore[no-untyped-def]
+    from elasticsearch import Elasticsearch
+
+    auth: dict[str, Any] = {}
+    if settings.elasticsearch_api_key:
+        auth["api_key"] = settings.elasticsearch_api_key.get_secret_value()
+    elif settings.elasticsearch_username and settings.elasticsearch_password:
+        auth["basic_auth"] = (
+            settings.elasticsearch_username,
+            settings.elasticsearch_password.get_secret_value(),
+        )
+    return Elasticsearch(settings.elasticsearch_url, request_timeout=30, **auth)
+
+
+def _retry(what: str, action, wait_s: float):  # type: ignore[no-untyped-def]
+    """Dependencies may still be starting (compose, CI): retry until `wait_s` has passed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if time.monotonic() >= deadline:
+                print(f"admin: {what} failed: {exc}", file=sys.stderr)
+                raise SystemExit(1) from None
+            time.sleep(1)
+
+
+def cmd_setup(args: argparse.Namespace) -> None:
+    from admin import setup
+
+    settings = _settings()
+    topics = _retry("creating topics", lambda: setup.create_topics(settings), args.wait)
+    for name, outcome in topics.items():
+        print(f"topic {name}: {outcome}")
+    es = _es_client(settings)
+    indices = _retry(
+        "creating index templates", lambda: setup.create_index_templates(settings, es), args.wait
+    )
+    for name, outcome in indices.items():
+        print(f"index {name}: {outcome} (template applied)")
+    if settings.kibana_url and not args.skip_kibana:
+        from admin.kibana import import_saved_objects
+
+        ndjson = Path(__file__).parent / "kibana" / "pedidos.ndjson"
+        result = import_saved_objects(settings.kibana_url, ndjson, timeout_s=max(args.wait, 120))
+        print(f"kibana: imported {result.get('successCount', 0)} saved objects")
+
+
+def cmd_topics(args: argparse.Namespace) -> None:
+    from admin import setup
+
+    settings = _settings()
+    try:
+        topics = setup.list_topics(settings)
+    except setup.SetupError as exc:
+        print(f"admin: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    for name, partitions in topics.items():
+        print(f"{name}\t{partitions} partitions")
+
+
+def cmd_stack(args: argparse.Namespace) -> None:
+    from admin.stack import EmbeddedStack, StackError, StackPorts
+
+    ports = None
+    if args.kafka_port or args.elasticsearch_port or args.smtp_port:
+        ports = StackPorts(
+            args.kafka_port or 9092, args.elasticsearch_port or 9200, args.smtp_port or 1025
+        )
+    stack = EmbeddedStack(args.dir, ports)
+    try:
+        if args.action == "up":
+            stack.up()
+        elif args.action == "down":
+            stack.down()
+    except StackError as exc:
+        print(f"admin: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if args.action == "env":
+        for key, value in stack.env().items():
+            print(f"{key}={value}")
+        return
+    for name, status in stack.status().items():
+        print(f"{name:14} {status}")
+    if args.action == "up":
+        print(f"mail lands in {stack.maildir} (Maildir: new/ holds one file per e-mail)")
+        for key, value in stack.env().items():
+            print(f"export {key}={value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m admin", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    setup = commands.add_parser("setup", help="create topics, index templates, Kibana objects")
+    setup.add_argument("--wait", type=float, default=60, help="seconds to wait for Kafka/ES")
+    setup.add_argument("--skip-kibana", action="store_true")
+    setup.set_defaults(run=cmd_setup)
+
+    topics = commands.add_parser("topics", help="list topics with their partitions")
+    topics.set_defaults(run=cmd_topics)
+
+    stack = commands.add_parser("stack", help="embedded Kafka/Elasticsearch/SMTP without Docker")
+    stack.add_argument("action", choices=["up", "down", "status", "env"])
+    stack.add_argument("--dir", type=Path, default=STACK_DIR)
+    stack.add_argument("--kafka-port", type=int)
+    stack.add_argument("--elasticsearch-port", type=int)
+    stack.add_argument("--smtp-port", type=int)
+    stack.set_defaults(run=cmd_stack)
+
+    mailsink = commands.add_parser(
+        "mailsink", help="run the SMTP sink in the foreground", add_help=False
+    )
+    mailsink.set_defaults(run=None)
+
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "mailsink":
+        from admin.mailsink import main as mailsink_main
+
+        mailsink_main(rest)
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

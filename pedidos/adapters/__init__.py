@@ -1,0 +1,1 @@
+"""Thin adapters: the only modules that import confluent_kafka, smtplib or elasticsearch."""

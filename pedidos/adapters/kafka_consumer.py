@@ -1,0 +1,145 @@
+"""A confluent-kafka consumer driven from asyncio through one dedicated thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+log = logging.getLogger(__name__)
+
+PartitionsCallback = Callable[[list[tuple[str, int]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @classmethod
+    def from_message(cls, message: Message) -> ConsumedRecord:
+        raw_headers = message.headers() or []
+        pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+        headers = [(str(k), v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs]
+        return cls(
+            topic=str(message.topic()),
+            partition=int(message.partition() or 0),
+            offset=int(message.offset() or 0),
+            key=message.key() if isinstance(message.key(), bytes) else None,
+            value=message.value() if isinstance(message.value(), bytes) else None,
+            headers=headers,
+        )
+
+
+def consumer_config(
+    bootstrap_servers: str, group_id: str, session_timeout_ms: int
+) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": session_timeout_ms,
+        "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
+        "partition.assignment.strategy": "range",
+        "isolation.level": "read_committed",
+    }
+
+
+class KafkaRecordSource:
+    """All calls into librdkafka run on one thread, so rebalance callbacks never race commits."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: list[str],
+        on_assign: PartitionsCallback,
+        on_revoke: PartitionsCallback,
+    ) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._config = {**config, "error_cb": self._on_error}
+        self._topics = topics
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._consumer: Consumer | None = None
+
+    @staticmethod
+    def _on_error(error: KafkaError) -> None:
+        log.warning("kafka consumer: %s", error.str())
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _subscribe(self) -> None:
+        self._consumer = Consumer(self._config)
+
+        def assigned(_: Consumer, partitions: list[TopicPartition]) -> None:
+            self._on_assign([(p.topic, p.partition) for p in partitions])
+
+        def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
+            self._on_revoke([(p.topic, p.partition) for p in partitions])
+
+        self._consumer.subscribe(
+            self._topics, on_assign=assigned, on_revoke=revoked, on_lost=revoked
+        )
+
+    async def start(self) -> None:
+        await self._run(self._subscribe)
+
+    def _consume(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
+        assert self._consumer is not None
+        messages = self._consumer.consume(max_records, timeout_s)
+        good = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(ConsumedRecord.from_message(message))
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("kafka consume error: %s", error.str())
+        return good
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
+        return list(await self._run(self._consume, max_records, timeout_s))
+
+    def commit_now(self, offsets: list[tuple[str, int, int]]) -> None:
+        """Synchronous commit; only call on the consumer thread (e.g. from on_revoke)."""
+        if not offsets or self._consumer is None:
+            return
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for t, p, o in offsets], asynchronous=False
+            )
+        except KafkaException as exc:
+            # A failed commit means a redelivery, which the effects are idempotent for.
+            log.warning("kafka commit failed: %s", exc)
+
+    async def commit(self, offsets: list[tuple[str, int, int]]) -> None:
+        await self._run(self.commit_now, offsets)
+
+    def _set_paused(self, paused: bool) -> None:
+        assert self._consumer is not None
+        assignment = self._consumer.assignment()
+        if assignment:
+            (self._consumer.pause if paused else self._consumer.resume)(assignment)
+
+    async def set_paused(self, paused: bool) -> None:
+        await self._run(self._set_paused, paused)
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    async def close(self) -> None:
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)

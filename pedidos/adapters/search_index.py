@@ -1,0 +1,179 @@
+"""Elasticsearch: one event document per (order, state) and one current document per order.
+
+The event document doubles as the notification ledger: it is written only after the e-mail for
+that state was accepted (or permanently rejected), so its existence means "do not send again".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout
+from elasticsearch import ApiError, AsyncElasticsearch
+
+from pedidos.batching import MicroBatcher
+
+log = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+_RETRYABLE_STATUS = {429, 502, 503, 504}
+
+
+class PermanentIndexError(Exception):
+    """Elasticsearch rejected a document for good (e.g. a mapping conflict)."""
+
+
+def event_id(order_id: str, state: str) -> str:
+    return f"{order_id}:{state}"
+
+
+def connect(
+    url: str, api_key: str | None = None, username: str | None = None, password: str | None = None
+) -> AsyncElasticsearch:
+    auth: dict[str, Any] = {}
+    if api_key:
+        auth["api_key"] = api_key
+    elif username and password:
+        auth["basic_auth"] = (username, password)
+    return AsyncElasticsearch(
+        url, request_timeout=30, retry_on_timeout=False, max_retries=0, **auth
+    )
+
+
+async def with_retries(what: str, call: Any, *, max_backoff_s: float = 5.0) -> Any:
+    """Run `call()` until it succeeds; transient failures back off exponentially, forever."""
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except (TransportConnectionError, ConnectionTimeout) as exc:
+            problem = f"unreachable ({exc.__class__.__name__})"
+        except ApiError as exc:
+            if exc.meta.status not in _RETRYABLE_STATUS:
+                raise
+            problem = f"HTTP {exc.meta.status}"
+        log.warning("elasticsearch %s failed: %s; retrying in %.1fs", what, problem, delay)
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, max_backoff_s)
+
+
+def _merge_order_docs(older: Doc, newer: Doc) -> Doc:
+    merged = {**older, **newer}
+    merged["reached_at"] = {**older.get("reached_at", {}), **newer.get("reached_at", {})}
+    if older.get("state_index", -1) > newer.get("state_index", -1):
+        for field in ("state", "state_index", "@timestamp"):
+            merged[field] = older[field]
+    return merged
+
+
+class OrderSearchIndex:
+    def __init__(self, client: AsyncElasticsearch, events_index: str, orders_index: str) -> None:
+        self.client = client
+        self.events_index = events_index
+        self.orders_index = orders_index
+        self._events = MicroBatcher(self._write_events, max_size=1000, max_delay_s=0.005)
+        # One batch at a time keeps an order's current document from moving backwards.
+        self._orders = MicroBatcher(
+            self._write_orders, max_size=2000, max_delay_s=0.05, concurrency=1
+        )
+        self._lookups = MicroBatcher(self._lookup_events, max_size=1000, max_delay_s=0.005)
+
+    # -- public, one item each; batched underneath -----------------------------------------
+    def recorded_event(self, order_id: str, state: str) -> asyncio.Future[Doc | None]:
+        """The event document of (order, state) if one was written, else None."""
+        return self._lookups.submit(event_id(order_id, state))
+
+    def write_event(self, doc: Doc) -> asyncio.Future[None]:
+        return self._events.submit(doc)
+
+    def write_order(self, doc: Doc) -> asyncio.Future[None]:
+        return self._orders.submit(doc)
+
+    async def drain(self) -> None:
+        for batcher in (self._lookups, self._events, self._orders):
+            await batcher.drain()
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.client.close()
+
+    # -- batches ---------------------------------------------------------------------------
+    async def _lookup_events(self, ids: list[str]) -> list[Doc | None]:
+        unique = list(dict.fromkeys(ids))
+        response = await with_retries(
+            "mget", lambda: self.client.mget(index=self.events_index, ids=unique)
+        )
+        found = {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
+        return [found.get(i) for i in ids]
+
+    async def _bulk(self, operations: list[Doc], what: str) -> list[Doc]:
+        response = await with_retries(
+            what, lambda: self.client.bulk(operations=operations, refresh=False)
+        )
+        return [next(iter(item.values())) for item in response["items"]]
+
+    async def _write_events(self, docs: list[Doc]) -> list[None]:
+        pending = docs
+        delay = 0.1
+        while True:
+            operations: list[Doc] = []
+            for doc in pending:
+                operations.append(
+                    {
+                        "create": {
+                            "_index": self.events_index,
+                            "_id": event_id(doc["order_id"], doc["state"]),
+                        }
+                    }
+                )
+                operations.append(doc)
+            results = await self._bulk(operations, "bulk events")
+            retry = []
+            for doc, result in zip(pending, results, strict=True):
+                status = result.get("status", 500)
+                # 409: already written by an earlier attempt, which is what we wanted.
+                if status in (200, 201, 409):
+                    continue
+                if status in _RETRYABLE_STATUS:
+                    retry.append(doc)
+                else:
+                    raise PermanentIndexError(f"event {doc['order_id']}: {result.get('error')}")
+            if not retry:
+                return [None] * len(docs)
+            pending = retry
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _write_orders(self, docs: list[Doc]) -> list[None]:
+        coalesced: dict[str, Doc] = {}
+        for doc in docs:
+            previous = coalesced.get(doc["order_id"])
+            coalesced[doc["order_id"]] = (
+                doc if previous is None else _merge_order_docs(previous, doc)
+            )
+        pending = list(coalesced.values())
+        delay = 0.1
+        while pending:
+            operations: list[Doc] = []
+            for doc in pending:
+                operations.append({"update": {"_index": self.orders_index, "_id": doc["order_id"]}})
+                operations.append({"doc": doc, "doc_as_upsert": True})
+            results = await self._bulk(operations, "bulk orders")
+            retry = []
+            for doc, result in zip(pending, results, strict=True):
+                status = result.get("status", 500)
+                if status in (200, 201):
+                    continue
+                if status in _RETRYABLE_STATUS or status == 409:
+                    retry.append(doc)
+                else:
+                    raise PermanentIndexError(f"order {doc['order_id']}: {result.get('error')}")
+            pending = retry
+            if pending:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return [None] * len(docs)

@@ -1,0 +1,94 @@
+"""Configuration, read once from the environment and `.env`; a bad value is one clear line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class ConfigError(Exception):
+    """Raised with a single human-readable line naming the bad variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of every component; each field is the upper-cased environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = "localhost:9092"
+    pedidos_topic: str = "Pedidos"
+    pedidos_states_topic: str = "Pedidos.estados"
+    pedidos_dead_letter_topic: str = "Pedidos.dlq"
+    kafka_topic_partitions: Annotated[int, Field(ge=1, le=1000)] = 6
+    kafka_replication_factor: Annotated[int, Field(ge=1, le=10)] = 1
+    kafka_consumer_group: str = "pedidos-consumer"
+    # Tansu takes about half of this to admit a member to a group; Kafka's default is 45 s.
+    kafka_session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
+
+    # Elasticsearch
+    elasticsearch_url: str = "http://localhost:9200"
+    elasticsearch_api_key: SecretStr | None = None
+    elasticsearch_username: str | None = None
+    elasticsearch_password: SecretStr | None = None
+    elasticsearch_events_index: str = "pedidos-order-events"
+    elasticsearch_orders_index: str = "pedidos-orders"
+
+    # SMTP
+    smtp_host: str = "localhost"
+    smtp_port: Port = 1025
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_from: str = "Pedidos <pedidos@example.com>"
+    smtp_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    smtp_connections: Annotated[int, Field(ge=1, le=64)] = 4
+
+    # gRPC
+    grpc_listen: str = "[::]:50051"
+    producer_address: str = "localhost:50051"
+    grpc_deadline_s: Annotated[float, Field(gt=0)] = 10.0
+    grpc_max_message_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+    # The consumer's simulated work per state, drawn uniformly from [min, max].
+    stage_delay_min_s: Seconds = 0.5
+    stage_delay_max_s: Seconds = 2.0
+    consumer_max_in_flight: Annotated[int, Field(ge=1)] = 5000
+
+    # Kibana (admin only)
+    kibana_url: str | None = None
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Settings:
+        if self.stage_delay_max_s < self.stage_delay_min_s:
+            raise ValueError("STAGE_DELAY_MAX_S must be >= STAGE_DELAY_MIN_S")
+        if self.smtp_starttls and self.smtp_ssl:
+            raise ValueError("SMTP_STARTTLS and SMTP_SSL are mutually exclusive")
+        if bool(self.smtp_user) != bool(self.smtp_password):
+            raise ValueError("SMTP_USER and SMTP_PASSWORD must be set together")
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and `.env`); raise ConfigError with one line on a bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = "_".join(str(part) for part in error["loc"]).upper()
+            value = error.get("input")
+            shown = "" if not where or isinstance(value, dict) else f"={value!r}"
+            label = f"{where}{shown}: " if where else ""
+            problems.append(f"{label}{error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

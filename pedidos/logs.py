@@ -1,0 +1,31 @@
+"""Structured logs: one JSON object per line on stderr; customer e-mails masked."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+
+def mask_email(address: str) -> str:
+    """'juan.perez@gmail.com' → 'j***@gmail.com': enough to correlate, not to harvest."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def configure_logging(component: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+            static_fields={"component": component},
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # librdkafka and the ES transport are chatty at INFO.
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)

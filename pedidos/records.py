@@ -1,0 +1,204 @@
+"""Kafka record format: versioned JSON, decoded through the same domain rules as the gRPC input.
+
+Topic `Pedidos` carries `pedidos.order` v1 (one per accepted order); topic `Pedidos.estados`
+carries `pedidos.state` v1 (one per state an order reached). Both are keyed by order_id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pedidos.domain.order import InvalidOrder, Order, OrderDetails, validate_order_id
+from pedidos.domain.states import OrderState, UnknownState
+
+CONTENT_TYPE = "application/json"
+ORDER_SCHEMA = "pedidos.order"
+STATE_SCHEMA = "pedidos.state"
+SCHEMA_VERSION = 1
+# No legitimate record comes near this; bigger ones are rejected before parsing.
+MAX_RECORD_BYTES = 64 * 1024
+
+Headers = list[tuple[str, bytes]]
+
+
+class PoisonRecord(ValueError):
+    """A record that can never be processed; it belongs on the dead-letter topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    order: Order
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateReached:
+    """`order` has just entered `state`; the next step is due at `stage_ends_at`."""
+
+    order: Order
+    state: OrderState
+    stage_ends_at: datetime
+    email_status: str
+    correlation_id: str
+
+
+Record = OrderAccepted | StateReached
+
+
+def details_to_dict(details: OrderDetails) -> dict[str, Any]:
+    return {
+        "product_name": details.product_name,
+        "price": {"amount_minor": details.price.amount_minor, "currency": details.price.currency},
+        "payment_gateway": details.payment_gateway.value,
+        "card_brand": details.card_brand.value if details.card_brand else None,
+        "bank": details.bank,
+        "shipping_region": details.shipping_region,
+        "shipping_address": details.shipping_address,
+        "customer_email": details.customer_email,
+    }
+
+
+def details_from_dict(data: Any) -> OrderDetails:
+    if not isinstance(data, dict):
+        raise PoisonRecord("field 'order' must be an object")
+    price = data.get("price")
+    if not isinstance(price, dict):
+        raise PoisonRecord("field 'order.price' must be an object")
+    try:
+        return OrderDetails.create(
+            product_name=data.get("product_name"),
+            price_minor=price.get("amount_minor"),
+            currency=price.get("currency"),
+            payment_gateway=data.get("payment_gateway"),
+            card_brand=data.get("card_brand"),
+            bank=data.get("bank"),
+            shipping_region=data.get("shipping_region"),
+            shipping_address=data.get("shipping_address"),
+            customer_email=data.get("customer_email"),
+        )
+    except InvalidOrder as exc:
+        raise PoisonRecord(f"invalid order: {exc}") from None
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _parse_ts(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise PoisonRecord(f"field {name!r} must be a timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise PoisonRecord(f"field {name!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise PoisonRecord(f"field {name!r} must carry a UTC offset")
+    return parsed
+
+
+def headers_for(schema: str, correlation_id: str) -> Headers:
+    return [
+        ("content-type", CONTENT_TYPE.encode()),
+        ("pedidos-schema", f"{schema}.v{SCHEMA_VERSION}".encode()),
+        ("correlation-id", correlation_id.encode()),
+    ]
+
+
+def encode_order_accepted(order: Order) -> bytes:
+    return json.dumps(
+        {
+            "schema": ORDER_SCHEMA,
+            "version": SCHEMA_VERSION,
+            "order_id": order.order_id,
+            "accepted_at": _ts(order.accepted_at),
+            "order": details_to_dict(order.details),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+
+
+def encode_state_reached(event: StateReached) -> bytes:
+    order = event.order
+    return json.dumps(
+        {
+            "schema": STATE_SCHEMA,
+            "version": SCHEMA_VERSION,
+            "order_id": order.order_id,
+            "state": event.state.value,
+            "stage_ends_at": _ts(event.stage_ends_at),
+            "email_status": event.email_status,
+            "accepted_at": _ts(order.accepted_at),
+            "reached": {state.value: _ts(at) for state, at in order.reached.items()},
+            "order": details_to_dict(order.details),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+
+
+def header_value(headers: Headers | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            try:
+                return value.decode() if value is not None else None
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def decode(value: bytes | None, headers: Headers | None = None) -> Record:
+    """Parse and validate a record of either schema; raise PoisonRecord on anything wrong."""
+    if value is None:
+        raise PoisonRecord("empty record (tombstone)")
+    if len(value) > MAX_RECORD_BYTES:
+        raise PoisonRecord(f"record of {len(value)} bytes exceeds {MAX_RECORD_BYTES}")
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PoisonRecord(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PoisonRecord("record must be a JSON object")
+    schema, version = data.get("schema"), data.get("version")
+    if schema not in (ORDER_SCHEMA, STATE_SCHEMA):
+        raise PoisonRecord(f"unknown schema {schema!r}")
+    if version != SCHEMA_VERSION:
+        raise PoisonRecord(f"unsupported {schema} version {version!r}")
+    try:
+        order_id = validate_order_id(data.get("order_id"))  # type: ignore[arg-type]
+    except InvalidOrder as exc:
+        raise PoisonRecord(str(exc)) from None
+    order = Order(
+        order_id=order_id,
+        details=details_from_dict(data.get("order")),
+        accepted_at=_parse_ts(data.get("accepted_at"), "accepted_at"),
+    )
+    correlation_id = header_value(headers, "correlation-id") or order_id
+    if schema == ORDER_SCHEMA:
+        return OrderAccepted(order=order, correlation_id=correlation_id)
+    reached = data.get("reached")
+    if not isinstance(reached, dict):
+        raise PoisonRecord("field 'reached' must be an object")
+    try:
+        state = OrderState.parse(data.get("state"))  # type: ignore[arg-type]
+        for name, at in sorted(
+            ((OrderState.parse(n), a) for n, a in reached.items()), key=lambda p: p[0].position
+        ):
+            order.enter(name, _parse_ts(at, f"reached.{name.value}"))
+    except (UnknownState, ValueError) as exc:
+        raise PoisonRecord(str(exc)) from None
+    if order.state is not state:
+        raise PoisonRecord(f"state {state.value} does not match the states reached")
+    email_status = data.get("email_status")
+    if not isinstance(email_status, str):
+        raise PoisonRecord("field 'email_status' must be a string")
+    return StateReached(
+        order=order,
+        state=state,
+        stage_ends_at=_parse_ts(data.get("stage_ends_at"), "stage_ends_at"),
+        email_status=email_status,
+        correlation_id=correlation_id,
+    )

@@ -1,0 +1,1 @@
+"""The producer: gRPC OrderService that validates orders and publishes them to Kafka."""

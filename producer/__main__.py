@@ -1,0 +1,24 @@
+"""`python -m producer`: run the gRPC order intake server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from pedidos.config import ConfigError, load_settings
+from pedidos.logs import configure_logging
+from producer.server import serve
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"producer: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging("producer", settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
