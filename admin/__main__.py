@@ -62,10 +62,16 @@ def cmd_setup(args: argparse.Namespace) -> None:
     for name, outcome in indices.items():
         print(f"index {name}: {outcome} (template applied)")
     if settings.kibana_url and not args.skip_kibana:
-        from admin.kibana import import_saved_objects
+        from admin.kibana import KibanaError, import_saved_objects
 
         ndjson = Path(__file__).parent / "kibana" / "pedidos.ndjson"
-        result = import_saved_objects(settings.kibana_url, ndjson, timeout_s=max(args.wait, 120))
+        try:
+            result = import_saved_objects(
+                settings.kibana_url, ndjson, timeout_s=max(args.wait, 120)
+            )
+        except KibanaError as exc:
+            print(f"admin: importing Kibana saved objects failed: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
         print(f"kibana: imported {result.get('successCount', 0)} saved objects")
 
 

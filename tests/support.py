@@ -1,0 +1,192 @@
+"""Test helpers: service processes, and readers for what landed in Kafka, the inbox and ES."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import grpc
+from confluent_kafka import Consumer
+from elasticsearch import Elasticsearch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pedidos.domain.states import ALL_STATES
+
+REPO = Path(__file__).resolve().parent.parent
+STATE_SLUGS = [s.slug for s in ALL_STATES]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ServiceProcess:
+    """`python -m <module>` as a real child process, with its log kept for assertions."""
+
+    def __init__(self, module: str, env: dict[str, str], log_dir: Path) -> None:
+        self.module = module
+        self.env = env
+        self.log_path = log_dir / f"{module}-{uuid.uuid4().hex[:6]}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, text: str, timeout: float = 30, count: int = 1) -> None:
+        wait_for(lambda: self.log().count(text) >= count, timeout, f"{self.module} to log {text!r}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"{self.module} did not stop on SIGTERM within {timeout}s"
+            ) from None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def producer_healthy(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def read_topic(
+    bootstrap: str, topic: str, min_count: int, timeout: float = 20, settle_s: float = 1.0
+) -> list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+    """Every record of `topic` (waits for at least `min_count`, then `settle_s` for extras)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+    deadline = time.monotonic() + timeout
+    quiet_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.2):
+                if message.error() is None:
+                    records.append((message.key(), message.value(), list(message.headers() or [])))
+            if len(records) >= min_count:
+                quiet_until = quiet_until or time.monotonic() + settle_s
+                if time.monotonic() >= quiet_until:
+                    break
+    finally:
+        consumer.close()
+    return records
+
+
+class Inbox:
+    """Reads the mail sink's Maildir: which state e-mails each order received, in arrival order."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = maildir
+        self._parser = BytesHeaderParser(policy=default_policy)
+
+    def _files(self) -> list[Path]:
+        new = self.maildir / "new"
+        if not new.exists():
+            return []
+
+        def arrival(path: Path) -> tuple[int, int, int]:
+            # Maildir names: <seconds>.M<microseconds>P<pid>Q<counter>.<host>
+            seconds, _, rest = path.name.partition(".")
+            micro = rest[1:].split("P", 1)[0] if rest.startswith("M") else "0"
+            return int(seconds), int(micro or 0), path.stat().st_mtime_ns
+
+        return sorted(new.iterdir(), key=arrival)
+
+    def states_by_order(self, order_ids: Iterable[str]) -> dict[str, list[str]]:
+        wanted = set(order_ids)
+        found: dict[str, list[str]] = defaultdict(list)
+        for path in self._files():
+            with open(path, "rb") as handle:
+                headers = self._parser.parse(handle)
+            order_id = headers.get("X-Pedidos-Order-Id")
+            if order_id in wanted:
+                found[str(order_id)].append(str(headers.get("X-Pedidos-State")))
+        return found
+
+    def messages_for(self, order_id: str) -> list[bytes]:
+        out = []
+        for path in self._files():
+            data = path.read_bytes()
+            if f"X-Pedidos-Order-Id: {order_id}".encode() in data:
+                out.append(data)
+        return out
+
+
+def search_docs(es_url: str, index: str, order_ids: Iterable[str]) -> list[dict[str, Any]]:
+    es = Elasticsearch(es_url)
+    try:
+        es.indices.refresh(index=index)
+        ids = list(order_ids)
+        docs: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            response = es.search(
+                index=index,
+                query={"terms": {"order_id": ids[start : start + 500]}},
+                size=10_000,
+            )
+            docs.extend({"_id": h["_id"], **h["_source"]} for h in response["hits"]["hits"])
+        return docs
+    finally:
+        es.close()
