@@ -160,15 +160,26 @@ class OrderSearchIndex:
         while pending:
             operations: list[Doc] = []
             for doc in pending:
-                operations.append({"update": {"_index": self.orders_index, "_id": doc["order_id"]}})
-                operations.append({"doc": doc, "doc_as_upsert": True})
+                # The state's position is the document's version: a late or duplicate write of
+                # an earlier state is refused (409) instead of moving the order backwards.
+                operations.append(
+                    {
+                        "index": {
+                            "_index": self.orders_index,
+                            "_id": doc["order_id"],
+                            "version": doc["state_index"] + 1,
+                            "version_type": "external_gte",
+                        }
+                    }
+                )
+                operations.append(doc)
             results = await self._bulk(operations, "bulk orders")
             retry = []
             for doc, result in zip(pending, results, strict=True):
                 status = result.get("status", 500)
-                if status in (200, 201):
+                if status in (200, 201, 409):
                     continue
-                if status in _RETRYABLE_STATUS or status == 409:
+                if status in _RETRYABLE_STATUS:
                     retry.append(doc)
                 else:
                     raise PermanentIndexError(f"order {doc['order_id']}: {result.get('error')}")

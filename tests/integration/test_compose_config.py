@@ -32,7 +32,7 @@ FILES = [*LAYERS, "docker-compose.yml", "Dockerfile", ".dockerignore"]
 PYTHON_SERVICES = {"admin", "producer", "consumer", "client"}
 READY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
 
-# Every invocation the docs (docs/docker.md) show, as `docker compose <args> config`.
+# Every invocation the README ("Run with Docker") shows, as `docker compose <args> config`.
 DOCUMENTED = {
     "full stack": [],
     "full stack, explicit file": ["-f", "docker-compose.yml"],

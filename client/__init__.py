@@ -1,0 +1,1 @@
+"""The command-line client: sends random catalogue orders to the producer over gRPC."""
