@@ -163,13 +163,13 @@ class OrderWorkflow:
                 "e-mail rejected permanently; dead-lettered",
                 extra={"order_id": order.order_id, "state": state.value, "reason": error},
             )
-            await self._dead_letter("notification", order.order_id, bytes(message), error)
+            await self._dead_letter("notification", order.order_id, message.data, error)
         await self._index.write_event(
             event_document(
                 order,
                 state,
                 email_status=status,
-                email_message_id=str(message["Message-ID"]),
+                email_message_id=message.message_id,
                 email_error=error,
                 correlation_id=correlation_id,
             )

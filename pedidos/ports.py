@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from email.message import EmailMessage
 from typing import Any, Protocol
+
+from pedidos.notifications.render import OutgoingEmail
 
 
 class Mailer(Protocol):
-    async def send_async(self, message: EmailMessage) -> None: ...
+    async def send_async(self, message: OutgoingEmail) -> None: ...
 
 
 class OrderIndex(Protocol):

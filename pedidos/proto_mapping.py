@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pedidos.domain.order import OrderDetails
+from pedidos.domain.order import Order, OrderDetails
 from pedidos.domain.states import OrderState
 from pedidos.v1 import orders_pb2
 
 _GATEWAY_PREFIX = "PAYMENT_GATEWAY_"
 _BRAND_PREFIX = "CARD_BRAND_"
+# Validated details by their wire bytes: the same order content (a retry, a customer's repeat
+# order, a bulk import) is validated once. OrderDetails is immutable, so sharing it is safe.
+_VALIDATED_MAX = 4096
+_validated: dict[bytes, OrderDetails] = {}
 
 
 def _enum_name(descriptor: object, number: int, prefix: str) -> str | None:
@@ -27,6 +31,18 @@ def _enum_name(descriptor: object, number: int, prefix: str) -> str | None:
 
 def details_from_proto(message: orders_pb2.OrderDetails) -> OrderDetails:
     """Validate a request's order; raises InvalidOrder naming the field."""
+    wire = message.SerializeToString(deterministic=True)
+    known = _validated.get(wire)
+    if known is not None:
+        return known
+    details = _validate_details(message)
+    if len(_validated) >= _VALIDATED_MAX:
+        del _validated[next(iter(_validated))]
+    _validated[wire] = details
+    return details
+
+
+def _validate_details(message: orders_pb2.OrderDetails) -> OrderDetails:
     gateway = _enum_name(
         orders_pb2.PaymentGateway.DESCRIPTOR, message.payment_gateway, _GATEWAY_PREFIX
     )
@@ -78,3 +94,29 @@ def timestamp(value: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(value)
     return stamp
+
+
+def datetime_from_timestamp(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def state_change_to_proto(
+    order_id: str, state: OrderState, at: datetime
+) -> orders_pb2.OrderStateChange:
+    return orders_pb2.OrderStateChange(
+        order_id=order_id, state=state_to_proto(state), reached_at=timestamp(at)
+    )
+
+
+def order_to_proto(order: Order) -> orders_pb2.Order:
+    current = order.state
+    return orders_pb2.Order(
+        order_id=order.order_id,
+        state=state_to_proto(current) if current else orders_pb2.ORDER_STATE_UNSPECIFIED,
+        accepted_at=timestamp(order.accepted_at),
+        reached=[
+            orders_pb2.ReachedState(state=state_to_proto(state), reached_at=timestamp(at))
+            for state, at in sorted(order.reached.items(), key=lambda item: item[0].position)
+        ],
+        details=details_to_proto(order.details),
+    )

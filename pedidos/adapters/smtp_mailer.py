@@ -9,7 +9,8 @@ import smtplib
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import EmailMessage
+
+from pedidos.notifications.render import OutgoingEmail
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class SmtpMailer:
             raise
         return client
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: OutgoingEmail) -> None:
         """Blocking send on a pooled connection; raises Transient- or PermanentMailError."""
         try:
             client = self._idle.get_nowait()
@@ -93,14 +94,14 @@ class SmtpMailer:
             if client is None:
                 client = self._connect()
             try:
-                client.send_message(message)
+                client.sendmail(message.sender, [message.recipient], message.data)
             except smtplib.SMTPServerDisconnected:
                 if not reused:
                     raise
                 # An idle connection the server closed: one fresh attempt, not an error.
                 client.close()
                 client = self._connect()
-                client.send_message(message)
+                client.sendmail(message.sender, [message.recipient], message.data)
         except (smtplib.SMTPException, OSError) as exc:
             if client is not None and not isinstance(exc, smtplib.SMTPResponseException):
                 client.close()
@@ -117,7 +118,7 @@ class SmtpMailer:
             if client is not None:
                 self._idle.put(client)
 
-    async def send_async(self, message: EmailMessage) -> None:
+    async def send_async(self, message: OutgoingEmail) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.send, message)
 
     def close(self) -> None:

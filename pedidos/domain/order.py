@@ -60,10 +60,11 @@ def _clean_email(value: object) -> str:
     if len(value) > 254 or any(not ch.isprintable() or ch.isspace() for ch in value):
         raise InvalidOrder("customer_email", "is not a valid e-mail address")
     try:
-        checked = validate_email(value, check_deliverability=False)
+        # ASCII only: most SMTP servers do not speak SMTPUTF8; IDN domains become punycode.
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidOrder("customer_email", f"is not a valid e-mail address ({exc})") from None
-    return str(checked.normalized)
+    return str(checked.ascii_email or checked.normalized)
 
 
 def validate_idempotency_key(key: str) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, parseaddr
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -45,7 +48,22 @@ _environment = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     keep_trailing_newline=True,
+    auto_reload=False,  # templates ship with the package; no stat() per e-mail
 )
+
+
+# smtplib sends bytes as they are: they must already use SMTP's CRLF line endings.
+_WIRE_POLICY = compat32.clone(linesep="\r\n")
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    """A rendered e-mail, ready for the wire."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
 
 
 def message_id(order_id: str, state: OrderState, domain: str) -> str:
@@ -58,18 +76,20 @@ class EmailRenderer:
         name, address = parseaddr(sender)
         if "@" not in address:
             raise ValueError(f"SMTP_FROM {sender!r} has no e-mail address")
-        self._sender = Address(display_name=name, addr_spec=address)
+        self._sender_address = address
+        self._from_header = formataddr((name, address), charset="utf-8")
         self._domain = address.rsplit("@", 1)[1]
 
-    def render(self, order: Order, state: OrderState, entered_at: datetime) -> EmailMessage:
+    def render(self, order: Order, state: OrderState, entered_at: datetime) -> OutgoingEmail:
         details = order.details
         payment = GATEWAYS[details.payment_gateway.value]
         if details.card_brand is not None:
             payment += f" · {BRANDS[details.card_brand.value]} · {details.bank}"
         else:
             payment += f" · {details.bank}"
+        subject = SUBJECTS[state].format(product=details.product_name)
         context = {
-            "subject": SUBJECTS[state].format(product=details.product_name),
+            "subject": subject,
             "headline": HEADLINES[state],
             "greeting": "Hola:",
             "order_id": order.order_id,
@@ -85,14 +105,22 @@ class EmailRenderer:
         }
         text = _environment.get_template(f"{state.slug}.txt.j2").render(context)
         html = _environment.get_template(f"{state.slug}.html.j2").render(context)
-        message = EmailMessage()
-        message["From"] = self._sender
+        # The compat32 MIME classes build the same message ~4x faster than EmailMessage; header
+        # values are safe here: the domain rejects control characters in every field.
+        message = MIMEMultipart("alternative")
+        message["From"] = self._from_header
         message["To"] = details.customer_email
-        message["Subject"] = context["subject"]
+        message["Subject"] = Header(subject, "utf-8").encode()
         message["Date"] = format_datetime(entered_at)
-        message["Message-ID"] = message_id(order.order_id, state, self._domain)
+        identifier = message_id(order.order_id, state, self._domain)
+        message["Message-ID"] = identifier
         message["X-Pedidos-Order-Id"] = order.order_id
         message["X-Pedidos-State"] = state.slug
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
-        return message
+        message.attach(MIMEText(text, "plain", "utf-8"))
+        message.attach(MIMEText(html, "html", "utf-8"))
+        return OutgoingEmail(
+            sender=self._sender_address,
+            recipient=details.customer_email,
+            message_id=identifier,
+            data=message.as_bytes(policy=_WIRE_POLICY),
+        )

@@ -39,6 +39,21 @@ class OrderServiceStub:
                 request_serializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.SerializeToString,
                 response_deserializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderResponse.FromString,
                 _registered_method=True)
+        self.CreateOrders = channel.stream_stream(
+                '/pedidos.v1.OrderService/CreateOrders',
+                request_serializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.SerializeToString,
+                response_deserializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderResult.FromString,
+                _registered_method=True)
+        self.GetOrder = channel.unary_unary(
+                '/pedidos.v1.OrderService/GetOrder',
+                request_serializer=pedidos_dot_v1_dot_orders__pb2.GetOrderRequest.SerializeToString,
+                response_deserializer=pedidos_dot_v1_dot_orders__pb2.Order.FromString,
+                _registered_method=True)
+        self.WatchOrder = channel.unary_stream(
+                '/pedidos.v1.OrderService/WatchOrder',
+                request_serializer=pedidos_dot_v1_dot_orders__pb2.WatchOrderRequest.SerializeToString,
+                response_deserializer=pedidos_dot_v1_dot_orders__pb2.OrderStateChange.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -51,6 +66,31 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateOrders(self, request_iterator, context):
+        """Many orders on one stream, each with CreateOrder's guarantees. One result per request, in
+        the order Kafka acknowledges them (match them by `index`); an invalid order gets its error
+        and the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrder(self, request, context):
+        """The order's current state, its timestamps and details. NOT_FOUND for an unknown id,
+        INVALID_ARGUMENT for an id that is not a UUID, UNAVAILABLE when the store is down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchOrder(self, request, context):
+        """The current state at once, then every later state as it is reached; ends after
+        ORDER_STATE_FINALIZADO. An order not known yet is waited for a few seconds, then NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +98,21 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CreateOrder,
                     request_deserializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.FromString,
                     response_serializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderResponse.SerializeToString,
+            ),
+            'CreateOrders': grpc.stream_stream_rpc_method_handler(
+                    servicer.CreateOrders,
+                    request_deserializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.FromString,
+                    response_serializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderResult.SerializeToString,
+            ),
+            'GetOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrder,
+                    request_deserializer=pedidos_dot_v1_dot_orders__pb2.GetOrderRequest.FromString,
+                    response_serializer=pedidos_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'WatchOrder': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOrder,
+                    request_deserializer=pedidos_dot_v1_dot_orders__pb2.WatchOrderRequest.FromString,
+                    response_serializer=pedidos_dot_v1_dot_orders__pb2.OrderStateChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +142,87 @@ class OrderService:
             '/pedidos.v1.OrderService/CreateOrder',
             pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.SerializeToString,
             pedidos_dot_v1_dot_orders__pb2.CreateOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrders(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pedidos.v1.OrderService/CreateOrders',
+            pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.SerializeToString,
+            pedidos_dot_v1_dot_orders__pb2.CreateOrderResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pedidos.v1.OrderService/GetOrder',
+            pedidos_dot_v1_dot_orders__pb2.GetOrderRequest.SerializeToString,
+            pedidos_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pedidos.v1.OrderService/WatchOrder',
+            pedidos_dot_v1_dot_orders__pb2.WatchOrderRequest.SerializeToString,
+            pedidos_dot_v1_dot_orders__pb2.OrderStateChange.FromString,
             options,
             channel_credentials,
             insecure,

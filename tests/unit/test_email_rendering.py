@@ -1,4 +1,6 @@
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 
 import pytest
 
@@ -11,9 +13,16 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ORDER_ID = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
 
 
-def render(state: OrderState, **details: object):  # type: ignore[no-untyped-def]
+def render(state: OrderState, **details: object) -> EmailMessage:
+    """Render, then parse the wire bytes the way a mail client would."""
     order = Order(ORDER_ID, make_details(**details), T0)
-    return EmailRenderer("Tienda <ventas@tienda.cl>").render(order, state, T0)
+    email = EmailRenderer("Tienda <ventas@tienda.cl>").render(order, state, T0)
+    assert email.sender == "ventas@tienda.cl"
+    assert email.recipient == order.details.customer_email
+    parsed = message_from_bytes(email.data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert parsed["Message-ID"] == email.message_id
+    return parsed
 
 
 @pytest.mark.parametrize(
@@ -76,3 +85,10 @@ def test_usd_prices_keep_their_cents() -> None:
 def test_bank_transfer_payment_line_has_no_card() -> None:
     message = render(OrderState.PROCESANDO, payment_gateway="BANK_TRANSFER", card_brand=None)
     assert "Transferencia Bancaria · Banco de Chile" in message.get_body(("plain",)).get_content()
+
+
+def test_wire_format_uses_crlf_and_short_lines() -> None:
+    order = Order(ORDER_ID, make_details(shipping_address="x" * 200), T0)
+    data = EmailRenderer("Tienda <ventas@tienda.cl>").render(order, OrderState.ENVIADO, T0).data
+    assert b"\n" not in data.replace(b"\r\n", b"")  # no bare LF: smtplib sends bytes unchanged
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998  # RFC 5321 line limit

@@ -25,6 +25,7 @@ def test_a_valid_order_is_normalised() -> None:
         ("customer_email", "", "must not be empty"),
         ("customer_email", "a@b.c\r\nBcc: x@y.z", "valid e-mail"),
         ("customer_email", "a b@example.cl", "valid e-mail"),
+        ("customer_email", "josé@example.cl", "valid e-mail"),
         ("product_name", "", "must not be empty"),
         ("product_name", "   ", "must not be empty"),
         ("product_name", "x" * 201, "at most 200"),
@@ -46,6 +47,10 @@ def test_each_rule_names_the_field(field: str, value: object, problem: str) -> N
         OrderDetails.create(**details_kwargs(**{field: value}))
     expected = {"price_minor": "price.amount_minor", "currency": "price.currency_code"}
     assert caught.value.field == expected.get(field, field)
+
+
+def test_internationalised_domains_are_sent_as_punycode() -> None:
+    assert make_details(customer_email="ana@ñandú.cl").customer_email == "ana@xn--and-6ma2c.cl"
 
 
 def test_bank_transfer_needs_no_card_brand() -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email import message_from_bytes
 from typing import Any
 
 from consumer.workflow import Backoff, OrderWorkflow, StageDelays
 from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-from pedidos.notifications.render import EmailRenderer
+from pedidos.notifications.render import EmailRenderer, OutgoingEmail
 from pedidos.records import StateReached, decode
 from tests.unit.factories import make_details
 
@@ -28,12 +28,12 @@ def done(value: Any = None) -> asyncio.Future[Any]:
 
 class FakeMailer:
     def __init__(self, transient_failures: int = 0, permanent: bool = False) -> None:
-        self.sent: list[EmailMessage] = []
+        self.sent: list[OutgoingEmail] = []
         self.transient_failures = transient_failures
         self.permanent = permanent
         self.attempts = 0
 
-    async def send_async(self, message: EmailMessage) -> None:
+    async def send_async(self, message: OutgoingEmail) -> None:
         self.attempts += 1
         await asyncio.sleep(0.01)
         if self.permanent:
@@ -110,7 +110,9 @@ def fresh_order() -> Order:
 def test_a_step_emails_indexes_and_records_the_state() -> None:
     harness = Harness()
     asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "corr"))
-    assert [m["X-Pedidos-State"] for m in harness.mailer.sent] == ["procesando"]
+    assert [message_from_bytes(m.data)["X-Pedidos-State"] for m in harness.mailer.sent] == [
+        "procesando"
+    ]
     assert harness.index.events[f"{ORDER_ID}:Procesando"]["email_status"] == "sent"
     assert harness.index.orders[ORDER_ID]["state"] == "Procesando"
     (record,) = harness.states_published()
