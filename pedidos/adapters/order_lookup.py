@@ -54,9 +54,8 @@ def order_from_document(doc: Doc) -> Order:
         reached = doc.get("reached_at") or {}
         for state in ALL_STATES:
             at = reached.get(state.slug)
-            if at is None:
-                break
-            order.enter(state, datetime.fromisoformat(at))
+            if at is not None:  # a state after a gap is an illegal transition
+                order.enter(state, datetime.fromisoformat(at))
     except (InvalidOrder, IllegalTransition, KeyError, TypeError, ValueError) as exc:
         raise CorruptOrderDocument(f"order document {doc.get('order_id')!r}: {exc}") from None
     return order

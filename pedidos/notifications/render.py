@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email.charset import BASE64, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -51,6 +52,10 @@ _environment = Environment(
     auto_reload=False,  # templates ship with the package; no stat() per e-mail
 )
 
+
+# "Shortest" encoding measures quoted-printable length per character; base64 is as valid and cheap.
+_HEADER_CHARSET = Charset("utf-8")
+_HEADER_CHARSET.header_encoding = BASE64
 
 # smtplib sends bytes as they are: they must already use SMTP's CRLF line endings.
 _WIRE_POLICY = compat32.clone(linesep="\r\n")
@@ -107,10 +112,17 @@ class EmailRenderer:
         html = _environment.get_template(f"{state.slug}.html.j2").render(context)
         # The compat32 MIME classes build the same message ~4x faster than EmailMessage; header
         # values are safe here: the domain rejects control characters in every field.
-        message = MIMEMultipart("alternative")
+        # A fixed boundary spares the generator from drawing one and scanning the body for it;
+        # base64 bodies cannot contain it ("-" is not in the base64 alphabet).
+        message = MIMEMultipart("alternative", boundary=f"=_pedidos-{order.order_id}-{state.slug}")
         message["From"] = self._from_header
         message["To"] = details.customer_email
-        message["Subject"] = Header(subject, "utf-8").encode()
+        if subject.isascii():
+            message["Subject"] = subject
+        else:
+            # A Header object lets the generator split a long subject into valid encoded words.
+            encoded = Header(subject, _HEADER_CHARSET, header_name="Subject")
+            message["Subject"] = encoded  # type: ignore[assignment]  # compat32 accepts Header
         message["Date"] = format_datetime(entered_at)
         identifier = message_id(order.order_id, state, self._domain)
         message["Message-ID"] = identifier

@@ -85,7 +85,8 @@ class OrderServiceServicer:
 
     def WatchOrder(self, request, context):
         """The current state at once, then every later state as it is reached; ends after
-        ORDER_STATE_FINALIZADO. An order not known yet is waited for a few seconds, then NOT_FOUND.
+        ORDER_STATE_FINALIZADO. An order not known yet (just accepted, or not yet sent) is waited for
+        until shortly before the call's deadline, or 5 s without one; then NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -181,3 +181,26 @@ def test_a_permanently_rejected_address_is_dead_lettered_and_the_order_completes
     events = search_docs(env["ELASTICSEARCH_URL"], env["ELASTICSEARCH_EVENTS_INDEX"], [order_id])
     assert {d["email_status"] for d in events} == {"rejected"}
     assert Inbox(stack.maildir).states_by_order([order_id]) == {}
+
+
+def test_sigterm_stops_the_consumer_gracefully_and_a_new_one_resumes_without_duplicates(
+    services: Services, stack: EmbeddedStack
+) -> None:
+    services.producer()
+    consumer = services.consumer(STAGE_DELAY_MIN_S=0.2, STAGE_DELAY_MAX_S=0.6)
+    order_ids = send_orders(services.env["PRODUCER_ADDRESS"], 30)
+    inbox = Inbox(stack.maildir)
+    wait_for(
+        lambda: sum(map(len, inbox.states_by_order(order_ids).values())) >= 40, 60, "some progress"
+    )
+    assert consumer.stop(timeout=30) == 0
+    assert "consumer stopped" in consumer.log()
+    done_before = sum(map(len, inbox.states_by_order(order_ids).values()))
+    assert done_before < 150, "the stop came too late to prove anything"
+    services.consumer(STAGE_DELAY_MIN_S=0.2, STAGE_DELAY_MAX_S=0.6)
+    wait_all_emails(inbox, order_ids)
+    time.sleep(1.5)
+    states = inbox.states_by_order(order_ids)
+    # A graceful stop finishes or hands back its work: no e-mail is repeated.
+    assert all(states[o] == STATE_SLUGS for o in order_ids)
+    assert_documents(services.env, order_ids)
