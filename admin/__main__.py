@@ -117,6 +117,12 @@ def cmd_stack(args: argparse.Namespace) -> None:
             print(f"export {key}={value}")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from admin.demo import run_demo
+
+    run_demo(args.orders, args.keep_running)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m admin", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     stack.add_argument("--elasticsearch-port", type=int)
     stack.add_argument("--smtp-port", type=int)
     stack.set_defaults(run=cmd_stack)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline locally and watch it")
+    demo.add_argument("--orders", type=int, default=5)
+    demo.add_argument("--keep-running", action=argparse.BooleanOptionalAction, default=None)
+    demo.set_defaults(run=cmd_demo)
 
     mailsink = commands.add_parser(
         "mailsink", help="run the SMTP sink in the foreground", add_help=False

@@ -1,0 +1,190 @@
+"""`make demo`: the whole pipeline on the embedded stack, with a live view of the orders."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+from elasticsearch import Elasticsearch
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from admin import setup
+from admin.stack import EmbeddedStack, StackPorts, free_port
+from pedidos.config import load_settings
+from pedidos.domain.catalogue import random_order
+from pedidos.domain.order import OrderDetails
+from pedidos.domain.states import ALL_STATES
+from pedidos.proto_mapping import details_to_proto
+from pedidos.v1 import orders_pb2, orders_pb2_grpc
+
+console = Console()
+
+
+def _start(module: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    log = open(logs / f"{module}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        [sys.executable, "-m", module], env={**os.environ, **env}, stdout=log, stderr=log
+    )
+
+
+def _wait_healthy(address: str, timeout: float = 30) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(grpc.RpcError):
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            time.sleep(0.2)
+    raise RuntimeError(f"producer not healthy at {address}")
+
+
+def _send(address: str, count: int, email: str) -> list[tuple[str, str]]:
+    rng = random.Random()
+    sent = []
+    with grpc.insecure_channel(address) as channel:
+        stub = orders_pb2_grpc.OrderServiceStub(channel)
+        for _ in range(count):
+            drawn = random_order(rng)
+            details = OrderDetails.create(
+                product_name=drawn.product_name,
+                price_minor=drawn.price_clp,
+                currency="CLP",
+                payment_gateway=drawn.payment_gateway,
+                card_brand=drawn.card_brand,
+                bank=drawn.bank,
+                shipping_region=drawn.shipping_region,
+                shipping_address=drawn.shipping_address,
+                customer_email=email,
+            )
+            request = orders_pb2.CreateOrderRequest(
+                order=details_to_proto(details), idempotency_key=str(uuid.uuid4())
+            )
+            reply = stub.CreateOrder(request, timeout=10)
+            sent.append((reply.order_id, drawn.product_name))
+    return sent
+
+
+def _table(orders: list[tuple[str, str]], states: dict[str, str], mails: dict[str, int]) -> Table:
+    table = Table(title="Pedidos en curso")
+    table.add_column("pedido")
+    table.add_column("producto")
+    table.add_column("estado")
+    table.add_column("avance")
+    table.add_column("correos", justify="right")
+    names = [s.value for s in ALL_STATES]
+    for order_id, product in orders:
+        current = states.get(order_id)
+        reached = 0 if current is None else names.index(current) + 1
+        bar = "[green]" + "■" * reached + "[/]" + "□" * (len(names) - reached)
+        label = current or "enviado a Kafka"
+        table.add_row(order_id[:8], product, label, bar, str(mails.get(order_id, 0)))
+    return table
+
+
+def _mail_counts(maildir: Path, order_ids: set[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    new = maildir / "new"
+    if not new.exists():
+        return counts
+    for path in new.iterdir():
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+        for line in head.split(b"\n"):
+            if line.startswith(b"X-Pedidos-Order-Id:"):
+                order_id = line.split(b":", 1)[1].strip().decode()
+                if order_id in order_ids:
+                    counts[order_id] = counts.get(order_id, 0) + 1
+    return counts
+
+
+def run_demo(orders: int = 5, keep_running: bool | None = None) -> None:
+    root = Path(".stack/demo")
+    shutil.rmtree(
+        root, ignore_errors=True
+    )  # each demo starts empty; its output stays until the next
+    stack = EmbeddedStack(root, StackPorts(free_port(), free_port(), free_port()))
+    processes: list[subprocess.Popen[bytes]] = []
+    console.print("[bold]1/4[/] starting the embedded stack (Tansu, noida-db, mail sink)…")
+    try:
+        stack.up()
+        env = {
+            **stack.env(),
+            "GRPC_LISTEN": f"127.0.0.1:{free_port()}",
+            "STAGE_DELAY_MIN_S": "0.5",
+            "STAGE_DELAY_MAX_S": "1.5",
+            "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        }
+        env["PRODUCER_ADDRESS"] = env["GRPC_LISTEN"]
+        settings = load_settings(**{k.lower(): v for k, v in env.items()})
+        console.print("[bold]2/4[/] creating topics and index templates…")
+        setup.create_topics(settings)
+        es = Elasticsearch(settings.elasticsearch_url)
+        setup.create_index_templates(settings, es)
+        console.print("[bold]3/4[/] starting producer and consumer…")
+        logs = root / "logs"
+        processes.append(_start("producer", env, logs))
+        processes.append(_start("consumer", env, logs))
+        _wait_healthy(env["PRODUCER_ADDRESS"])
+        console.print(f"[bold]4/4[/] sending {orders} random orders through gRPC…")
+        sent = _send(env["PRODUCER_ADDRESS"], orders, "cliente@example.cl")
+        ids = {order_id for order_id, _ in sent}
+        states: dict[str, str] = {}
+        with Live(_table(sent, states, {}), console=console, refresh_per_second=4) as live:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                es.indices.refresh(index=settings.elasticsearch_orders_index)
+                hits = es.search(
+                    index=settings.elasticsearch_orders_index,
+                    query={"terms": {"order_id": sorted(ids)}},
+                    size=len(ids),
+                )["hits"]["hits"]
+                states = {h["_source"]["order_id"]: h["_source"]["state"] for h in hits}
+                mails = _mail_counts(stack.maildir, ids)
+                live.update(_table(sent, states, mails))
+                finished = len(states) == len(ids) and set(states.values()) == {"Finalizado"}
+                if finished and sum(mails.values()) >= 5 * len(ids):
+                    break
+                time.sleep(0.5)
+        done = sum(1 for s in states.values() if s == "Finalizado")
+        console.print(f"\n[bold green]{done}/{len(ids)} pedidos finalizados[/]")
+        console.print(f"E-mails (one file each): {stack.maildir / 'new'}")
+        console.print(
+            f"Current state:  curl -s '{settings.elasticsearch_url}/"
+            f"{settings.elasticsearch_orders_index}/_search?pretty'"
+        )
+        console.print(
+            f"State events:   curl -s '{settings.elasticsearch_url}/"
+            f"{settings.elasticsearch_events_index}/_search?q=state:Enviado&pretty'"
+        )
+        console.print(f"Logs: {logs}")
+        if keep_running is None:
+            keep_running = sys.stdin.isatty()
+        if keep_running:
+            console.print(f"Producer at {env['PRODUCER_ADDRESS']}. Everything runs until Ctrl-C.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(1)
+        if done != len(ids):
+            raise SystemExit(1)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(20)
+        stack.down()
+        console.print("stopped producer, consumer and the embedded stack")
