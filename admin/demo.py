@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import grpc
@@ -20,12 +19,10 @@ from rich.table import Table
 
 from admin import setup
 from admin.stack import EmbeddedStack, StackPorts, free_port
+from client.orders import random_requests
 from pedidos.config import load_settings
-from pedidos.domain.catalogue import random_order
-from pedidos.domain.order import OrderDetails
 from pedidos.domain.states import ALL_STATES
-from pedidos.proto_mapping import details_to_proto
-from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from pedidos.v1 import orders_pb2_grpc
 
 console = Console()
 
@@ -53,28 +50,12 @@ def _wait_healthy(address: str, timeout: float = 30) -> None:
 
 
 def _send(address: str, count: int, email: str) -> list[tuple[str, str]]:
-    rng = random.Random()
     sent = []
     with grpc.insecure_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
-        for _ in range(count):
-            drawn = random_order(rng)
-            details = OrderDetails.create(
-                product_name=drawn.product_name,
-                price_minor=drawn.price_clp,
-                currency="CLP",
-                payment_gateway=drawn.payment_gateway,
-                card_brand=drawn.card_brand,
-                bank=drawn.bank,
-                shipping_region=drawn.shipping_region,
-                shipping_address=drawn.shipping_address,
-                customer_email=email,
-            )
-            request = orders_pb2.CreateOrderRequest(
-                order=details_to_proto(details), idempotency_key=str(uuid.uuid4())
-            )
+        for request in random_requests(count, email, random.Random()):
             reply = stub.CreateOrder(request, timeout=10)
-            sent.append((reply.order_id, drawn.product_name))
+            sent.append((reply.order_id, request.order.product_name))
     return sent
 
 

@@ -191,28 +191,17 @@ class ConsumerRunner:
             if not self._still_owned(tp, generation):
                 return  # partition moved to another consumer while we waited
             await self._workflow.enter(record.order, target, record.correlation_id)
-        except (PoisonRecord, IllegalTransition, PermanentIndexError) as exc:
-            log.error("record dead-lettered", extra={"source": source, "reason": str(exc)})
-            await self._dead_letters.send(
-                "record",
-                key,
-                raw or b"",
-                f"{exc.__class__.__name__}: {exc}",
-                source,
-                message.headers,
-            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # A bug must not stop the pipeline or lose the record: park it with the reason.
-            log.exception("unexpected error; record dead-lettered", extra={"source": source})
+            if isinstance(exc, PoisonRecord | IllegalTransition | PermanentIndexError):
+                log.error("record dead-lettered", extra={"source": source, "reason": str(exc)})
+            else:
+                # A bug must not stop the pipeline or lose the record: park it with the reason.
+                log.exception("unexpected error; record dead-lettered", extra={"source": source})
+            reason = f"{exc.__class__.__name__}: {exc}"
             await self._dead_letters.send(
-                "record",
-                key,
-                raw or b"",
-                f"{exc.__class__.__name__}: {exc}",
-                source,
-                message.headers,
+                "record", key, raw or b"", reason, source, message.headers
             )
         self._finish(tp, offset, generation)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -116,37 +117,43 @@ class OrderSearchIndex:
         )
         return [next(iter(item.values())) for item in response["items"]]
 
-    async def _write_events(self, docs: list[Doc]) -> list[None]:
-        pending = docs
-        delay = 0.1
-        while True:
+    async def _bulk_until_settled(
+        self, docs: list[Doc], action: Callable[[Doc], Doc], what: str
+    ) -> None:
+        """Bulk-write `docs`; retry the items ES could not take now, raise on refused ones.
+
+        409 counts as done for both callers: the document already exists (an event written by
+        an earlier attempt) or is already newer (a current-state document of a later state).
+        """
+        pending, delay = docs, 0.1
+        while pending:
             operations: list[Doc] = []
             for doc in pending:
-                operations.append(
-                    {
-                        "create": {
-                            "_index": self.events_index,
-                            "_id": event_id(doc["order_id"], doc["state"]),
-                        }
-                    }
-                )
-                operations.append(doc)
-            results = await self._bulk(operations, "bulk events")
+                operations += (action(doc), doc)
+            results = await self._bulk(operations, what)
             retry = []
             for doc, result in zip(pending, results, strict=True):
                 status = result.get("status", 500)
-                # 409: already written by an earlier attempt, which is what we wanted.
-                if status in (200, 201, 409):
-                    continue
                 if status in _RETRYABLE_STATUS:
                     retry.append(doc)
-                else:
-                    raise PermanentIndexError(f"event {doc['order_id']}: {result.get('error')}")
-            if not retry:
-                return [None] * len(docs)
+                elif status not in (200, 201, 409):
+                    raise PermanentIndexError(f"{what} {doc['order_id']}: {result.get('error')}")
             pending = retry
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            if pending:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _write_events(self, docs: list[Doc]) -> list[None]:
+        def create(doc: Doc) -> Doc:
+            return {
+                "create": {
+                    "_index": self.events_index,
+                    "_id": event_id(doc["order_id"], doc["state"]),
+                }
+            }
+
+        await self._bulk_until_settled(docs, create, "event")
+        return [None] * len(docs)
 
     async def _write_orders(self, docs: list[Doc]) -> list[None]:
         coalesced: dict[str, Doc] = {}
@@ -155,36 +162,18 @@ class OrderSearchIndex:
             coalesced[doc["order_id"]] = (
                 doc if previous is None else _merge_order_docs(previous, doc)
             )
-        pending = list(coalesced.values())
-        delay = 0.1
-        while pending:
-            operations: list[Doc] = []
-            for doc in pending:
-                # The state's position is the document's version: a late or duplicate write of
-                # an earlier state is refused (409) instead of moving the order backwards.
-                operations.append(
-                    {
-                        "index": {
-                            "_index": self.orders_index,
-                            "_id": doc["order_id"],
-                            "version": doc["state_index"] + 1,
-                            "version_type": "external_gte",
-                        }
-                    }
-                )
-                operations.append(doc)
-            results = await self._bulk(operations, "bulk orders")
-            retry = []
-            for doc, result in zip(pending, results, strict=True):
-                status = result.get("status", 500)
-                if status in (200, 201, 409):
-                    continue
-                if status in _RETRYABLE_STATUS:
-                    retry.append(doc)
-                else:
-                    raise PermanentIndexError(f"order {doc['order_id']}: {result.get('error')}")
-            pending = retry
-            if pending:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        def index_versioned(doc: Doc) -> Doc:
+            # The state's position is the document's version: a late or duplicate write of an
+            # earlier state is refused (409) instead of moving the order backwards.
+            return {
+                "index": {
+                    "_index": self.orders_index,
+                    "_id": doc["order_id"],
+                    "version": doc["state_index"] + 1,
+                    "version_type": "external_gte",
+                }
+            }
+
+        await self._bulk_until_settled(list(coalesced.values()), index_versioned, "order")
         return [None] * len(docs)
