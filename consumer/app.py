@@ -31,6 +31,7 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
         ssl=settings.smtp_ssl,
         timeout_s=settings.smtp_timeout_s,
         connections=settings.smtp_connections,
+        ca_file=settings.smtp_ca_file,
     )
 
 

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     smtp_from: str = "Pedidos <pedidos@example.com>"
+    # A CA bundle for servers with a private CA; the system's trust store otherwise.
+    smtp_ca_file: str | None = None
     smtp_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     smtp_connections: Annotated[int, Field(ge=1, le=64)] = 4
 
