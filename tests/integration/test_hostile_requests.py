@@ -114,9 +114,8 @@ def test_fuzzed_requests_are_rejected_cleanly_or_accepted_and_published(services
     }
     accepted = {detail for code, detail in outcomes if code == grpc.StatusCode.OK}
     rejected = [detail for code, detail in outcomes if code == grpc.StatusCode.INVALID_ARGUMENT]
-    assert len(rejected) > FUZZ_REQUESTS // 4 and len(accepted) > 100, (
-        "the fuzz must exercise both paths"
-    )
+    assert len(rejected) > FUZZ_REQUESTS // 4, "the fuzz must exercise the rejection path"
+    assert len(accepted) > 100, "the fuzz must exercise the acceptance path"
     # Every rejection names the field it is about.
     fields = {
         "product_name",
