@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,10 +31,17 @@ MAX_STAGE_WAIT_S = 60.0
 COMMIT_INTERVAL_S = 0.5
 
 
+# How long a revoke waits for steps that are already e-mailing/indexing on those partitions.
+REVOKE_WAIT_S = 15.0
+
+
 @dataclass
 class _Assignment:
     offsets: PartitionOffsets
     generation: int
+    # Steps past their stage delay, doing effects; a revoke waits for them to finish.
+    working: int = 0
+    revoking: bool = False
 
 
 class DeadLetters:
@@ -106,13 +114,27 @@ class ConsumerRunner:
         log.info("partitions assigned", extra={"partitions": [f"{t}-{p}" for t, p in partitions]})
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
+        # Steps still waiting out a stage delay are handed back; steps doing effects finish
+        # first, so the next owner never redoes a step that is half done here.
         with self._lock:
-            offsets = self._collect_commits(partitions)
             for tp in partitions:
-                self._assignments.pop(tp, None)
-        # Hand back what is finished; unfinished work is redone by the next owner, idempotently.
+                if tp in self._assignments:
+                    self._assignments[tp].revoking = True
+        deadline = time.monotonic() + REVOKE_WAIT_S
+        while True:
+            with self._lock:
+                busy = sum(a.working for tp in partitions if (a := self._assignments.get(tp)))
+                if busy == 0 or time.monotonic() > deadline:
+                    offsets = self._collect_commits(partitions)
+                    for tp in partitions:
+                        self._assignments.pop(tp, None)
+                    break
+            time.sleep(0.01)
         self._source.commit_now(offsets)
-        log.info("partitions revoked", extra={"partitions": [f"{t}-{p}" for t, p in partitions]})
+        log.info(
+            "partitions revoked",
+            extra={"partitions": [f"{t}-{p}" for t, p in partitions], "unfinished": busy},
+        )
 
     def _collect_commits(
         self, partitions: list[TopicPartition] | None = None
@@ -158,17 +180,31 @@ class ConsumerRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _still_owned(self, tp: TopicPartition, generation: int) -> bool:
+    def _start_work(self, tp: TopicPartition, generation: int) -> bool:
+        """Claim the right to do effects for a record; False if its partition is leaving."""
         with self._lock:
             assignment = self._assignments.get(tp)
-            return assignment is not None and assignment.generation == generation
+            if assignment is None or assignment.generation != generation or assignment.revoking:
+                return False
+            assignment.working += 1
+            return True
 
-    def _finish(self, tp: TopicPartition, offset: int, generation: int) -> None:
+    def _finish(
+        self, tp: TopicPartition, offset: int, generation: int, worked: bool = False
+    ) -> None:
         with self._lock:
             assignment = self._assignments.get(tp)
             if assignment is not None and assignment.generation == generation:
                 assignment.offsets.finish(offset)
+                if worked:
+                    assignment.working -= 1
         self.processed += 1
+
+    def _release(self, tp: TopicPartition, generation: int) -> None:
+        with self._lock:
+            assignment = self._assignments.get(tp)
+            if assignment is not None and assignment.generation == generation:
+                assignment.working -= 1
 
     async def _process(
         self, message: ConsumedRecord, tp: TopicPartition, offset: int, generation: int
@@ -176,6 +212,7 @@ class ConsumerRunner:
         source = f"{tp[0]}/{tp[1]}/{offset}"
         raw = message.value
         key = (message.key or b"").decode(errors="replace")
+        worked = False
         try:
             record = decode(raw, message.headers)
             if isinstance(record, OrderAccepted):
@@ -188,10 +225,13 @@ class ConsumerRunner:
             if due is not None:
                 wait = (due - utc_now()).total_seconds()
                 await asyncio.sleep(min(max(wait, 0.0), MAX_STAGE_WAIT_S))
-            if not self._still_owned(tp, generation):
-                return  # partition moved to another consumer while we waited
+            if not self._start_work(tp, generation):
+                return  # the partition is moving to another consumer; it redoes this record
+            worked = True
             await self._workflow.enter(record.order, target, record.correlation_id)
         except asyncio.CancelledError:
+            if worked:
+                self._release(tp, generation)
             raise
         except Exception as exc:
             if isinstance(exc, PoisonRecord | IllegalTransition | PermanentIndexError):
@@ -203,7 +243,7 @@ class ConsumerRunner:
             await self._dead_letters.send(
                 "record", key, raw or b"", reason, source, message.headers
             )
-        self._finish(tp, offset, generation)
+        self._finish(tp, offset, generation, worked)
 
     async def _commit_periodically(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -78,6 +78,7 @@ class OrderWorkflow:
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = utc_now,
         remembered_steps: int = 200_000,
+        unrecorded_sends: int = 4,
     ) -> None:
         self._mailer = mailer
         self._index = index
@@ -91,6 +92,9 @@ class OrderWorkflow:
         # Steps this process completed: a duplicate trigger is skipped without a lookup.
         self._completed: LRUCache[tuple[str, OrderState], bool] = LRUCache(remembered_steps)
         self._running: dict[tuple[str, OrderState], asyncio.Future[None]] = {}
+        # A slot is held from the SMTP send until its ledger entry is stored, so a crash can
+        # repeat at most this many e-mails (those accepted by the server but not yet recorded).
+        self._send_slots = asyncio.Semaphore(unrecorded_sends)
 
     async def enter(self, order: Order, state: OrderState, correlation_id: str) -> None:
         """Move `order` (as last recorded) into `state` with all effects, exactly once in effect."""
@@ -153,25 +157,26 @@ class OrderWorkflow:
     async def _notify_and_record(self, order: Order, state: OrderState, correlation_id: str) -> str:
         message = self._renderer.render(order, state, order.reached[state])
         status, error = EMAIL_SENT, None
-        try:
-            await self._backoff.retry_forever(
-                "sending e-mail", lambda: self._mailer.send_async(message)
+        async with self._send_slots:
+            try:
+                await self._backoff.retry_forever(
+                    "sending e-mail", lambda: self._mailer.send_async(message)
+                )
+            except PermanentMailError as exc:
+                status, error = EMAIL_REJECTED, str(exc)
+                log.error(
+                    "e-mail rejected permanently; dead-lettered",
+                    extra={"order_id": order.order_id, "state": state.value, "reason": error},
+                )
+                await self._dead_letter("notification", order.order_id, message.data, error)
+            await self._index.write_event(
+                event_document(
+                    order,
+                    state,
+                    email_status=status,
+                    email_message_id=message.message_id,
+                    email_error=error,
+                    correlation_id=correlation_id,
+                )
             )
-        except PermanentMailError as exc:
-            status, error = EMAIL_REJECTED, str(exc)
-            log.error(
-                "e-mail rejected permanently; dead-lettered",
-                extra={"order_id": order.order_id, "state": state.value, "reason": error},
-            )
-            await self._dead_letter("notification", order.order_id, message.data, error)
-        await self._index.write_event(
-            event_document(
-                order,
-                state,
-                email_status=status,
-                email_message_id=message.message_id,
-                email_error=error,
-                correlation_id=correlation_id,
-            )
-        )
         return status

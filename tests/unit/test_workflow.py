@@ -45,16 +45,24 @@ class FakeMailer:
 
 
 class FakeIndex:
-    def __init__(self) -> None:
+    def __init__(self, write_delay_s: float = 0.0) -> None:
         self.events: dict[str, dict[str, Any]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
+        self.write_delay_s = write_delay_s
 
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
         return done(self.events.get(f"{order_id}:{state}"))
 
     def write_event(self, doc: dict[str, Any]) -> asyncio.Future[None]:
-        self.events.setdefault(f"{doc['order_id']}:{doc['state']}", doc)
-        return done()
+        if not self.write_delay_s:
+            self.events.setdefault(f"{doc['order_id']}:{doc['state']}", doc)
+            return done()
+
+        async def slow() -> None:
+            await asyncio.sleep(self.write_delay_s)
+            self.events.setdefault(f"{doc['order_id']}:{doc['state']}", doc)
+
+        return asyncio.ensure_future(slow())
 
     def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]:
         self.orders[doc["order_id"]] = doc
@@ -73,7 +81,12 @@ class FakePublisher:
 
 
 class Harness:
-    def __init__(self, mailer: FakeMailer | None = None, index: FakeIndex | None = None) -> None:
+    def __init__(
+        self,
+        mailer: FakeMailer | None = None,
+        index: FakeIndex | None = None,
+        unrecorded_sends: int = 4,
+    ) -> None:
         self.mailer = mailer or FakeMailer()
         self.index = index or FakeIndex()
         self.publisher = FakePublisher()
@@ -92,6 +105,7 @@ class Harness:
             dead_letter=dead_letter,
             backoff=Backoff(initial_s=0.001, max_s=0.002),
             clock=lambda: T0,
+            unrecorded_sends=unrecorded_sends,
         )
 
     def states_published(self) -> list[StateReached]:
@@ -176,3 +190,29 @@ def test_the_final_state_has_no_stage_delay() -> None:
     (record,) = harness.states_published()
     assert record.state is OrderState.FINALIZADO
     assert record.stage_ends_at == T0
+
+
+def test_sent_but_unrecorded_emails_never_exceed_the_limit() -> None:
+    """What a crash can duplicate is bounded: sends wait for earlier sends to be recorded."""
+    index = FakeIndex(write_delay_s=0.02)
+    harness = Harness(index=index, unrecorded_sends=2)
+    worst = 0
+    original_send = harness.mailer.send_async
+
+    async def observing_send(message: OutgoingEmail) -> None:
+        nonlocal worst
+        await original_send(message)
+        recorded = len(index.events)
+        worst = max(worst, len(harness.mailer.sent) - recorded)
+
+    harness.mailer.send_async = observing_send  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        orders = [Order(f"00000000-0000-4000-8000-{i:012d}", make_details(), T0) for i in range(20)]
+        await asyncio.gather(
+            *(harness.workflow.enter(o, OrderState.PROCESANDO, "c") for o in orders)
+        )
+
+    asyncio.run(scenario())
+    assert len(harness.mailer.sent) == 20
+    assert worst == 2
