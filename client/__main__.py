@@ -8,6 +8,7 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 
+import grpc
 from rich.console import Console
 
 from client.orders import DEFAULT_CUSTOMER_EMAIL, InvalidEmail, check_email, random_requests
@@ -15,7 +16,12 @@ from client.progress import progress_for
 from client.prompts import ask_batch, stream_io
 from client.report import render_summary, summary_as_json
 from client.sender import DEFAULT_RETRIES, ProducerUnreachable, send_to_producer
+from client.tracking import connected, follow_orders, get_order, problem, watch_order
+from client.views import FollowView, describe_change, render_order
 from pedidos.config import ConfigError, Settings, load_settings
+from pedidos.domain.order import InvalidOrder, validate_order_id
+from pedidos.domain.states import OrderState
+from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -23,6 +29,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 1000
+DEFAULT_FOLLOW_CONCURRENCY = 200
+FOLLOW_REFRESH_S = 0.25
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -39,6 +47,15 @@ def _int_at_least(minimum: int, text: str) -> int:
 
 def _positive_int(text: str) -> int:
     return _int_at_least(1, text)
+
+
+def _order_id(text: str) -> str:
+    try:
+        return validate_order_id(text.strip())
+    except InvalidOrder:
+        raise argparse.ArgumentTypeError(
+            f"«{text}» no es un id de pedido válido (se espera un UUID)"
+        ) from None
 
 
 def _concurrency(text: str) -> int:
@@ -77,14 +94,7 @@ def _add_send_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"llamadas simultáneas como máximo (predeterminado: {DEFAULT_CONCURRENCY})",
     )
     parser.add_argument("--seed", type=int, help="semilla para generar siempre los mismos pedidos")
-    parser.add_argument(
-        "--address", help="HOST:PUERTO del productor (predeterminado: PRODUCER_ADDRESS)"
-    )
-    parser.add_argument(
-        "--deadline",
-        type=_positive_seconds,
-        help="plazo de cada llamada en segundos (GRPC_DEADLINE_S)",
-    )
+    _add_connection_arguments(parser)
     parser.add_argument(
         "--retries",
         type=_non_negative_int,
@@ -94,6 +104,29 @@ def _add_send_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="resumen e ids aceptados en JSON por stdout"
     )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="tras enviar, mostrar en vivo cómo avanzan los pedidos hasta «Finalizado»",
+    )
+    parser.add_argument(
+        "--follow-concurrency",
+        type=_concurrency,
+        default=DEFAULT_FOLLOW_CONCURRENCY,
+        help="pedidos seguidos a la vez con --follow "
+        f"(predeterminado: {DEFAULT_FOLLOW_CONCURRENCY})",
+    )
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", help="HOST:PUERTO del productor (predeterminado: PRODUCER_ADDRESS)"
+    )
+    parser.add_argument(
+        "--deadline",
+        type=_positive_seconds,
+        help="plazo de cada llamada en segundos (GRPC_DEADLINE_S)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,11 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pedidos-client", description="Envía pedidos aleatorios del catálogo al productor."
     )
     # Sending a batch is the default command, so `--count 5 --email a@b.cl --yes` keeps working
-    # when `status ORDER_ID` / `watch ORDER_ID` arrive as parser.add_subparsers(dest="command")
-    # entries, each with its own set_defaults(handler=...).
+    # beside `status ORDER_ID` and `watch ORDER_ID`.
     _add_send_arguments(parser)
     parser.set_defaults(handler=send_command)
+    commands = parser.add_subparsers(dest="command", title="comandos", metavar="COMANDO")
+    status = commands.add_parser(
+        "status", help="muestra el estado, sus fechas y el detalle de un pedido"
+    )
+    status.add_argument("order_id", type=_order_id, help="id del pedido (UUID)")
+    _add_connection_arguments(status)
+    status.set_defaults(handler=status_command)
+    watch = commands.add_parser(
+        "watch", help="muestra cada cambio de estado de un pedido hasta «Finalizado»"
+    )
+    watch.add_argument("order_id", type=_order_id, help="id del pedido (UUID)")
+    _add_connection_arguments(watch)
+    watch.set_defaults(handler=watch_command)
     return parser
+
+
+def _address_and_deadline(args: argparse.Namespace, settings: Settings) -> tuple[str, float]:
+    address = args.address or settings.producer_address
+    deadline_s = args.deadline if args.deadline is not None else settings.grpc_deadline_s
+    return address, deadline_s
 
 
 def send_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -132,8 +183,7 @@ def send_command(args: argparse.Namespace, settings: Settings) -> int:
 
     console = Console(highlight=False)
     requests = random_requests(batch.count, batch.email, random.Random(args.seed))
-    address = args.address or settings.producer_address
-    deadline_s = args.deadline if args.deadline is not None else settings.grpc_deadline_s
+    address, deadline_s = _address_and_deadline(args, settings)
     display = progress_for(console, batch.count, quiet=args.json)
     try:
         with display:
@@ -155,7 +205,108 @@ def send_command(args: argparse.Namespace, settings: Settings) -> int:
         print(summary_as_json(report))
     else:
         render_summary(report, console)
-    return EXIT_OK if report.all_accepted else EXIT_FAILURES
+    outcome = EXIT_OK if report.all_accepted else EXIT_FAILURES
+    if args.follow and report.order_ids:
+        # With --json, stdout carries only the JSON document.
+        view_console = Console(highlight=False, stderr=True) if args.json else console
+        followed = _follow(
+            address, deadline_s, report.order_ids, args.follow_concurrency, view_console
+        )
+        outcome = max(outcome, followed)
+    return outcome
+
+
+def _follow(
+    address: str, deadline_s: float, order_ids: list[str], concurrency: int, console: Console
+) -> int:
+    view = FollowView(console, order_ids)
+
+    async def run() -> int:
+        async with connected(address, deadline_s) as channel:
+            stub = orders_pb2_grpc.OrderServiceStub(channel)
+            following = asyncio.create_task(
+                follow_orders(stub, order_ids, concurrency, on_change=view)
+            )
+            while not following.done():
+                view.refresh()
+                await asyncio.wait({following}, timeout=FOLLOW_REFRESH_S)
+            failures = following.result()
+        for failure in failures:
+            console.print(
+                f"No se pudo seguir el pedido {failure.order_id} "
+                f"({failure.code.name}: {failure.message})",
+                markup=False,
+            )
+        return EXIT_FAILURES if failures else EXIT_OK
+
+    try:
+        with view:
+            code = asyncio.run(run())
+    except ProducerUnreachable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILURES
+    if code == EXIT_OK:
+        console.print(
+            "El pedido llegó a «Finalizado»."
+            if len(order_ids) == 1
+            else f"Los {len(order_ids)} pedidos llegaron a «Finalizado»."
+        )
+    return code
+
+
+def status_command(args: argparse.Namespace, settings: Settings) -> int:
+    address, deadline_s = _address_and_deadline(args, settings)
+
+    async def fetch() -> orders_pb2.Order:
+        async with connected(address, deadline_s) as channel:
+            return await get_order(
+                orders_pb2_grpc.OrderServiceStub(channel), args.order_id, deadline_s
+            )
+
+    try:
+        order = asyncio.run(fetch())
+    except ProducerUnreachable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILURES
+    except grpc.aio.AioRpcError as exc:
+        print(problem(exc, args.order_id), file=sys.stderr)
+        return EXIT_FAILURES
+    render_order(order, Console(highlight=False))
+    return EXIT_OK
+
+
+def watch_command(args: argparse.Namespace, settings: Settings) -> int:
+    address, deadline_s = _address_and_deadline(args, settings)
+    console = Console(highlight=False)
+
+    async def run() -> OrderState | None:
+        last: OrderState | None = None
+        async with connected(address, deadline_s) as channel:
+            console.print(
+                f"Siguiendo el pedido {args.order_id} (Ctrl-C para salir)",
+                markup=False,
+                soft_wrap=True,
+            )
+            async for change in watch_order(
+                orders_pb2_grpc.OrderServiceStub(channel), args.order_id
+            ):
+                console.print(describe_change(change), markup=False, soft_wrap=True)
+                last = change.state
+        return last
+
+    try:
+        last = asyncio.run(run())
+    except ProducerUnreachable as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILURES
+    except grpc.aio.AioRpcError as exc:
+        print(problem(exc, args.order_id), file=sys.stderr)
+        return EXIT_FAILURES
+    if last is None or not last.is_final:
+        print("El seguimiento terminó antes de «Finalizado».", file=sys.stderr)
+        return EXIT_FAILURES
+    console.print("El pedido llegó a «Finalizado».")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from pedidos.adapters import search_index
 from pedidos.adapters.kafka_publisher import KafkaPublisher, producer_config
+from pedidos.adapters.order_lookup import OrderLookup
+from pedidos.adapters.state_feed import KafkaStateFeed, StateProgress, feed_config
 from pedidos.config import Settings
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from producer.intake import OrderIntake
 from producer.service import OrderService
+from producer.tracking import OrderTracking, StateFanout
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +28,52 @@ SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 SHUTDOWN_GRACE_S = 10.0
 
 
+@dataclass
+class Tracking:
+    """What GetOrder/WatchOrder need: the index lookup, and the state feed and its fan-out."""
+
+    lookup: OrderLookup
+    fanout: StateFanout
+    feed: KafkaStateFeed
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tracking:
+        lookup = OrderLookup(search_client(settings), settings.elasticsearch_orders_index)
+        fanout = StateFanout()
+        loop = asyncio.get_running_loop()
+
+        def deliver(batch: list[StateProgress]) -> None:
+            # Called on the feed thread; the fan-out lives on the event loop.
+            with contextlib.suppress(RuntimeError):  # the loop closed: shutting down
+                loop.call_soon_threadsafe(fanout.publish, batch)
+
+        feed = KafkaStateFeed(
+            feed_config(settings.kafka_bootstrap_servers, settings.kafka_session_timeout_ms),
+            settings.pedidos_states_topic,
+            deliver,
+        )
+        return cls(lookup, fanout, feed)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.feed.close)
+        await self.lookup.close()
+
+
+def search_client(settings: Settings) -> search_index.AsyncElasticsearch:
+    return search_index.connect(
+        settings.elasticsearch_url,
+        api_key=settings.elasticsearch_api_key.get_secret_value()
+        if settings.elasticsearch_api_key
+        else None,
+        username=settings.elasticsearch_username,
+        password=settings.elasticsearch_password.get_secret_value()
+        if settings.elasticsearch_password
+        else None,
+    )
+
+
 def build_server(
-    settings: Settings, publisher: KafkaPublisher
+    settings: Settings, publisher: KafkaPublisher, tracking: Tracking
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     server = grpc.aio.server(
         options=[
@@ -30,9 +81,13 @@ def build_server(
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
         ]
     )
-    orders_pb2_grpc.add_OrderServiceServicer_to_server(
-        OrderService(publisher, settings.pedidos_topic, settings.grpc_deadline_s), server
+    service = OrderService(
+        OrderIntake(publisher, settings.pedidos_topic),
+        settings.grpc_deadline_s,
+        OrderTracking(tracking.lookup, tracking.fanout),
+        tracking.fanout,
     )
+    orders_pb2_grpc.add_OrderServiceServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -53,7 +108,10 @@ async def serve(settings: Settings) -> None:
             settings.kafka_bootstrap_servers, "pedidos-producer", settings.grpc_deadline_s
         )
     )
-    server, health_servicer = build_server(settings, publisher)
+    tracking = Tracking.from_settings(settings)
+    # Before the first call: the feed covers every change from its start time on.
+    tracking.feed.start()
+    server, health_servicer = build_server(settings, publisher, tracking)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -67,7 +125,10 @@ async def serve(settings: Settings) -> None:
 
     log.info("producer stopping: draining in-flight calls")
     await health_servicer.enter_graceful_shutdown()
+    # Watches last as long as an order's walk: end them now (UNAVAILABLE, "watch again").
+    tracking.fanout.close()
     # Refuses new calls at once, lets in-flight ones (each bounded by its deadline) finish.
     await server.stop(SHUTDOWN_GRACE_S)
     undelivered = await asyncio.to_thread(publisher.close, SHUTDOWN_GRACE_S)
+    await tracking.close()
     log.info("producer stopped", extra={"undelivered": undelivered})

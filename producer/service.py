@@ -1,76 +1,53 @@
-"""OrderService.CreateOrder: validate, publish to `Pedidos`, answer after Kafka's ack."""
+"""OrderService: CreateOrder and the CreateOrders stream publish to `Pedidos` and answer after
+Kafka's ack; GetOrder and WatchOrder track an order through its states."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import logging
-import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from functools import partial
 
 import grpc
-from cachetools import TTLCache
 
-from pedidos.adapters.kafka_publisher import KafkaPublisher, PublishError
-from pedidos.domain.order import (
-    InvalidOrder,
-    Order,
-    OrderDetails,
-    new_order_id,
-    utc_now,
-    validate_idempotency_key,
-)
-from pedidos.domain.states import FIRST_STATE
+from pedidos.adapters.kafka_publisher import PublishError
 from pedidos.logs import mask_email
-from pedidos.proto_mapping import details_from_proto, state_to_proto, timestamp
-from pedidos.records import ORDER_SCHEMA, encode_order_accepted, headers_for
+from pedidos.proto_mapping import order_to_proto, state_change_to_proto
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from producer.intake import Accepted, OrderIntake, OrderRejected, correlation_id, not_acknowledged
+from producer.tracking import OrderTracking, StateFanout, TrackingError, checked_order_id
 
 log = logging.getLogger(__name__)
 
-# How long a key is remembered by one producer process; see the README's idempotency notes.
-IDEMPOTENCY_TTL_S = 24 * 3600
-IDEMPOTENCY_MAX_KEYS = 100_000
-
-
-class _Accepted:
-    """One order as published (or being published) by this process, shared by its retries."""
-
-    def __init__(self, order: Order, fingerprint: str, delivery: asyncio.Future[object]) -> None:
-        self.order = order
-        self.fingerprint = fingerprint
-        self.delivery = delivery
-
-
-def _fingerprint(details: OrderDetails) -> str:
-    return hashlib.sha256(repr(details).encode()).hexdigest()
+# Orders of one CreateOrders stream waiting for Kafka's ack; past it the stream is not read, so
+# gRPC flow control slows the client down.
+BULK_MAX_IN_FLIGHT = 20_000
 
 
 class OrderService(orders_pb2_grpc.OrderServiceServicer):
-    def __init__(self, publisher: KafkaPublisher, topic: str, publish_timeout_s: float) -> None:
-        self._publisher = publisher
-        self._topic = topic
+    def __init__(
+        self,
+        intake: OrderIntake,
+        publish_timeout_s: float,
+        tracking: OrderTracking,
+        fanout: StateFanout,
+    ) -> None:
+        self._intake = intake
         self._publish_timeout_s = publish_timeout_s
-        self._recent: TTLCache[str, _Accepted] = TTLCache(IDEMPOTENCY_MAX_KEYS, IDEMPOTENCY_TTL_S)
+        self._tracking = tracking
+        self._fanout = fanout
 
+    # -- intake --------------------------------------------------------------------------------
     async def CreateOrder(
         self, request: orders_pb2.CreateOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.CreateOrderResponse:
+        correlation = correlation_id(context.invocation_metadata())
         try:
-            details = details_from_proto(request.order)
-            key = (
-                validate_idempotency_key(request.idempotency_key)
-                if request.idempotency_key
-                else None
-            )
-        except InvalidOrder as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        correlation_id = _correlation_id(context)
-        accepted = self._accept(details, key, correlation_id)
-        if accepted.fingerprint != _fingerprint(details):
-            await context.abort(
-                grpc.StatusCode.ALREADY_EXISTS,
-                "idempotency_key was already used for a different order",
-            )
+            accepted = self._intake.submit(request, correlation)
+        except OrderRejected as exc:
+            await context.abort(exc.code, exc.message)
         remaining = context.time_remaining()
         timeout = (
             self._publish_timeout_s
@@ -82,58 +59,141 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
                 asyncio.shield(accepted.delivery), timeout=max(timeout - 0.05, 0.01)
             )
         except (TimeoutError, PublishError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
-            log.warning(
-                "order not acknowledged by Kafka",
-                extra={"order_id": accepted.order.order_id, "reason": reason},
-            )
             await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"Kafka did not acknowledge the order ({reason}); "
-                "retry with the same idempotency_key",
+                grpc.StatusCode.UNAVAILABLE, not_acknowledged(accepted.order.order_id, exc)
             )
         log.info(
             "order accepted",
             extra={
                 "order_id": accepted.order.order_id,
-                "customer": mask_email(details.customer_email),
-                "correlation_id": correlation_id,
+                "customer": mask_email(accepted.order.details.customer_email),
+                "correlation_id": correlation,
             },
         )
-        return orders_pb2.CreateOrderResponse(
-            order_id=accepted.order.order_id,
-            state=state_to_proto(FIRST_STATE),
-            accepted_at=timestamp(accepted.order.accepted_at),
+        return accepted.answer()
+
+    async def CreateOrders(
+        self,
+        request_iterator: AsyncIterator[orders_pb2.CreateOrderRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        """Reads orders while earlier ones wait for their ack; each result is written as soon as
+        its order is settled, so results come in ack order, matched by `index`."""
+        correlation = correlation_id(context.invocation_metadata())
+        ready: deque[orders_pb2.CreateOrderResult] = deque()
+        wake = asyncio.Event()
+        room = asyncio.Event()
+        state = _BulkState()
+
+        def settled(index: int, accepted: Accepted, delivery: asyncio.Future[object]) -> None:
+            state.in_flight -= 1
+            ready.append(_settled_result(index, accepted, delivery))
+            wake.set()
+            if state.in_flight < BULK_MAX_IN_FLIGHT:
+                room.set()
+
+        async def read() -> None:
+            index = 0
+            intake = self._intake
+            async for request in request_iterator:
+                try:
+                    accepted = intake.submit(request, correlation)
+                except OrderRejected as exc:
+                    ready.append(
+                        orders_pb2.CreateOrderResult(
+                            index=index,
+                            error=orders_pb2.OrderError(
+                                code=exc.code.value[0], message=exc.message
+                            ),
+                        )
+                    )
+                    wake.set()
+                else:
+                    state.in_flight += 1
+                    accepted.delivery.add_done_callback(partial(settled, index, accepted))
+                    if state.in_flight >= BULK_MAX_IN_FLIGHT:
+                        room.clear()
+                        await room.wait()
+                index += 1
+            state.received = index
+
+        reader = asyncio.create_task(read())
+        reader.add_done_callback(lambda _: wake.set())
+        written = 0
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                while ready:
+                    await context.write(ready.popleft())
+                    written += 1
+                if reader.done():
+                    reader.result()  # a broken request stream ends the call with its error
+                    if state.in_flight == 0 and not ready:
+                        break
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        log.info(
+            "order stream done",
+            extra={"orders": state.received, "results": written, "correlation_id": correlation},
         )
 
-    def _accept(self, details: OrderDetails, key: str | None, correlation_id: str) -> _Accepted:
-        order_id = new_order_id(details.customer_email, key)
-        if key is not None:
-            known = self._recent.get(order_id)
-            # Reuse a publish that succeeded or is still in flight; a failed one is retried.
-            if known is not None and not (known.delivery.done() and known.delivery.exception()):
-                return known
-        order = Order(order_id=order_id, details=details, accepted_at=utc_now())
-        delivery = self._publisher.publish(
-            self._topic,
-            key=order_id,
-            value=encode_order_accepted(order),
-            headers=headers_for(ORDER_SCHEMA, correlation_id),
-        )
-        # Nobody may be awaiting it when it fails; keep asyncio from warning about that.
-        delivery.add_done_callback(lambda f: f.exception())
-        accepted = _Accepted(order, _fingerprint(details), delivery)  # type: ignore[arg-type]
-        if key is not None:
-            self._recent[order_id] = accepted
-        return accepted
+    # -- tracking ------------------------------------------------------------------------------
+    async def GetOrder(
+        self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.Order:
+        try:
+            order = await self._tracking.get(request.order_id, context.time_remaining())
+        except TrackingError as exc:
+            await context.abort(exc.code, exc.message)
+        return order_to_proto(order)
+
+    async def WatchOrder(
+        self, request: orders_pb2.WatchOrderRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orders_pb2.OrderStateChange]:
+        outcome = "cancelled"
+        try:
+            order_id = checked_order_id(request.order_id)
+            async with contextlib.aclosing(
+                self._tracking.watch(order_id, context.time_remaining)
+            ) as changes:
+                async for state, at in changes:
+                    yield state_change_to_proto(order_id, state, at)
+            outcome = "finished"
+        except TrackingError as exc:
+            outcome = exc.code.name
+            await context.abort(exc.code, exc.message)
+        finally:
+            log.info(
+                "watch ended",
+                extra={
+                    "order_id": request.order_id,
+                    "outcome": outcome,
+                    "watchers": self._fanout.watchers,
+                },
+            )
 
 
-def _correlation_id(context: grpc.aio.ServicerContext) -> str:
-    for item in context.invocation_metadata() or ():
-        if (
-            item.key == "x-correlation-id"
-            and isinstance(item.value, str)
-            and 0 < len(item.value) <= 128
-        ):
-            return item.value
-    return str(uuid.uuid4())
+class _BulkState:
+    __slots__ = ("in_flight", "received")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.received = 0
+
+
+def _settled_result(
+    index: int, accepted: Accepted, delivery: asyncio.Future[object]
+) -> orders_pb2.CreateOrderResult:
+    error = delivery.exception() if not delivery.cancelled() else TimeoutError()
+    if error is None:
+        return orders_pb2.CreateOrderResult(index=index, accepted=accepted.answer())
+    return orders_pb2.CreateOrderResult(
+        index=index,
+        error=orders_pb2.OrderError(
+            code=grpc.StatusCode.UNAVAILABLE.value[0],
+            message=not_acknowledged(accepted.order.order_id, error),
+        ),
+    )

@@ -53,6 +53,7 @@ START_MARGIN_S = 30.0
 FETCH_BATCH = 500
 POLL_TIMEOUT_S = 0.2
 OFFSETS_TIMEOUT_S = 10.0
+WARN_EVERY_S = 10.0
 
 Walk = tuple[tuple[OrderState, datetime], ...]
 
@@ -141,13 +142,22 @@ class KafkaStateFeed:
         self.start_ms = int((clock() - start_margin_s) * 1000)
         # Next offset per partition; touched only on the feed thread.
         self._positions: dict[tuple[str, int], int] = {}
+        self._warned: dict[str, float] = {}
         self._stop = threading.Event()
         self.assigned = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-state-feed", daemon=True)
 
-    @staticmethod
-    def _on_error(error: KafkaError) -> None:
-        log.warning("kafka state feed: %s", error.str())
+    def _on_error(self, error: KafkaError) -> None:
+        self._warn(error.str())
+
+    def _warn(self, text: str) -> None:
+        # librdkafka repeats a connection error many times a second while the broker is down.
+        now = time.monotonic()
+        if now - self._warned.get(text, -WARN_EVERY_S) >= WARN_EVERY_S:
+            if len(self._warned) > 100:
+                self._warned.clear()
+            self._warned[text] = now
+            log.warning("kafka state feed: %s", text)
 
     def start(self) -> None:
         self._thread.start()
@@ -185,7 +195,7 @@ class KafkaStateFeed:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka state feed: %s", error.str())
+                    self._warn(error.str())
                 continue
             offset = message.offset()
             if offset is not None:

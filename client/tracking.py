@@ -1,0 +1,158 @@
+"""GetOrder and WatchOrder from the client: an order's status, its changes, many followed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import grpc
+
+from client.sender import ProducerUnreachable
+from pedidos.domain.states import OrderState
+from pedidos.proto_mapping import datetime_from_timestamp, state_from_proto
+from pedidos.v1 import orders_pb2, orders_pb2_grpc
+
+# A watch that broke (producer restarting, order not consumed yet) is opened again; after this
+# many failures in a row without progress the order is given up.
+MAX_FAILURES_WITHOUT_PROGRESS = 20
+RETRYABLE_WATCH_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.NOT_FOUND,  # accepted, but the consumer has not started its walk yet
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    order_id: str
+    state: OrderState
+    reached_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WatchFailure:
+    """Following `order_id` was given up; the order itself may well be fine."""
+
+    order_id: str
+    code: grpc.StatusCode
+    message: str
+
+
+def change_from_proto(message: orders_pb2.OrderStateChange) -> Change | None:
+    state = state_from_proto(message.state)
+    if state is None:
+        return None
+    return Change(message.order_id, state, datetime_from_timestamp(message.reached_at))
+
+
+async def get_order(
+    stub: orders_pb2_grpc.OrderServiceStub, order_id: str, deadline_s: float
+) -> orders_pb2.Order:
+    """The order as the producer knows it; raises grpc.aio.AioRpcError."""
+    return await stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=deadline_s)
+
+
+async def watch_order(
+    stub: orders_pb2_grpc.OrderServiceStub, order_id: str, timeout_s: float | None = None
+) -> AsyncIterator[Change]:
+    """The current state, then each change; ends after Finalizado. Raises grpc.aio.AioRpcError."""
+    call = stub.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order_id), timeout=timeout_s)
+    try:
+        async for message in call:
+            change = change_from_proto(message)
+            if change is not None:
+                yield change
+    finally:
+        call.cancel()
+
+
+async def follow_order(
+    stub: orders_pb2_grpc.OrderServiceStub,
+    order_id: str,
+    on_change: Callable[[Change], None],
+    *,
+    rng: random.Random | None = None,
+    max_failures: int = MAX_FAILURES_WITHOUT_PROGRESS,
+    pause_s: float = 0.2,
+) -> WatchFailure | None:
+    """Watch until Finalizado, opening the watch again when it breaks; None when finalized."""
+    rng = rng or random.Random()
+    failures = 0
+    position = -1
+    while True:
+        try:
+            async for change in watch_order(stub, order_id):
+                if change.state.position > position:
+                    position = change.state.position
+                    failures = 0
+                    on_change(change)
+            if position >= OrderState.FINALIZADO.position:
+                return None
+            code, message = grpc.StatusCode.UNAVAILABLE, "the watch ended early"
+        except grpc.aio.AioRpcError as exc:
+            code, message = exc.code(), exc.details() or ""
+            if code not in RETRYABLE_WATCH_CODES:
+                return WatchFailure(order_id, code, message)
+        failures += 1
+        if failures >= max_failures:
+            return WatchFailure(order_id, code, message)
+        # Exponential backoff with jitter, capped at 5 s.
+        await asyncio.sleep(rng.uniform(pause_s, max(pause_s, min(5.0, pause_s * 2**failures))))
+
+
+async def follow_orders(
+    stub: orders_pb2_grpc.OrderServiceStub,
+    order_ids: Iterable[str],
+    concurrency: int,
+    on_change: Callable[[Change], None],
+    *,
+    pause_s: float = 0.2,
+) -> list[WatchFailure]:
+    """Follow every order to Finalizado with at most `concurrency` watches open at once."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    pending = iter(order_ids)
+    failures: list[WatchFailure] = []
+
+    async def worker() -> None:
+        for order_id in pending:
+            failure = await follow_order(stub, order_id, on_change, pause_s=pause_s)
+            if failure is not None:
+                failures.append(failure)
+
+    async with asyncio.TaskGroup() as workers:
+        for _ in range(concurrency):
+            workers.create_task(worker())
+    return failures
+
+
+@contextlib.asynccontextmanager
+async def connected(address: str, timeout_s: float) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel to the producer; ProducerUnreachable if it cannot connect within `timeout_s`."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            await asyncio.wait_for(channel.channel_ready(), timeout=timeout_s)
+        except TimeoutError:
+            raise ProducerUnreachable(address, timeout_s) from None
+        yield channel
+
+
+def problem(exc: grpc.aio.AioRpcError, order_id: str) -> str:
+    """What a failed GetOrder/WatchOrder means, for the user."""
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return f"No existe el pedido {order_id}."
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return f"«{order_id}» no es un id de pedido válido ({details})."
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"El servicio no está disponible ({details}). Inténtalo de nuevo en unos segundos."
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "El productor no respondió a tiempo."
+    return f"Error {code.name}: {details}"

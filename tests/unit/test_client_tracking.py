@@ -1,0 +1,261 @@
+"""The client's status/watch/--follow over real gRPC against a fake OrderService: retries of a
+broken watch, bounded concurrency, and what is shown (in Spanish)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from rich.console import Console
+
+from admin.stack import free_port
+from client.__main__ import build_parser, main, send_command, status_command, watch_command
+from client.tracking import Change, follow_order, follow_orders
+from client.views import FollowView, render_order
+from pedidos.domain.order import Order
+from pedidos.domain.states import ALL_STATES, OrderState
+from pedidos.proto_mapping import order_to_proto, state_to_proto, timestamp
+from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from tests.unit.factories import make_details
+from tests.unit.test_client_sender import ProducerThread
+
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FINE, FLAKY, LATE, GONE, NEVER = "fine", "flaky", "late", "gone", "never"
+
+
+def stamp(position: int) -> datetime:
+    return START + timedelta(seconds=position + 1)
+
+
+def change(order_id: str, state: OrderState) -> orders_pb2.OrderStateChange:
+    return orders_pb2.OrderStateChange(
+        order_id=order_id, state=state_to_proto(state), reached_at=timestamp(stamp(state.position))
+    )
+
+
+class FakeTracking(orders_pb2_grpc.OrderServiceServicer):
+    """WatchOrder by behaviour (the order id's prefix): fine; flaky (breaks after the first
+    change once); late (NOT_FOUND twice first); gone (INVALID_ARGUMENT); never (NOT_FOUND)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.open = 0
+        self.max_open = 0
+        self.orders: dict[str, orders_pb2.Order] = {}
+
+    async def GetOrder(
+        self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.Order:
+        if request.order_id not in self.orders:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"order {request.order_id} not found")
+        return self.orders[request.order_id]
+
+    async def WatchOrder(
+        self, request: orders_pb2.WatchOrderRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orders_pb2.OrderStateChange]:
+        order_id = request.order_id
+        behaviour = order_id.split("-", 1)[0]
+        self.calls[order_id] += 1
+        attempt = self.calls[order_id]
+        self.open += 1
+        self.max_open = max(self.max_open, self.open)
+        try:
+            if behaviour == GONE:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "order_id: must be a UUID")
+            if behaviour == NEVER or (behaviour == LATE and attempt <= 2):
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"order {order_id} not found")
+            if behaviour == FLAKY and attempt == 1:
+                yield change(order_id, OrderState.PROCESANDO)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the producer is shutting down")
+            # A new watch starts at the current state: the flaky one sees Procesando again.
+            for state in ALL_STATES:
+                await asyncio.sleep(0.01)
+                yield change(order_id, state)
+        finally:
+            self.open -= 1
+
+
+async def serving(servicer: FakeTracking) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def follow(ids: list[str], concurrency: int) -> tuple[list[Change], list, FakeTracking]:
+    servicer = FakeTracking()
+
+    async def run() -> tuple[list[Change], list]:
+        server, address = await serving(servicer)
+        seen: list[Change] = []
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = orders_pb2_grpc.OrderServiceStub(channel)
+                failures = await follow_orders(stub, ids, concurrency, seen.append, pause_s=0.01)
+        finally:
+            await server.stop(None)
+        return seen, failures
+
+    seen, failures = asyncio.run(run())
+    return seen, failures, servicer
+
+
+def test_following_survives_broken_and_early_watches_and_reports_each_state_once() -> None:
+    ids = [f"{behaviour}-{uuid.uuid4()}" for behaviour in (FINE, FLAKY, LATE)]
+    seen, failures, servicer = follow(ids, concurrency=3)
+    assert failures == []
+    for order_id in ids:
+        assert [c.state for c in seen if c.order_id == order_id] == list(ALL_STATES)
+        assert [c.reached_at for c in seen if c.order_id == order_id] == [
+            stamp(i) for i in range(5)
+        ]
+    assert servicer.calls[ids[1]] == 2
+    assert servicer.calls[ids[2]] == 3
+
+
+def test_following_gives_up_on_what_cannot_be_watched() -> None:
+    gone, never = f"{GONE}-{uuid.uuid4()}", f"{NEVER}-{uuid.uuid4()}"
+    servicer = FakeTracking()
+
+    async def run() -> list:
+        server, address = await serving(servicer)
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = orders_pb2_grpc.OrderServiceStub(channel)
+                return [
+                    await follow_order(stub, gone, print, pause_s=0.01),
+                    await follow_order(stub, never, print, pause_s=0.01, max_failures=3),
+                ]
+        finally:
+            await server.stop(None)
+
+    invalid, missing = asyncio.run(run())
+    assert invalid.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert servicer.calls[gone] == 1, "a definitive error is not retried"
+    assert missing.code == grpc.StatusCode.NOT_FOUND
+    assert servicer.calls[never] == 3
+
+
+def test_at_most_concurrency_watches_are_open() -> None:
+    ids = [f"{FINE}-{uuid.uuid4()}" for _ in range(12)]
+    seen, failures, servicer = follow(ids, concurrency=4)
+    assert failures == []
+    assert servicer.max_open == 4
+    assert Counter(c.state for c in seen) == dict.fromkeys(ALL_STATES, 12)
+
+
+def order_message(state: OrderState | None) -> orders_pb2.Order:
+    order = Order(order_id=str(uuid.uuid4()), details=make_details(), accepted_at=START)
+    if state is not None:
+        for step in ALL_STATES[: state.position + 1]:
+            order.enter(step, stamp(step.position))
+    return order_to_proto(order)
+
+
+def printed(render: object, *args: object, terminal: bool = False) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=terminal, color_system=None)
+    render(*args, console)  # type: ignore[operator]
+    return out.getvalue()
+
+
+def test_status_shows_states_with_their_times_and_the_details_in_spanish() -> None:
+    message = order_message(OrderState.ENVIADO)
+    out = printed(render_order, message)
+    assert f"Pedido {message.order_id}" in out
+    assert "Estado actual: Enviado" in out
+    local = [stamp(i).astimezone().strftime("%d-%m-%Y %H:%M:%S") for i in range(3)]
+    for line_start, at in zip(("Procesando", "Preparación", "Enviado"), local, strict=True):
+        assert any(line_start in line and at in line for line in out.splitlines())
+    assert sum("pendiente" in line for line in out.splitlines()) == 2
+    for text in ("Silla Gamer", "$129.990", "Mercado Pago (Visa)", "Banco de Chile", "Maipú"):
+        assert text in out
+
+
+def test_status_of_an_order_the_consumer_has_not_started() -> None:
+    out = printed(render_order, order_message(None))
+    assert "Estado actual: En espera" in out
+    assert sum("pendiente" in line for line in out.splitlines()) == 5
+
+
+def test_the_follow_view_on_a_terminal_and_in_a_pipe() -> None:
+    ids = [str(uuid.uuid4()) for _ in range(30)]
+    out = io.StringIO()
+    view = FollowView(Console(file=out, width=160, color_system=None), ids)
+    for order_id in ids[:10]:
+        view(Change(order_id, OrderState.FINALIZADO, START))
+    view(Change(ids[10], OrderState.ENVIADO, START))
+    lines = out.getvalue().splitlines()
+    assert (
+        lines[0] == f"Pedido 1 ({ids[0]}): Finalizado  {START.astimezone():%d-%m-%Y %H:%M:%S}.000"
+    )
+    assert view.finished == 10
+
+    table = io.StringIO()
+    Console(file=table, width=160, color_system=None).print(view.render())
+    shown = table.getvalue()
+    # Orders still walking come first (20), then finished ones; 25 rows at most.
+    assert all(order_id in shown for order_id in ids[10:])
+    assert all(order_id in shown for order_id in ids[:5])
+    assert not any(order_id in shown for order_id in ids[5:10])
+    assert "… y 5 pedidos más" in shown
+    assert "En espera: 19  Procesando: 0  Preparación: 0  Enviado: 1" in shown
+    assert "Finalizado: 10" in shown
+
+
+def test_subcommands_and_the_default_send_command() -> None:
+    parser = build_parser()
+    order_id = str(uuid.uuid4())
+    assert parser.parse_args(["status", order_id]).handler is status_command
+    assert parser.parse_args(["watch", order_id.upper()]).order_id == order_id
+    sent = parser.parse_args(["--count", "5", "--email", "a@b.cl", "--yes", "--follow"])
+    assert sent.handler is send_command
+    assert (sent.count, sent.yes, sent.follow) == (5, True, True)
+    assert parser.parse_args(["watch", order_id]).handler is watch_command
+    with pytest.raises(SystemExit):
+        parser.parse_args(["status", "pedido-7"])
+
+
+@pytest.fixture
+def producer() -> Iterator[ProducerThread]:
+    running = ProducerThread()
+    yield running
+    running.close()
+
+
+def test_watch_and_status_commands(
+    producer: ProducerThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    servicer = FakeTracking()
+    address = producer.serve(servicer)  # type: ignore[arg-type]
+    order_id = str(uuid.uuid4())
+    servicer.orders[order_id] = order_message(OrderState.PREPARACION)
+
+    assert main(["watch", "pedido-7", "--address", address]) == 2  # refused before any call
+    assert "no es un id de pedido válido" in capsys.readouterr().err
+    assert main(["watch", order_id, "--address", address]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1:] == [
+        f"{stamp(i).astimezone():%d-%m-%Y %H:%M:%S}.000  {state.value}"
+        for i, state in enumerate(ALL_STATES)
+    ] + ["El pedido llegó a «Finalizado»."]
+
+    assert main(["status", order_id, "--address", address]) == 0
+    assert "Estado actual: Preparación" in capsys.readouterr().out
+    unknown = str(uuid.uuid4())
+    assert main(["status", unknown, "--address", address]) == 1
+    assert capsys.readouterr().err.strip() == f"No existe el pedido {unknown}."
+
+
+def test_commands_without_a_producer_say_so(capsys: pytest.CaptureFixture[str]) -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    for command in ("status", "watch"):
+        assert main([command, str(uuid.uuid4()), "--address", address, "--deadline", "0.3"]) == 1
+        assert "No se pudo conectar con el productor" in capsys.readouterr().err
