@@ -195,6 +195,7 @@ def send_command(args: argparse.Namespace, settings: Settings) -> int:
                     deadline_s,
                     args.retries,
                     on_outcome=display,
+                    tls_ca=settings.grpc_tls_ca,
                 )
             )
     except ProducerUnreachable as exc:
@@ -210,19 +211,29 @@ def send_command(args: argparse.Namespace, settings: Settings) -> int:
         # With --json, stdout carries only the JSON document.
         view_console = Console(highlight=False, stderr=True) if args.json else console
         followed = _follow(
-            address, deadline_s, report.order_ids, args.follow_concurrency, view_console
+            address,
+            deadline_s,
+            report.order_ids,
+            args.follow_concurrency,
+            view_console,
+            settings.grpc_tls_ca,
         )
         outcome = max(outcome, followed)
     return outcome
 
 
 def _follow(
-    address: str, deadline_s: float, order_ids: list[str], concurrency: int, console: Console
+    address: str,
+    deadline_s: float,
+    order_ids: list[str],
+    concurrency: int,
+    console: Console,
+    tls_ca: str | None = None,
 ) -> int:
     view = FollowView(console, order_ids)
 
     async def run() -> int:
-        async with connected(address, deadline_s) as channel:
+        async with connected(address, deadline_s, tls_ca) as channel:
             stub = orders_pb2_grpc.OrderServiceStub(channel)
             following = asyncio.create_task(
                 follow_orders(stub, order_ids, concurrency, on_change=view)
@@ -258,7 +269,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     address, deadline_s = _address_and_deadline(args, settings)
 
     async def fetch() -> orders_pb2.Order:
-        async with connected(address, deadline_s) as channel:
+        async with connected(address, deadline_s, settings.grpc_tls_ca) as channel:
             return await get_order(
                 orders_pb2_grpc.OrderServiceStub(channel), args.order_id, deadline_s
             )
@@ -281,7 +292,7 @@ def watch_command(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> OrderState | None:
         last: OrderState | None = None
-        async with connected(address, deadline_s) as channel:
+        async with connected(address, deadline_s, settings.grpc_tls_ca) as channel:
             console.print(
                 f"Siguiendo el pedido {args.order_id} (Ctrl-C para salir)",
                 markup=False,

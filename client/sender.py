@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from pedidos.grpc_tls import open_channel
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 # Only these mean "Kafka may not have the order yet": the same idempotency key makes a retry safe.
@@ -217,13 +218,14 @@ async def send_to_producer(
     retries: int = DEFAULT_RETRIES,
     *,
     on_outcome: Callable[[Outcome], None] | None = None,
+    tls_ca: str | None = None,
 ) -> SendReport:
     """Connect to the producer at `address` and send the batch; ProducerUnreachable if it is down.
 
     Connecting first turns "nobody listens there" into one clear error instead of every order
     failing after its retries.
     """
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls_ca) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout=deadline_s)
         except TimeoutError:

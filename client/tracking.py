@@ -13,6 +13,7 @@ import grpc
 
 from client.sender import ProducerUnreachable
 from pedidos.domain.states import OrderState
+from pedidos.grpc_tls import open_channel
 from pedidos.proto_mapping import datetime_from_timestamp, state_from_proto
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
@@ -134,9 +135,11 @@ async def follow_orders(
 
 
 @contextlib.asynccontextmanager
-async def connected(address: str, timeout_s: float) -> AsyncIterator[grpc.aio.Channel]:
+async def connected(
+    address: str, timeout_s: float, tls_ca: str | None = None
+) -> AsyncIterator[grpc.aio.Channel]:
     """A channel to the producer; ProducerUnreachable if it cannot connect within `timeout_s`."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls_ca) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout=timeout_s)
         except TimeoutError:

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     producer_address: str = "localhost:50051"
     grpc_deadline_s: Annotated[float, Field(gt=0)] = 10.0
     grpc_max_message_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # TLS: the producer serves it with a certificate and key; the client trusts this CA.
+    grpc_tls_cert: str | None = None
+    grpc_tls_key: str | None = None
+    grpc_tls_ca: str | None = None
 
     # The consumer's simulated work per state, drawn uniformly from [min, max].
     stage_delay_min_s: Seconds = 0.5
@@ -78,6 +82,8 @@ class Settings(BaseSettings):
             raise ValueError("SMTP_STARTTLS and SMTP_SSL are mutually exclusive")
         if bool(self.smtp_user) != bool(self.smtp_password):
             raise ValueError("SMTP_USER and SMTP_PASSWORD must be set together")
+        if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
+            raise ValueError("GRPC_TLS_CERT and GRPC_TLS_KEY must be set together")
         return self
 
 

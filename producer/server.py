@@ -17,6 +17,7 @@ from pedidos.adapters.kafka_publisher import KafkaPublisher, producer_config
 from pedidos.adapters.order_lookup import OrderLookup
 from pedidos.adapters.state_feed import KafkaStateFeed, StateProgress, feed_config
 from pedidos.config import Settings
+from pedidos.grpc_tls import server_credentials
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from producer.intake import OrderIntake
 from producer.service import OrderService
@@ -98,7 +99,12 @@ def build_server(
         ),
         server,
     )
-    server.add_insecure_port(settings.grpc_listen)
+    if settings.grpc_tls_cert and settings.grpc_tls_key:
+        server.add_secure_port(
+            settings.grpc_listen, server_credentials(settings.grpc_tls_cert, settings.grpc_tls_key)
+        )
+    else:
+        server.add_insecure_port(settings.grpc_listen)
     return server, health_servicer
 
 
