@@ -48,24 +48,25 @@ class OrderRejected(Exception):
 
 
 class Accepted:
-    """One order as published (or being published) by this process, shared by its retries."""
+    """One order as published (or being published) by this process, shared by its retries.
 
-    __slots__ = ("delivery", "order", "response")
+    Up to IDEMPOTENCY_MAX_KEYS of these stay in memory, so each keeps only what a retry needs:
+    the id, the acceptance time, a fingerprint of the details, and the delivery.
+    """
+
+    __slots__ = ("accepted_at", "delivery", "fingerprint", "order_id")
 
     def __init__(self, order: Order, delivery: asyncio.Future[object]) -> None:
-        self.order = order
+        self.order_id = order.order_id
+        self.accepted_at = order.accepted_at
+        self.fingerprint = hash(order.details)
         self.delivery = delivery
-        self.response: orders_pb2.CreateOrderResponse | None = None
 
     def answer(self) -> orders_pb2.CreateOrderResponse:
-        """The CreateOrder answer; built once, shared by every retry of the same key."""
-        if self.response is None:
-            self.response = orders_pb2.CreateOrderResponse(
-                order_id=self.order.order_id,
-                state=_FIRST_STATE,
-                accepted_at=timestamp(self.order.accepted_at),
-            )
-        return self.response
+        """The CreateOrder answer, the same for every retry of the same key."""
+        return orders_pb2.CreateOrderResponse(
+            order_id=self.order_id, state=_FIRST_STATE, accepted_at=timestamp(self.accepted_at)
+        )
 
 
 def not_acknowledged(order_id: str, error: BaseException) -> str:
@@ -106,7 +107,7 @@ class OrderIntake:
             known = self._recent.get(order_id)
             # Reuse a publish that succeeded or is still in flight; a failed one is retried.
             if known is not None and not (known.delivery.done() and known.delivery.exception()):
-                if known.order.details != details:
+                if known.fingerprint != hash(details):
                     raise OrderRejected(
                         grpc.StatusCode.ALREADY_EXISTS,
                         "idempotency_key was already used for a different order",

@@ -60,13 +60,13 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             )
         except (TimeoutError, PublishError) as exc:
             await context.abort(
-                grpc.StatusCode.UNAVAILABLE, not_acknowledged(accepted.order.order_id, exc)
+                grpc.StatusCode.UNAVAILABLE, not_acknowledged(accepted.order_id, exc)
             )
         log.info(
             "order accepted",
             extra={
-                "order_id": accepted.order.order_id,
-                "customer": mask_email(accepted.order.details.customer_email),
+                "order_id": accepted.order_id,
+                "customer": mask_email(request.order.customer_email),
                 "correlation_id": correlation,
             },
         )
@@ -194,6 +194,6 @@ def _settled_result(
         index=index,
         error=orders_pb2.OrderError(
             code=grpc.StatusCode.UNAVAILABLE.value[0],
-            message=not_acknowledged(accepted.order.order_id, error),
+            message=not_acknowledged(accepted.order_id, error),
         ),
     )

@@ -1,6 +1,9 @@
 """bench: the correctness checks that make a figure FAILED instead of reported."""
 
+from datetime import datetime
 from pathlib import Path
+
+import pytest
 
 from bench.checks import (
     STATE_NAMES,
@@ -12,7 +15,7 @@ from bench.checks import (
     rpc_problems,
 )
 from bench.inbox import parse_head
-from bench.logscan import LogTail, scan_log_text
+from bench.logscan import LogTail, consumer_pace, scan_log_text
 
 
 def counts(n: int, **changes: object) -> PipelineCounts:
@@ -110,12 +113,35 @@ def test_log_scan_counts_levels_and_keeps_what_looks_wrong() -> None:
 
 def test_log_tail_counts_matching_lines_once_even_when_cut_mid_line(tmp_path: Path) -> None:
     log = tmp_path / "consumer.log"
-    tail = LogTail(log, '"order state reached"', '"email": "sent"')
-    assert tail.poll() == 0
+    tail = LogTail(
+        log, {"sent": ['"order state reached"', '"email": "sent"'], "any": ['"order state']}
+    )
+    assert tail.poll() == {"sent": 0, "any": 0}
     sent = '{"message": "order state reached", "email": "sent"}\n'
     log.write_text(sent + sent[:20])
-    assert tail.poll() == 1
+    assert tail.poll() == {"sent": 1, "any": 1}
     with open(log, "a") as handle:
         handle.write(sent[20:] + '{"message": "order state reached", "email": "rejected"}\n')
-    assert tail.poll() == 2
-    assert tail.poll() == 2
+    assert tail.poll() == {"sent": 2, "any": 3}
+    assert tail.poll() == {"sent": 2, "any": 3}
+
+
+def test_consumer_pace_finds_the_longest_pause_between_transitions(tmp_path: Path) -> None:
+    log = tmp_path / "consumer.log"
+    line = (
+        '{{"ts": "2026-01-01 10:00:{s},{ms:03d}", "level": "INFO", "message": "{m}", '
+        '"state": "{state}"}}\n'
+    )
+    log.write_text(
+        line.format(s="00", ms=0, m="order state reached", state="Procesando")
+        + line.format(s="00", ms=500, m="order state reached", state="Finalizado")
+        + line.format(s="01", ms=0, m="partitions assigned", state="")
+        + line.format(s="03", ms=500, m="order state reached", state="Preparación")
+    )
+    pace = consumer_pace(log)
+    assert pace is not None
+    assert pace.transitions == 3
+    assert pace.longest_gap_s == pytest.approx(3.0)
+    assert pace.idle_seconds == 2  # seconds :01 and :02
+    assert pace.last_finalizado_at == datetime(2026, 1, 1, 10, 0, 0, 500_000).timestamp()
+    assert consumer_pace(tmp_path / "missing.log") is None

@@ -1,0 +1,133 @@
+"""A figure: one measured value, the limit measured beside it, its targets and its verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bench.stats import LatencySummary
+
+
+class Status(StrEnum):
+    OK = "ok"
+    FAILED = "FAILED"
+    NOT_IMPLEMENTED = "not implemented"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """`measured` must be at least (or at most) `bound`; None on either side means unknown."""
+
+    label: str
+    measured: float | None
+    bound: float | None
+    at_least: bool = True
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None or self.bound is None:
+            return None
+        return self.measured >= self.bound if self.at_least else self.measured <= self.bound
+
+    def describe(self) -> str:
+        sign = "≥" if self.at_least else "≤"
+        bound = "?" if self.bound is None else f"{self.bound:,.1f}"
+        return f"{self.label} {sign} {bound}"
+
+
+def at_least_times(
+    label: str, measured: float | None, limit: float | None, factor: float
+) -> Requirement:
+    """measured ≥ factor × limit (e.g. ingest ≥ 0.8 × the no-op RPC rate)."""
+    return Requirement(label, measured, None if limit is None else factor * limit, at_least=True)
+
+
+def at_most_times(
+    label: str, measured: float | None, limit: float | None, factor: float
+) -> Requirement:
+    """measured ≤ factor × limit (e.g. ingest p99 ≤ 2 × the no-op p99)."""
+    return Requirement(label, measured, None if limit is None else factor * limit, at_least=False)
+
+
+def ratio(value: float | None, limit: float | None) -> float | None:
+    if value is None or limit is None or limit <= 0:
+        return None
+    return value / limit
+
+
+@dataclass
+class Figure:
+    key: str
+    scenario: str
+    label: str
+    unit: str
+    value: float | None = None
+    status: Status = Status.OK
+    latency: LatencySummary | None = None
+    limit: float | None = None
+    limit_label: str | None = None
+    requirements: list[Requirement] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    # CPU other processes used while this was measured; a shared machine skews the figure.
+    foreign_cores: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return ratio(self.value, self.limit) if self.status is Status.OK else None
+
+    @property
+    def met(self) -> bool | None:
+        """True/False when every target could be judged; None when there is nothing to judge."""
+        if self.status is not Status.OK or not self.requirements:
+            return None
+        verdicts = [r.met for r in self.requirements]
+        if any(v is None for v in verdicts):
+            return None
+        return all(verdicts)
+
+    def refuse(self, problems: list[str]) -> None:
+        """A figure whose run was not correct is not reported: FAILED, with the reasons."""
+        if not problems:
+            return
+        if self.value is not None:
+            self.details["refused_value"] = self.value
+        self.value = None
+        self.latency = None
+        self.status = Status.FAILED
+        self.notes.extend(problems)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "scenario": self.scenario,
+            "label": self.label,
+            "unit": self.unit,
+            "status": self.status.value,
+            "value": None if self.value is None else round(self.value, 3),
+            "latency": self.latency.to_json() if self.latency else None,
+            "limit": None if self.limit is None else round(self.limit, 3),
+            "limit_label": self.limit_label,
+            "ratio": None if self.ratio is None else round(self.ratio, 4),
+            "targets": [
+                {
+                    "target": r.describe(),
+                    "measured": r.measured,
+                    "bound": r.bound,
+                    "met": r.met,
+                }
+                for r in self.requirements
+            ],
+            "met": self.met,
+            "foreign_cores": None if self.foreign_cores is None else round(self.foreign_cores, 3),
+            "notes": self.notes,
+            "details": self.details,
+        }
+
+
+def failed(key: str, scenario: str, label: str, unit: str, reason: str) -> Figure:
+    figure = Figure(key, scenario, label, unit)
+    figure.refuse([reason])
+    return figure

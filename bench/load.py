@@ -1,0 +1,171 @@
+"""gRPC load from one client process (run inside bench.workers).
+
+- "health" / "create": closed loop, `concurrency` callers calling back to back. Timed mode
+  counts calls completing inside [start_at + warmup_s, + duration_s]; count mode sends exactly
+  `count` orders and returns their ids (the end-to-end run).
+- "bulk": `concurrency` CreateOrders streams sharing `count` orders.
+Every order is distinct (own customer e-mail and idempotency key), so no cache flatters it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.payloads import request_details
+from pedidos.v1 import orders_pb2, orders_pb2_grpc
+
+Kind = Literal["health", "create", "bulk"]
+DISTINCT_TEMPLATES = 512
+STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    kind: Kind
+    address: str
+    concurrency: int
+    start_at: float  # time.time() at which the callers start
+    warmup_s: float = 0.0
+    duration_s: float | None = None
+    count: int | None = None
+    seed: int = 0
+    key_prefix: str = "bench"
+    deadline_s: float = 10.0
+
+
+@dataclass(slots=True)
+class LoadResult:
+    completed: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    order_ids: list[str] = field(default_factory=list)
+    first_sent_at: float | None = None
+    last_done_at: float | None = None
+    failure: str | None = None
+
+
+class OrderRequests:
+    """Distinct CreateOrderRequests: catalogue templates with a unique customer and key."""
+
+    def __init__(self, seed: int, key_prefix: str) -> None:
+        self._templates = request_details(seed, DISTINCT_TEMPLATES)
+        self._prefix = key_prefix
+
+    def make(self, sequence: int) -> orders_pb2.CreateOrderRequest:
+        request = orders_pb2.CreateOrderRequest(
+            order=self._templates[sequence % DISTINCT_TEMPLATES],
+            idempotency_key=f"{self._prefix}-{sequence}",
+        )
+        request.order.customer_email = f"cliente.{self._prefix}.{sequence}@example.cl"
+        return request
+
+    def stream(self, sequences: range) -> Iterator[orders_pb2.CreateOrderRequest]:
+        return (self.make(s) for s in sequences)
+
+
+def _unary_call(spec: LoadSpec, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[str]]:
+    if spec.kind == "health":
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health_pb2.HealthCheckRequest(service="")
+
+        async def call_health(_: int) -> str:
+            await health.Check(check, timeout=spec.deadline_s)
+            return ""
+
+        return call_health
+    orders = orders_pb2_grpc.OrderServiceStub(channel)
+    requests = OrderRequests(spec.seed, spec.key_prefix)
+
+    async def create(sequence: int) -> str:
+        response = await orders.CreateOrder(requests.make(sequence), timeout=spec.deadline_s)
+        return str(response.order_id)
+
+    return create
+
+
+async def _closed_loop(spec: LoadSpec, channel: grpc.aio.Channel, result: LoadResult) -> None:
+    call = _unary_call(spec, channel)
+    # perf_counter for latencies; start_at is wall-clock so processes share it.
+    offset = time.perf_counter() - time.time()
+    measure_from = spec.start_at + offset + spec.warmup_s
+    measure_until = measure_from + (spec.duration_s or 0.0)
+    sequence = iter(range(spec.count if spec.count is not None else 1 << 62))
+
+    async def caller() -> None:
+        for number in sequence:
+            sent = time.perf_counter()
+            if spec.count is None and sent >= measure_until:
+                return
+            try:
+                order_id = await call(number)
+                error = None
+            except grpc.aio.AioRpcError as exc:
+                order_id, error = "", exc.code().name
+            done = time.perf_counter()
+            # Throughput counts what completes inside the window, whenever it was sent.
+            if spec.count is None and not measure_from <= done <= measure_until:
+                continue
+            if error is not None:
+                result.errors[error] += 1
+                continue
+            result.completed += 1
+            result.latencies_s.append(done - sent)
+            if order_id:
+                result.order_ids.append(order_id)
+
+    await asyncio.gather(*(caller() for _ in range(spec.concurrency)))
+
+
+async def _bulk(spec: LoadSpec, channel: grpc.aio.Channel, result: LoadResult) -> None:
+    stub = orders_pb2_grpc.OrderServiceStub(channel)
+    requests = OrderRequests(spec.seed, spec.key_prefix)
+    total = spec.count or 0
+    bounds = [total * i // spec.concurrency for i in range(spec.concurrency + 1)]
+
+    async def one_stream(sequences: range) -> None:
+        started = time.perf_counter()
+        call = stub.CreateOrders(requests.stream(sequences), timeout=spec.deadline_s)
+        async for answer in call:
+            if answer.WhichOneof("outcome") == "accepted":
+                result.completed += 1
+                result.order_ids.append(answer.accepted.order_id)
+            else:
+                result.errors[STATUS_NAMES.get(answer.error.code, str(answer.error.code))] += 1
+        result.latencies_s.append(time.perf_counter() - started)
+
+    await asyncio.gather(
+        *(one_stream(range(bounds[i], bounds[i + 1])) for i in range(spec.concurrency))
+    )
+
+
+async def _run(spec: LoadSpec) -> LoadResult:
+    result = LoadResult()
+    async with grpc.aio.insecure_channel(spec.address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout=10)
+        await asyncio.sleep(max(spec.start_at - time.time(), 0))
+        result.first_sent_at = time.time()
+        try:
+            if spec.kind == "bulk":
+                await _bulk(spec, channel, result)
+            else:
+                await _closed_loop(spec, channel, result)
+        except grpc.aio.AioRpcError as exc:
+            # A whole stream failed (e.g. UNIMPLEMENTED): the caller decides what it means.
+            result.errors[exc.code().name] += 1
+        result.last_done_at = time.time()
+    return result
+
+
+def run_load(spec: LoadSpec) -> LoadResult:
+    try:
+        return asyncio.run(_run(spec))
+    except Exception as exc:
+        return LoadResult(failure=f"{exc.__class__.__name__}: {exc}")

@@ -1,0 +1,119 @@
+"""Command line: one run, sized by a profile (--quick, default, --long) and a few overrides."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+
+from bench.grpc_scenarios import Timing
+
+SINKS = ("maildir", "discard")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    profile: str
+    levels: tuple[int, ...]
+    timing: Timing
+    bulk_orders: int
+    broker_records: int
+    mail_emails: int
+    index_orders: int
+    orders: int
+    sinks: tuple[str, ...]
+    client_processes: int
+    keep_data: bool = False
+    # Extra environment for the producer and consumer (e.g. SMTP_CONNECTIONS=16).
+    service_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def e2e_timeout_s(self) -> float:
+        # Generous: 10 orders/s is far below anything worth measuring.
+        return 120 + self.orders / 10
+
+
+PROFILES = {
+    "quick": Options(
+        profile="quick",
+        levels=(1, 16, 64),
+        timing=Timing(warmup_s=0.5, duration_s=2.0),
+        bulk_orders=5_000,
+        broker_records=20_000,
+        mail_emails=1_000,
+        index_orders=500,
+        orders=500,
+        sinks=SINKS,
+        client_processes=2,
+    ),
+    "default": Options(
+        profile="default",
+        levels=(1, 16, 64),
+        timing=Timing(warmup_s=1.0, duration_s=5.0),
+        bulk_orders=50_000,
+        broker_records=100_000,
+        mail_emails=5_000,
+        index_orders=5_000,
+        orders=5_000,
+        sinks=SINKS,
+        client_processes=2,
+    ),
+}
+PROFILES["long"] = replace(PROFILES["default"], profile="long", orders=100_000)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not name.replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError("expected NAME=VALUE")
+    return name.upper(), value
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark the pipeline on an embedded stack it starts on free ports.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smoke run: 500 orders, short windows")
+    size.add_argument("--long", action="store_true", help="100,000-order end-to-end run")
+    parser.add_argument("--orders", type=_positive, help="orders in each end-to-end run")
+    parser.add_argument(
+        "--sinks",
+        choices=("both", *SINKS),
+        default="both",
+        help="which mail sinks the end-to-end run uses (default: both)",
+    )
+    parser.add_argument(
+        "--client-processes",
+        type=_positive,
+        help="gRPC client processes sharing the concurrency (default: 2)",
+    )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the Maildir and Elasticsearch data in the temp dir (logs are always kept)",
+    )
+    parser.add_argument(
+        "--service-env",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra setting for the producer and consumer, e.g. SMTP_CONNECTIONS=16 (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    options = PROFILES["quick" if args.quick else "long" if args.long else "default"]
+    if args.orders:
+        options = replace(options, orders=args.orders)
+    if args.sinks != "both":
+        options = replace(options, sinks=(args.sinks,))
+    if args.client_processes:
+        options = replace(options, client_processes=args.client_processes)
+    return replace(options, keep_data=args.keep_data, service_env=tuple(args.service_env))

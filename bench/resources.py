@@ -1,0 +1,225 @@
+"""CPU and resident memory of the processes under test, read with psutil."""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import psutil
+
+MB = 1024 * 1024
+
+
+# Above this, processes outside the bench took enough CPU to distort the figure.
+FOREIGN_LOAD_CORES = 0.25
+
+
+def _cpu_seconds(process: psutil.Process) -> float | None:
+    try:
+        times = process.cpu_times()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return float(times.user + times.system)
+
+
+def _machine_busy_and_total() -> tuple[float, float]:
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    total = float(sum(times))
+    return total - idle, total
+
+
+def _foreign_cpu(exclude: set[int]) -> dict[int, tuple[str, float]]:
+    """CPU seconds of every other user-space process, to name who shares the machine."""
+    found = {}
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        cmdline = process.info["cmdline"]
+        times = process.info["cpu_times"]
+        # Kernel threads have no command line; their work (disk, network) is partly ours.
+        if process.pid in exclude or not cmdline or times is None:
+            continue
+        label = f"{' '.join(cmdline[:3])[:60]} [{process.pid}]"
+        found[process.pid] = (label, float(times.user + times.system))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class CpuUsage:
+    cores: dict[str, float]
+    machine_busy: float  # fraction of all CPUs, 0-1
+    logical_cpus: int
+    other: float = 0.0  # cores of user-space processes outside the bench (a shared machine)
+    top_other: dict[str, float] = field(default_factory=dict)  # the heaviest of them
+    kernel: float = 0.0  # busy time no live process accounts for (softirq, exited processes)
+
+    def describe(self) -> str:
+        parts = [f"{name} {cores:.2f}" for name, cores in self.cores.items() if cores >= 0.005]
+        heaviest = ", ".join(f"{name} {cores:.2f}" for name, cores in self.top_other.items())
+        return (
+            f"CPU cores: {', '.join(parts)}, unattributed {self.kernel:.2f}, "
+            f"other processes {self.other:.2f}{f' ({heaviest})' if heaviest else ''}; "
+            f"machine {self.machine_busy:.0%} busy"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "cores": {k: round(v, 3) for k, v in self.cores.items()},
+            "unattributed": round(self.kernel, 3),
+            "other_processes": round(self.other, 3),
+            "heaviest_other_processes": self.top_other,
+            "machine_busy": round(self.machine_busy, 3),
+            "logical_cpus": self.logical_cpus,
+        }
+
+
+class CpuMeter:
+    """CPU used by named processes between `start()` and `stop()`, in cores (1.0 = one core),
+    and by every other process on the machine."""
+
+    def __init__(self, pids: Mapping[str, Sequence[int]]) -> None:
+        # The bench's own process is always counted, so "other" is truly foreign load.
+        groups = {**pids, "bench": [os.getpid()]}
+        self._processes = {
+            name: [psutil.Process(pid) for pid in group if psutil.pid_exists(pid)]
+            for name, group in groups.items()
+        }
+        self._watched = {p.pid for group in self._processes.values() for p in group}
+        self._begin: dict[str, float] = {}
+        self._foreign_begin: dict[int, tuple[str, float]] = {}
+        self._machine: tuple[float, float] = (0.0, 0.0)
+        self._started_at = 0.0
+
+    def _totals(self) -> dict[str, float]:
+        totals = {}
+        for name, processes in self._processes.items():
+            seconds = [_cpu_seconds(p) for p in processes]
+            totals[name] = sum(s for s in seconds if s is not None)
+        return totals
+
+    def start(self) -> None:
+        self._begin = self._totals()
+        self._foreign_begin = _foreign_cpu(self._watched)
+        self._machine = _machine_busy_and_total()
+        self._started_at = time.monotonic()
+
+    def stop(self) -> CpuUsage:
+        wall = max(time.monotonic() - self._started_at, 1e-9)
+        end = self._totals()
+        busy, total = _machine_busy_and_total()
+        foreign_end = _foreign_cpu(self._watched)
+        machine = (busy - self._machine[0]) / max(total - self._machine[1], 1e-9)
+        cpus = psutil.cpu_count() or 1
+        cores = {name: (end[name] - self._begin.get(name, 0.0)) / wall for name in end}
+        # A process born during the window counts in full; one that died in it is missed.
+        foreign = sorted(
+            (
+                ((seconds - self._foreign_begin.get(pid, (name, 0.0))[1]) / wall, name)
+                for pid, (name, seconds) in foreign_end.items()
+            ),
+            reverse=True,
+        )
+        other = sum(used for used, _ in foreign)
+        return CpuUsage(
+            cores=cores,
+            machine_busy=machine,
+            logical_cpus=cpus,
+            other=other,
+            top_other={name: round(used, 2) for used, name in foreign[:3] if used >= 0.05},
+            kernel=max(machine * cpus - sum(cores.values()) - other, 0.0),
+        )
+
+
+def cpu_ms_per_item(usage: CpuUsage | None, name: str, rate: float | None) -> float | None:
+    """Milliseconds of `name`'s CPU per item processed at `rate` items/s."""
+    if usage is None or not rate or name not in usage.cores:
+        return None
+    return usage.cores[name] / rate * 1000
+
+
+def saturation(usage: CpuUsage, client: str, server: str, client_processes: int) -> str:
+    """Which side ran out of CPU: the machine, the server process, the client, or none."""
+    if usage.other >= FOREIGN_LOAD_CORES:
+        return f"SHARED MACHINE: other processes used {usage.other:.2f} cores"
+    if usage.machine_busy >= 0.9:
+        return f"machine saturated ({usage.logical_cpus} CPUs {usage.machine_busy:.0%} busy)"
+    server_cores = usage.cores.get(server, 0.0)
+    client_cores = usage.cores.get(client, 0.0) / max(client_processes, 1)
+    if server_cores >= 0.9 and server_cores >= client_cores:
+        return f"{server} saturated ({server_cores:.2f} cores)"
+    if client_cores >= 0.9:
+        return f"{client} saturated ({client_cores:.2f} cores per process)"
+    return "no CPU saturated (latency-bound)"
+
+
+@dataclass(frozen=True, slots=True)
+class RssSample:
+    at: float  # time.time()
+    rss: dict[str, int]  # bytes per process name
+
+
+class RssSampler:
+    """Samples the RSS of named processes every `interval_s` on a daemon thread."""
+
+    def __init__(self, pids: Mapping[str, int], interval_s: float = 0.5) -> None:
+        self._processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self.samples: list[RssSample] = []
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = {}
+            for name, process in self._processes.items():
+                try:
+                    rss[name] = int(process.memory_info().rss)
+                except psutil.Error:
+                    continue
+            self.samples.append(RssSample(time.time(), rss))
+            self._stop.wait(self._interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def rss_at(samples: Sequence[RssSample], name: str, at: float) -> int | None:
+    """The last sample of `name` taken at or before `at` (the first one if none is earlier)."""
+    points = [(s.at, s.rss[name]) for s in samples if name in s.rss]
+    if not points:
+        return None
+    index = bisect.bisect_right([t for t, _ in points], at) - 1
+    return points[max(index, 0)][1]
+
+
+def peak_rss(samples: Sequence[RssSample], name: str, start: float, end: float) -> int | None:
+    values = [s.rss[name] for s in samples if name in s.rss and start <= s.at <= end]
+    return max(values) if values else None
+
+
+def rss_profile(
+    samples: Sequence[RssSample], name: str, start: float, end: float
+) -> dict[str, int | None]:
+    """RSS at 10 %, 50 % and 100 % of the run, and its peak, in bytes."""
+    span = end - start
+    return {
+        "p10": rss_at(samples, name, start + 0.1 * span),
+        "p50": rss_at(samples, name, start + 0.5 * span),
+        "p100": rss_at(samples, name, end),
+        "peak": peak_rss(samples, name, start, end),
+    }
+
+
+def growth(middle: int | None, end: int | None) -> float | None:
+    """Relative RSS growth over the second half of a run (0.05 = grew 5 %)."""
+    if middle is None or end is None or middle <= 0:
+        return None
+    return (end - middle) / middle
