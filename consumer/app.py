@@ -74,7 +74,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         states_topic=settings.pedidos_states_topic,
         delays=StageDelays(settings.stage_delay_min_s, settings.stage_delay_max_s),
         dead_letter=dead_letters.for_workflow,
-        unrecorded_sends=settings.smtp_connections,
+        unrecorded_sends=settings.consumer_max_unrecorded_emails,
     )
     config = consumer_config(
         settings.kafka_bootstrap_servers,

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     stage_delay_min_s: Seconds = 0.5
     stage_delay_max_s: Seconds = 2.0
     consumer_max_in_flight: Annotated[int, Field(ge=1)] = 5000
+    # E-mails accepted by SMTP but not yet in the ledger: the most one crash can repeat.
+    consumer_max_unrecorded_emails: Annotated[int, Field(ge=1)] = 32
 
     # Kibana (admin only)
     kibana_url: str | None = None

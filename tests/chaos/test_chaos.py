@@ -31,7 +31,7 @@ pytestmark = pytest.mark.chaos
 
 CHAOS_CONSUMER: dict[str, object] = {"STAGE_DELAY_MIN_S": 0.02, "STAGE_DELAY_MAX_S": 0.1}
 # One unrecorded e-mail at a time per consumer: each SIGKILL can repeat at most one e-mail.
-CHAOS_CONSUMER_SMTP = {"SMTP_CONNECTIONS": 1}
+CHAOS_CONSUMER_SMTP = {"SMTP_CONNECTIONS": 1, "CONSUMER_MAX_UNRECORDED_EMAILS": 1}
 
 
 @pytest.fixture
