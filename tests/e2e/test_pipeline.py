@@ -93,7 +93,7 @@ def test_a_consumer_killed_mid_run_resumes_every_order(
     services: Services, stack: EmbeddedStack
 ) -> None:
     services.producer()
-    consumer = services.consumer(STAGE_DELAY_MIN_S=0.2, STAGE_DELAY_MAX_S=0.6)
+    consumer = services.consumer(STAGE_DELAY_MIN_S=1.0, STAGE_DELAY_MAX_S=2.0)
     order_ids = send_orders(services.env["PRODUCER_ADDRESS"], 40)
     inbox = Inbox(stack.maildir)
     wait_for(
@@ -102,7 +102,7 @@ def test_a_consumer_killed_mid_run_resumes_every_order(
     consumer.kill()  # SIGKILL: no cleanup, no commit
     before = inbox.states_by_order(order_ids)
     assert sum(map(len, before.values())) < 200, "the kill came too late to prove anything"
-    services.consumer(STAGE_DELAY_MIN_S=0.2, STAGE_DELAY_MAX_S=0.6)
+    services.consumer(STAGE_DELAY_MIN_S=1.0, STAGE_DELAY_MAX_S=2.0)
     states = wait_all_emails(inbox, order_ids)
     time.sleep(1.5)
     states = inbox.states_by_order(order_ids)
@@ -187,7 +187,7 @@ def test_sigterm_stops_the_consumer_gracefully_and_a_new_one_resumes_without_dup
     services: Services, stack: EmbeddedStack
 ) -> None:
     services.producer()
-    consumer = services.consumer(STAGE_DELAY_MIN_S=0.2, STAGE_DELAY_MAX_S=0.6)
+    consumer = services.consumer(STAGE_DELAY_MIN_S=1.0, STAGE_DELAY_MAX_S=2.0)
     order_ids = send_orders(services.env["PRODUCER_ADDRESS"], 30)
     inbox = Inbox(stack.maildir)
     wait_for(
@@ -197,7 +197,7 @@ def test_sigterm_stops_the_consumer_gracefully_and_a_new_one_resumes_without_dup
     assert "consumer stopped" in consumer.log()
     done_before = sum(map(len, inbox.states_by_order(order_ids).values()))
     assert done_before < 150, "the stop came too late to prove anything"
-    services.consumer(STAGE_DELAY_MIN_S=0.2, STAGE_DELAY_MAX_S=0.6)
+    services.consumer(STAGE_DELAY_MIN_S=1.0, STAGE_DELAY_MAX_S=2.0)
     wait_all_emails(inbox, order_ids)
     time.sleep(1.5)
     states = inbox.states_by_order(order_ids)
