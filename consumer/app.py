@@ -12,6 +12,7 @@ from pedidos.adapters import search_index
 from pedidos.adapters.kafka_consumer import KafkaRecordSource, consumer_config
 from pedidos.adapters.kafka_publisher import KafkaPublisher, producer_config
 from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings
+from pedidos.bootstrap import search_client
 from pedidos.config import Settings
 from pedidos.notifications.render import EmailRenderer
 
@@ -32,19 +33,6 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
         timeout_s=settings.smtp_timeout_s,
         connections=settings.smtp_connections,
         ca_file=settings.smtp_ca_file,
-    )
-
-
-def search_client(settings: Settings) -> search_index.AsyncElasticsearch:
-    return search_index.connect(
-        settings.elasticsearch_url,
-        api_key=settings.elasticsearch_api_key.get_secret_value()
-        if settings.elasticsearch_api_key
-        else None,
-        username=settings.elasticsearch_username,
-        password=settings.elasticsearch_password.get_secret_value()
-        if settings.elasticsearch_password
-        else None,
     )
 
 

@@ -12,10 +12,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pedidos.adapters import search_index
 from pedidos.adapters.kafka_publisher import KafkaPublisher, producer_config
 from pedidos.adapters.order_lookup import OrderLookup
 from pedidos.adapters.state_feed import KafkaStateFeed, StateProgress, feed_config
+from pedidos.bootstrap import search_client
 from pedidos.config import Settings
 from pedidos.grpc_tls import server_credentials
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
@@ -58,19 +58,6 @@ class Tracking:
     async def close(self) -> None:
         await asyncio.to_thread(self.feed.close)
         await self.lookup.close()
-
-
-def search_client(settings: Settings) -> search_index.AsyncElasticsearch:
-    return search_index.connect(
-        settings.elasticsearch_url,
-        api_key=settings.elasticsearch_api_key.get_secret_value()
-        if settings.elasticsearch_api_key
-        else None,
-        username=settings.elasticsearch_username,
-        password=settings.elasticsearch_password.get_secret_value()
-        if settings.elasticsearch_password
-        else None,
-    )
 
 
 def build_server(
