@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 from pedidos.domain.catalogue import RandomOrder, random_order
 from pedidos.domain.order import InvalidOrder, OrderDetails
+from pedidos.proto_mapping import details_to_proto
 from pedidos.v1 import orders_pb2
 
 CATALOGUE_CURRENCY = "CLP"
@@ -56,27 +57,8 @@ def check_email(address: str) -> str:
 
 
 def to_request(details: OrderDetails, idempotency_key: str) -> orders_pb2.CreateOrderRequest:
-    # The proto enum names are the domain values with a prefix, so the mapping cannot drift.
-    gateway = orders_pb2.PaymentGateway.Value(f"PAYMENT_GATEWAY_{details.payment_gateway.value}")
-    brand = (
-        orders_pb2.CARD_BRAND_UNSPECIFIED
-        if details.card_brand is None
-        else orders_pb2.CardBrand.Value(f"CARD_BRAND_{details.card_brand.value}")
-    )
     return orders_pb2.CreateOrderRequest(
-        order=orders_pb2.OrderDetails(
-            product_name=details.product_name,
-            price=orders_pb2.Money(
-                currency_code=details.price.currency, amount_minor=details.price.amount_minor
-            ),
-            payment_gateway=gateway,
-            card_brand=brand,
-            bank=details.bank,
-            shipping_region=details.shipping_region,
-            shipping_address=details.shipping_address,
-            customer_email=details.customer_email,
-        ),
-        idempotency_key=idempotency_key,
+        order=details_to_proto(details), idempotency_key=idempotency_key
     )
 
 
