@@ -3,7 +3,7 @@
 - "health" / "create": closed loop, `concurrency` callers calling back to back. Timed mode
   counts calls completing inside [start_at + warmup_s, + duration_s]; count mode sends exactly
   `count` orders and returns their ids (the end-to-end run).
-- "bulk": `concurrency` CreateOrders streams sharing `count` orders.
+- "bulk": `concurrency` CreateOrderBatch calls in flight sharing `count` orders.
 Every order is distinct (own customer e-mail and idempotency key), so no cache flatters it.
 """
 
@@ -24,6 +24,8 @@ from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 Kind = Literal["health", "create", "bulk"]
 DISTINCT_TEMPLATES = 512
+# Orders per CreateOrderBatch call in the bulk scenario (the producer accepts up to 1,000).
+BULK_BATCH = 1_000
 STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
@@ -125,25 +127,28 @@ async def _closed_loop(spec: LoadSpec, channel: grpc.aio.Channel, result: LoadRe
 
 
 async def _bulk(spec: LoadSpec, channel: grpc.aio.Channel, result: LoadResult) -> None:
+    """`concurrency` CreateOrderBatch calls in flight, BULK_BATCH orders each."""
     stub = orders_pb2_grpc.OrderServiceStub(channel)
     requests = OrderRequests(spec.seed, spec.key_prefix)
     total = spec.count or 0
-    bounds = [total * i // spec.concurrency for i in range(spec.concurrency + 1)]
+    starts = iter(range(0, total, BULK_BATCH))
 
-    async def one_stream(sequences: range) -> None:
-        started = time.perf_counter()
-        call = stub.CreateOrders(requests.stream(sequences), timeout=spec.deadline_s)
-        async for answer in call:
-            if answer.WhichOneof("outcome") == "accepted":
-                result.completed += 1
-                result.order_ids.append(answer.accepted.order_id)
-            else:
-                result.errors[STATUS_NAMES.get(answer.error.code, str(answer.error.code))] += 1
-        result.latencies_s.append(time.perf_counter() - started)
+    async def sender() -> None:
+        for start in starts:
+            batch = orders_pb2.CreateOrderBatchRequest(
+                orders=requests.stream(range(start, min(start + BULK_BATCH, total)))
+            )
+            sent = time.perf_counter()
+            response = await stub.CreateOrderBatch(batch, timeout=spec.deadline_s)
+            result.latencies_s.append(time.perf_counter() - sent)
+            for answer in response.results:
+                if answer.WhichOneof("outcome") == "accepted":
+                    result.completed += 1
+                    result.order_ids.append(answer.accepted.order_id)
+                else:
+                    result.errors[STATUS_NAMES.get(answer.error.code, str(answer.error.code))] += 1
 
-    await asyncio.gather(
-        *(one_stream(range(bounds[i], bounds[i + 1])) for i in range(spec.concurrency))
-    )
+    await asyncio.gather(*(sender() for _ in range(spec.concurrency)))
 
 
 async def _run(spec: LoadSpec) -> LoadResult:

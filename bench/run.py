@@ -111,7 +111,7 @@ class BenchRun:
                 self._level(workers, address, c, watched)
             self.say("3 bulk ingest")
             self._attempt(
-                Figure("bulk", "3 Bulk ingest", "CreateOrders stream", "orders/s"),
+                Figure("bulk", "3 Bulk ingest", "CreateOrderBatch", "orders/s"),
                 lambda: [
                     bulk_figure(
                         workers,

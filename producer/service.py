@@ -1,5 +1,5 @@
-"""OrderService: CreateOrder and the CreateOrders stream publish to `Pedidos` and answer after
-Kafka's ack; GetOrder and WatchOrder track an order through its states."""
+"""OrderService: CreateOrder, the CreateOrders stream and CreateOrderBatch publish to `Pedidos`
+and answer after Kafka's ack; GetOrder and WatchOrder track an order through its states."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 # Orders of one CreateOrders stream waiting for Kafka's ack; past it the stream is not read, so
 # gRPC flow control slows the client down.
 BULK_MAX_IN_FLIGHT = 20_000
+# Orders per CreateOrderBatch call; the default 4 MiB message limit holds ~15,000 typical orders,
+# so this bound is about how long one call may take, not its size.
+BATCH_MAX_ORDERS = 1_000
 
 
 class OrderService(orders_pb2_grpc.OrderServiceServicer):
@@ -48,15 +51,9 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             accepted = self._intake.submit(request, correlation)
         except OrderRejected as exc:
             await context.abort(exc.code, exc.message)
-        remaining = context.time_remaining()
-        timeout = (
-            self._publish_timeout_s
-            if remaining is None
-            else min(remaining, self._publish_timeout_s)
-        )
         try:
             await asyncio.wait_for(
-                asyncio.shield(accepted.delivery), timeout=max(timeout - 0.05, 0.01)
+                asyncio.shield(accepted.delivery), timeout=self._ack_timeout(context)
             )
         except (TimeoutError, PublishError) as exc:
             await context.abort(
@@ -140,6 +137,52 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             extra={"orders": state.received, "results": written, "correlation_id": correlation},
         )
 
+    async def CreateOrderBatch(
+        self, request: orders_pb2.CreateOrderBatchRequest, context: grpc.aio.ServicerContext
+    ) -> orders_pb2.CreateOrderBatchResponse:
+        if len(request.orders) > BATCH_MAX_ORDERS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"orders: at most {BATCH_MAX_ORDERS} per call, got {len(request.orders)}",
+            )
+        correlation = correlation_id(context.invocation_metadata())
+        submit = self._intake.submit
+        outcomes: list[Accepted | OrderRejected] = []
+        for order in request.orders:
+            try:
+                outcomes.append(submit(order, correlation))
+            except OrderRejected as exc:
+                outcomes.append(exc)
+        waiting = {
+            outcome.delivery
+            for outcome in outcomes
+            if isinstance(outcome, Accepted) and not outcome.delivery.done()
+        }
+        if waiting:
+            await asyncio.wait(waiting, timeout=self._ack_timeout(context))
+        results = [_batch_result(index, outcome) for index, outcome in enumerate(outcomes)]
+        accepted = sum(1 for result in results if result.HasField("accepted"))
+        log.info(
+            "order batch done",
+            extra={
+                "orders": len(results),
+                "accepted": accepted,
+                "refused": len(results) - accepted,
+                "correlation_id": correlation,
+            },
+        )
+        return orders_pb2.CreateOrderBatchResponse(results=results)
+
+    def _ack_timeout(self, context: grpc.aio.ServicerContext) -> float:
+        """How long to wait for Kafka: the publish timeout, cut short by the call's deadline."""
+        remaining = context.time_remaining()
+        timeout = (
+            self._publish_timeout_s
+            if remaining is None
+            else min(remaining, self._publish_timeout_s)
+        )
+        return max(timeout - 0.05, 0.01)
+
     # -- tracking ------------------------------------------------------------------------------
     async def GetOrder(
         self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
@@ -184,10 +227,20 @@ class _BulkState:
         self.received = 0
 
 
+def _batch_result(index: int, outcome: Accepted | OrderRejected) -> orders_pb2.CreateOrderResult:
+    if isinstance(outcome, OrderRejected):
+        return orders_pb2.CreateOrderResult(
+            index=index,
+            error=orders_pb2.OrderError(code=outcome.code.value[0], message=outcome.message),
+        )
+    return _settled_result(index, outcome, outcome.delivery)
+
+
 def _settled_result(
     index: int, accepted: Accepted, delivery: asyncio.Future[object]
 ) -> orders_pb2.CreateOrderResult:
-    error = delivery.exception() if not delivery.cancelled() else TimeoutError()
+    """The result of an order whose delivery is settled; one still pending counts as timed out."""
+    error = delivery.exception() if delivery.done() and not delivery.cancelled() else TimeoutError()
     if error is None:
         return orders_pb2.CreateOrderResult(index=index, accepted=accepted.answer())
     return orders_pb2.CreateOrderResult(

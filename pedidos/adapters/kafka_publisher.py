@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -41,9 +42,15 @@ def producer_config(bootstrap_servers: str, client_id: str, timeout_s: float) ->
 
 
 class KafkaPublisher:
+    """Deliveries are settled on the event loop in batches: the poll thread collects every
+    report of one `poll()` and hands them over with a single wake-up, not one per record."""
+
     def __init__(self, config: dict[str, Any]) -> None:
         self._producer = Producer({**config, "error_cb": self._on_error})
         self._stop = threading.Event()
+        # Filled by delivery callbacks on whichever thread runs poll()/flush().
+        self._reports: list[_Report] = []
+        self._reports_lock = threading.Lock()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._poller.start()
 
@@ -56,38 +63,42 @@ class KafkaPublisher:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Settle the reports gathered by the last poll, grouped by their event loop."""
+        with self._reports_lock:
+            reports, self._reports = self._reports, []
+        if not reports:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Report]] = {}
+        for report in reports:
+            by_loop.setdefault(report[0].get_loop(), []).append(report)
+        for loop, batch in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle_all, batch)
 
     def publish(
         self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]
     ) -> asyncio.Future[Delivery]:
         """Queue one record; the future resolves when the broker acknowledged it (acks=all)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Delivery] = loop.create_future()
-
-        def settle(error: KafkaError | None, message: Message) -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(PublishError(error.str()))
-            else:
-                future.set_result(
-                    Delivery(
-                        str(message.topic()),
-                        int(message.partition() or 0),
-                        int(message.offset() or 0),
-                    )
-                )
+        future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
-            loop.call_soon_threadsafe(settle, error, message)
+            report: _Report
+            if error is not None:
+                report = (future, PublishError(error.str()), None)
+            else:
+                delivery = Delivery(
+                    str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
+                )
+                report = (future, None, delivery)
+            with self._reports_lock:
+                self._reports.append(report)
 
         try:
             self._producer.produce(
-                topic,
-                key=key.encode(),
-                value=value,
-                headers=list(headers),
-                on_delivery=on_delivery,
+                topic, key=key.encode(), value=value, headers=list(headers), on_delivery=on_delivery
             )
         except BufferError:
             future.set_exception(PublishError("local produce queue is full"))
@@ -97,10 +108,26 @@ class KafkaPublisher:
 
     def flush(self, timeout_s: float) -> int:
         """Wait for queued records; returns how many are still undelivered."""
-        return int(self._producer.flush(timeout_s))
+        remaining = int(self._producer.flush(timeout_s))
+        self._hand_over()
+        return remaining
 
     def close(self, timeout_s: float = 10) -> int:
         remaining = self.flush(timeout_s)
         self._stop.set()
         self._poller.join(timeout=1)
+        self._hand_over()
         return remaining
+
+
+_Report = tuple["asyncio.Future[Delivery]", "PublishError | None", "Delivery | None"]
+
+
+def _settle_all(reports: list[_Report]) -> None:
+    for future, error, delivery in reports:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(delivery)  # type: ignore[arg-type]

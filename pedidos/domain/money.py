@@ -11,6 +11,8 @@ DEFAULT_CURRENCY = "CLP"
 SUPPORTED_CURRENCIES = frozenset({"CLP", "USD", "EUR"})
 # A single order above 100 million major units is a typo or an attack, not a sale.
 MAX_MAJOR_UNITS = 100_000_000
+# Looked up once: Babel's lookup costs more than the rest of the validation.
+_EXPONENTS = {code: int(get_currency_precision(code)) for code in SUPPORTED_CURRENCIES}
 
 
 class InvalidMoney(ValueError):
@@ -35,7 +37,7 @@ class Money:
 
     @property
     def exponent(self) -> int:
-        return int(get_currency_precision(self.currency))
+        return _EXPONENTS[self.currency]
 
     @property
     def major(self) -> Decimal:

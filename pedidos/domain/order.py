@@ -49,7 +49,7 @@ def _clean_text(field_name: str, value: object) -> str:
         raise InvalidOrder(field_name, "must not be empty")
     if len(text) > MAX_TEXT_LENGTH:
         raise InvalidOrder(field_name, f"must be at most {MAX_TEXT_LENGTH} characters")
-    if any(not ch.isprintable() for ch in text):
+    if not text.isprintable():
         raise InvalidOrder(field_name, "must not contain control characters")
     return text
 
@@ -57,7 +57,8 @@ def _clean_text(field_name: str, value: object) -> str:
 def _clean_email(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidOrder("customer_email", "must not be empty")
-    if len(value) > 254 or any(not ch.isprintable() or ch.isspace() for ch in value):
+    # The space is the only printable whitespace character.
+    if len(value) > 254 or not value.isprintable() or " " in value:
         raise InvalidOrder("customer_email", "is not a valid e-mail address")
     try:
         # ASCII only: most SMTP servers do not speak SMTPUTF8; IDN domains become punycode.

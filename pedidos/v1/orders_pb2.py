@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17pedidos/v1/orders.proto\x12\npedidos.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"\xff\x01\n\x0cOrderDetails\x12\x14\n\x0cproduct_name\x18\x01 \x01(\t\x12 \n\x05price\x18\x02 \x01(\x0b\x32\x11.pedidos.v1.Money\x12\x33\n\x0fpayment_gateway\x18\x03 \x01(\x0e\x32\x1a.pedidos.v1.PaymentGateway\x12)\n\ncard_brand\x18\x04 \x01(\x0e\x32\x15.pedidos.v1.CardBrand\x12\x0c\n\x04\x62\x61nk\x18\x05 \x01(\t\x12\x17\n\x0fshipping_region\x18\x06 \x01(\t\x12\x18\n\x10shipping_address\x18\x07 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x08 \x01(\t\"V\n\x12\x43reateOrderRequest\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.pedidos.v1.OrderDetails\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x7f\n\x13\x43reateOrderResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.pedidos.v1.OrderState\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x11\x43reateOrderResult\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x33\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x1f.pedidos.v1.CreateOrderResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.pedidos.v1.OrderErrorH\x00\x42\t\n\x07outcome\"+\n\nOrderError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"%\n\x11WatchOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"e\n\x0cReachedState\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.pedidos.v1.OrderState\x12.\n\nreached_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.pedidos.v1.OrderState\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07reached\x18\x04 \x03(\x0b\x32\x18.pedidos.v1.ReachedState\x12)\n\x07\x64\x65tails\x18\x05 \x01(\x0b\x32\x18.pedidos.v1.OrderDetails\"{\n\x10OrderStateChange\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.pedidos.v1.OrderState\x12.\n\nreached_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xae\x01\n\x0ePaymentGateway\x12\x1f\n\x1bPAYMENT_GATEWAY_UNSPECIFIED\x10\x00\x12 \n\x1cPAYMENT_GATEWAY_MERCADO_PAGO\x10\x01\x12\x1a\n\x16PAYMENT_GATEWAY_PAYPAL\x10\x02\x12\x1a\n\x16PAYMENT_GATEWAY_STRIPE\x10\x03\x12!\n\x1dPAYMENT_GATEWAY_BANK_TRANSFER\x10\x04*\x91\x01\n\tCardBrand\x12\x1a\n\x16\x43\x41RD_BRAND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41RD_BRAND_VISA\x10\x01\x12\x19\n\x15\x43\x41RD_BRAND_MASTERCARD\x10\x02\x12\x1f\n\x1b\x43\x41RD_BRAND_AMERICAN_EXPRESS\x10\x03\x12\x17\n\x13\x43\x41RD_BRAND_DISCOVER\x10\x04*\xb2\x01\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16ORDER_STATE_PROCESANDO\x10\x01\x12\x1b\n\x17ORDER_STATE_PREPARACION\x10\x02\x12\x17\n\x13ORDER_STATE_ENVIADO\x10\x03\x12\x19\n\x15ORDER_STATE_ENTREGADO\x10\x04\x12\x1a\n\x16ORDER_STATE_FINALIZADO\x10\x05\x32\xba\x02\n\x0cOrderService\x12N\n\x0b\x43reateOrder\x12\x1e.pedidos.v1.CreateOrderRequest\x1a\x1f.pedidos.v1.CreateOrderResponse\x12Q\n\x0c\x43reateOrders\x12\x1e.pedidos.v1.CreateOrderRequest\x1a\x1d.pedidos.v1.CreateOrderResult(\x01\x30\x01\x12:\n\x08GetOrder\x12\x1b.pedidos.v1.GetOrderRequest\x1a\x11.pedidos.v1.Order\x12K\n\nWatchOrder\x12\x1d.pedidos.v1.WatchOrderRequest\x1a\x1c.pedidos.v1.OrderStateChange0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17pedidos/v1/orders.proto\x12\npedidos.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"\xff\x01\n\x0cOrderDetails\x12\x14\n\x0cproduct_name\x18\x01 \x01(\t\x12 \n\x05price\x18\x02 \x01(\x0b\x32\x11.pedidos.v1.Money\x12\x33\n\x0fpayment_gateway\x18\x03 \x01(\x0e\x32\x1a.pedidos.v1.PaymentGateway\x12)\n\ncard_brand\x18\x04 \x01(\x0e\x32\x15.pedidos.v1.CardBrand\x12\x0c\n\x04\x62\x61nk\x18\x05 \x01(\t\x12\x17\n\x0fshipping_region\x18\x06 \x01(\t\x12\x18\n\x10shipping_address\x18\x07 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x08 \x01(\t\"V\n\x12\x43reateOrderRequest\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.pedidos.v1.OrderDetails\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x7f\n\x13\x43reateOrderResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.pedidos.v1.OrderState\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x11\x43reateOrderResult\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x33\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x1f.pedidos.v1.CreateOrderResponseH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.pedidos.v1.OrderErrorH\x00\x42\t\n\x07outcome\"+\n\nOrderError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"I\n\x17\x43reateOrderBatchRequest\x12.\n\x06orders\x18\x01 \x03(\x0b\x32\x1e.pedidos.v1.CreateOrderRequest\"J\n\x18\x43reateOrderBatchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.pedidos.v1.CreateOrderResult\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"%\n\x11WatchOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"e\n\x0cReachedState\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.pedidos.v1.OrderState\x12.\n\nreached_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.pedidos.v1.OrderState\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07reached\x18\x04 \x03(\x0b\x32\x18.pedidos.v1.ReachedState\x12)\n\x07\x64\x65tails\x18\x05 \x01(\x0b\x32\x18.pedidos.v1.OrderDetails\"{\n\x10OrderStateChange\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.pedidos.v1.OrderState\x12.\n\nreached_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xae\x01\n\x0ePaymentGateway\x12\x1f\n\x1bPAYMENT_GATEWAY_UNSPECIFIED\x10\x00\x12 \n\x1cPAYMENT_GATEWAY_MERCADO_PAGO\x10\x01\x12\x1a\n\x16PAYMENT_GATEWAY_PAYPAL\x10\x02\x12\x1a\n\x16PAYMENT_GATEWAY_STRIPE\x10\x03\x12!\n\x1dPAYMENT_GATEWAY_BANK_TRANSFER\x10\x04*\x91\x01\n\tCardBrand\x12\x1a\n\x16\x43\x41RD_BRAND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41RD_BRAND_VISA\x10\x01\x12\x19\n\x15\x43\x41RD_BRAND_MASTERCARD\x10\x02\x12\x1f\n\x1b\x43\x41RD_BRAND_AMERICAN_EXPRESS\x10\x03\x12\x17\n\x13\x43\x41RD_BRAND_DISCOVER\x10\x04*\xb2\x01\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16ORDER_STATE_PROCESANDO\x10\x01\x12\x1b\n\x17ORDER_STATE_PREPARACION\x10\x02\x12\x17\n\x13ORDER_STATE_ENVIADO\x10\x03\x12\x19\n\x15ORDER_STATE_ENTREGADO\x10\x04\x12\x1a\n\x16ORDER_STATE_FINALIZADO\x10\x05\x32\x99\x03\n\x0cOrderService\x12N\n\x0b\x43reateOrder\x12\x1e.pedidos.v1.CreateOrderRequest\x1a\x1f.pedidos.v1.CreateOrderResponse\x12Q\n\x0c\x43reateOrders\x12\x1e.pedidos.v1.CreateOrderRequest\x1a\x1d.pedidos.v1.CreateOrderResult(\x01\x30\x01\x12]\n\x10\x43reateOrderBatch\x12#.pedidos.v1.CreateOrderBatchRequest\x1a$.pedidos.v1.CreateOrderBatchResponse\x12:\n\x08GetOrder\x12\x1b.pedidos.v1.GetOrderRequest\x1a\x11.pedidos.v1.Order\x12K\n\nWatchOrder\x12\x1d.pedidos.v1.WatchOrderRequest\x1a\x1c.pedidos.v1.OrderStateChange0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pedidos.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTGATEWAY']._serialized_start=1295
-  _globals['_PAYMENTGATEWAY']._serialized_end=1469
-  _globals['_CARDBRAND']._serialized_start=1472
-  _globals['_CARDBRAND']._serialized_end=1617
-  _globals['_ORDERSTATE']._serialized_start=1620
-  _globals['_ORDERSTATE']._serialized_end=1798
+  _globals['_PAYMENTGATEWAY']._serialized_start=1446
+  _globals['_PAYMENTGATEWAY']._serialized_end=1620
+  _globals['_CARDBRAND']._serialized_start=1623
+  _globals['_CARDBRAND']._serialized_end=1768
+  _globals['_ORDERSTATE']._serialized_start=1771
+  _globals['_ORDERSTATE']._serialized_end=1949
   _globals['_MONEY']._serialized_start=72
   _globals['_MONEY']._serialized_end=124
   _globals['_ORDERDETAILS']._serialized_start=127
@@ -50,16 +50,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEORDERRESULT']._serialized_end=741
   _globals['_ORDERERROR']._serialized_start=743
   _globals['_ORDERERROR']._serialized_end=786
-  _globals['_GETORDERREQUEST']._serialized_start=788
-  _globals['_GETORDERREQUEST']._serialized_end=823
-  _globals['_WATCHORDERREQUEST']._serialized_start=825
-  _globals['_WATCHORDERREQUEST']._serialized_end=862
-  _globals['_REACHEDSTATE']._serialized_start=864
-  _globals['_REACHEDSTATE']._serialized_end=965
-  _globals['_ORDER']._serialized_start=968
-  _globals['_ORDER']._serialized_end=1167
-  _globals['_ORDERSTATECHANGE']._serialized_start=1169
-  _globals['_ORDERSTATECHANGE']._serialized_end=1292
-  _globals['_ORDERSERVICE']._serialized_start=1801
-  _globals['_ORDERSERVICE']._serialized_end=2115
+  _globals['_CREATEORDERBATCHREQUEST']._serialized_start=788
+  _globals['_CREATEORDERBATCHREQUEST']._serialized_end=861
+  _globals['_CREATEORDERBATCHRESPONSE']._serialized_start=863
+  _globals['_CREATEORDERBATCHRESPONSE']._serialized_end=937
+  _globals['_GETORDERREQUEST']._serialized_start=939
+  _globals['_GETORDERREQUEST']._serialized_end=974
+  _globals['_WATCHORDERREQUEST']._serialized_start=976
+  _globals['_WATCHORDERREQUEST']._serialized_end=1013
+  _globals['_REACHEDSTATE']._serialized_start=1015
+  _globals['_REACHEDSTATE']._serialized_end=1116
+  _globals['_ORDER']._serialized_start=1119
+  _globals['_ORDER']._serialized_end=1318
+  _globals['_ORDERSTATECHANGE']._serialized_start=1320
+  _globals['_ORDERSTATECHANGE']._serialized_end=1443
+  _globals['_ORDERSERVICE']._serialized_start=1952
+  _globals['_ORDERSERVICE']._serialized_end=2361
 # @@protoc_insertion_point(module_scope)

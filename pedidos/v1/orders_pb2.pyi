@@ -115,6 +115,18 @@ class OrderError(_message.Message):
     message: str
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
+class CreateOrderBatchRequest(_message.Message):
+    __slots__ = ("orders",)
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[CreateOrderRequest]
+    def __init__(self, orders: _Optional[_Iterable[_Union[CreateOrderRequest, _Mapping]]] = ...) -> None: ...
+
+class CreateOrderBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CreateOrderResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CreateOrderResult, _Mapping]]] = ...) -> None: ...
+
 class GetOrderRequest(_message.Message):
     __slots__ = ("order_id",)
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -44,6 +44,11 @@ class OrderServiceStub:
                 request_serializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.SerializeToString,
                 response_deserializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderResult.FromString,
                 _registered_method=True)
+        self.CreateOrderBatch = channel.unary_unary(
+                '/pedidos.v1.OrderService/CreateOrderBatch',
+                request_serializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderBatchRequest.SerializeToString,
+                response_deserializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderBatchResponse.FromString,
+                _registered_method=True)
         self.GetOrder = channel.unary_unary(
                 '/pedidos.v1.OrderService/GetOrder',
                 request_serializer=pedidos_dot_v1_dot_orders__pb2.GetOrderRequest.SerializeToString,
@@ -70,6 +75,16 @@ class OrderServiceServicer:
         """Many orders on one stream, each with CreateOrder's guarantees. One result per request, in
         the order Kafka acknowledges them (match them by `index`); an invalid order gets its error
         and the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOrderBatch(self, request, context):
+        """Many orders in one message: the fastest way in. Answers once every order is settled (acked
+        by Kafka or refused), each result exactly what CreateOrder would have answered; orders not
+        acknowledged within the deadline get UNAVAILABLE (retry them with the same idempotency_key).
+        INVALID_ARGUMENT for the whole call if it holds more than 1,000 orders.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,6 +119,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CreateOrders,
                     request_deserializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.FromString,
                     response_serializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderResult.SerializeToString,
+            ),
+            'CreateOrderBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOrderBatch,
+                    request_deserializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderBatchRequest.FromString,
+                    response_serializer=pedidos_dot_v1_dot_orders__pb2.CreateOrderBatchResponse.SerializeToString,
             ),
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
@@ -170,6 +190,33 @@ class OrderService:
             '/pedidos.v1.OrderService/CreateOrders',
             pedidos_dot_v1_dot_orders__pb2.CreateOrderRequest.SerializeToString,
             pedidos_dot_v1_dot_orders__pb2.CreateOrderResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrderBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pedidos.v1.OrderService/CreateOrderBatch',
+            pedidos_dot_v1_dot_orders__pb2.CreateOrderBatchRequest.SerializeToString,
+            pedidos_dot_v1_dot_orders__pb2.CreateOrderBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
