@@ -24,6 +24,7 @@ from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 Kind = Literal["health", "create", "bulk"]
 DISTINCT_TEMPLATES = 512
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 # Orders per CreateOrderBatch call in the bulk scenario (the producer accepts up to 1,000).
 BULK_BATCH = 1_000
 STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
@@ -126,14 +127,18 @@ async def _closed_loop(spec: LoadSpec, channel: grpc.aio.Channel, result: LoadRe
     await asyncio.gather(*(caller() for _ in range(spec.concurrency)))
 
 
-async def _bulk(spec: LoadSpec, channel: grpc.aio.Channel, result: LoadResult) -> None:
-    """`concurrency` CreateOrderBatch calls in flight, BULK_BATCH orders each."""
-    stub = orders_pb2_grpc.OrderServiceStub(channel)
+async def _bulk(spec: LoadSpec, result: LoadResult) -> None:
+    """`concurrency` CreateOrderBatch calls in flight, BULK_BATCH orders each, each caller on its
+    own connection (so that producer worker processes sharing the port all get some)."""
     requests = OrderRequests(spec.seed, spec.key_prefix)
     total = spec.count or 0
     starts = iter(range(0, total, BULK_BATCH))
 
     async def sender() -> None:
+        async with grpc.aio.insecure_channel(spec.address, options=OWN_CONNECTION) as channel:
+            await send_batches(orders_pb2_grpc.OrderServiceStub(channel))
+
+    async def send_batches(stub: orders_pb2_grpc.OrderServiceStub) -> None:
         for start in starts:
             batch = orders_pb2.CreateOrderBatchRequest(
                 orders=requests.stream(range(start, min(start + BULK_BATCH, total)))
@@ -159,7 +164,7 @@ async def _run(spec: LoadSpec) -> LoadResult:
         result.first_sent_at = time.time()
         try:
             if spec.kind == "bulk":
-                await _bulk(spec, channel, result)
+                await _bulk(spec, result)
             else:
                 await _closed_loop(spec, channel, result)
         except grpc.aio.AioRpcError as exc:

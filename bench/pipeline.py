@@ -111,7 +111,9 @@ def run_pipeline(
     )
     try:
         producer.wait_healthy(env["GRPC_LISTEN"], 30)
-        consumer.wait_log("partitions assigned", 60)
+        consumer.wait_log(
+            "partitions assigned", 60, processes=int(env.get("CONSUMER_WORKERS", "1"))
+        )
         shares = split(SEND_CONCURRENCY, workers.size)
         run.started_at = time.time() + 0.5
         specs = [

@@ -26,6 +26,15 @@ def _cpu_seconds(process: psutil.Process) -> float | None:
     return float(times.user + times.system)
 
 
+def _with_workers(process: psutil.Process) -> list[psutil.Process]:
+    """The process and its children: a service run with PRODUCER_/CONSUMER_WORKERS > 1 is a
+    supervisor whose workers do the work."""
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return [process]
+
+
 def _machine_busy_and_total() -> tuple[float, float]:
     times = psutil.cpu_times()
     idle = times.idle + getattr(times, "iowait", 0.0)
@@ -87,7 +96,9 @@ class CpuMeter:
             name: [psutil.Process(pid) for pid in group if psutil.pid_exists(pid)]
             for name, group in groups.items()
         }
-        self._watched = {p.pid for group in self._processes.values() for p in group}
+        self._watched = {
+            w.pid for group in self._processes.values() for p in group for w in _with_workers(p)
+        }
         self._begin: dict[str, float] = {}
         self._foreign_begin: dict[int, tuple[str, float]] = {}
         self._machine: tuple[float, float] = (0.0, 0.0)
@@ -96,7 +107,7 @@ class CpuMeter:
     def _totals(self) -> dict[str, float]:
         totals = {}
         for name, processes in self._processes.items():
-            seconds = [_cpu_seconds(p) for p in processes]
+            seconds = [_cpu_seconds(w) for p in processes for w in _with_workers(p)]
             totals[name] = sum(s for s in seconds if s is not None)
         return totals
 
@@ -175,10 +186,15 @@ class RssSampler:
         while not self._stop.is_set():
             rss = {}
             for name, process in self._processes.items():
-                try:
-                    rss[name] = int(process.memory_info().rss)
-                except psutil.Error:
-                    continue
+                # With worker processes, the largest one: the target is per process.
+                sizes = []
+                for member in _with_workers(process):
+                    try:
+                        sizes.append(int(member.memory_info().rss))
+                    except psutil.Error:
+                        continue
+                if sizes:
+                    rss[name] = max(sizes)
             self.samples.append(RssSample(time.time(), rss))
             self._stop.wait(self._interval_s)
 

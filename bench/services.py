@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -48,6 +49,13 @@ def producer_healthy(address: str) -> bool:
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+def _pid(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class ServiceProcess:
     def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
         self.module = module
@@ -82,11 +90,16 @@ class ServiceProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def wait_log(self, text: str, timeout_s: float) -> None:
+    def wait_log(self, text: str, timeout_s: float, processes: int = 1) -> None:
+        """Wait until `text` is logged (by `processes` distinct worker pids, if more than one)."""
+
         def seen() -> bool:
             if not self.running:
                 raise ServiceError(f"{self.module} exited; see {self.log_path}")
-            return text in self.log()
+            lines = [line for line in self.log().splitlines() if text in line]
+            if processes == 1:
+                return bool(lines)
+            return len({_pid(line) for line in lines} - {None}) >= processes
 
         wait_until(seen, timeout_s, f"{self.module} to log {text!r}")
 

@@ -8,6 +8,7 @@ import sys
 from consumer.app import run_consumer
 from pedidos.config import ConfigError, load_settings
 from pedidos.logs import configure_logging
+from pedidos.workers import is_worker, supervise
 
 
 def main() -> None:
@@ -17,6 +18,8 @@ def main() -> None:
         print(f"consumer: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging("consumer", settings.log_level)
+    if settings.consumer_workers > 1 and not is_worker():
+        raise SystemExit(supervise("consumer", settings.consumer_workers))
     asyncio.run(run_consumer(settings))
 
 

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     stage_delay_min_s: Seconds = 0.5
     stage_delay_max_s: Seconds = 2.0
     consumer_max_in_flight: Annotated[int, Field(ge=1)] = 5000
+    # Processes per service (one core each); see pedidos/workers.py.
+    producer_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    consumer_workers: Annotated[int, Field(ge=1, le=64)] = 1
     # E-mails accepted by SMTP but not yet in the ledger: the most one crash can repeat.
     consumer_max_unrecorded_emails: Annotated[int, Field(ge=1)] = 32
 

@@ -18,9 +18,15 @@ def configure_logging(component: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter(
-            "{asctime}{levelname}{name}{message}",
+            "{asctime}{levelname}{name}{process}{message}",
             style="{",
-            rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+            # The pid tells apart the worker processes of one service (PRODUCER_WORKERS...).
+            rename_fields={
+                "asctime": "ts",
+                "levelname": "level",
+                "name": "logger",
+                "process": "pid",
+            },
             static_fields={"component": component},
         )
     )

@@ -7,6 +7,7 @@ import sys
 
 from pedidos.config import ConfigError, load_settings
 from pedidos.logs import configure_logging
+from pedidos.workers import is_worker, supervise
 from producer.server import serve
 
 
@@ -17,6 +18,8 @@ def main() -> None:
         print(f"producer: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging("producer", settings.log_level)
+    if settings.producer_workers > 1 and not is_worker():
+        raise SystemExit(supervise("producer", settings.producer_workers))
     asyncio.run(serve(settings))
 
 

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 # Orders of one CreateOrders stream waiting for Kafka's ack; past it the stream is not read, so
 # gRPC flow control slows the client down.
 BULK_MAX_IN_FLIGHT = 20_000
-# Orders per CreateOrderBatch call; the default 4 MiB message limit holds ~15,000 typical orders,
-# so this bound is about how long one call may take, not its size.
+# Orders per CreateOrderBatch call: a bound on how long one call takes. Size is bounded apart by
+# GRPC_MAX_MESSAGE_BYTES (1 MiB: ~5,800 typical orders, but 1,000 with every field at its
+# maximum take ~1.2 MB and get RESOURCE_EXHAUSTED).
 BATCH_MAX_ORDERS = 1_000
 
 

@@ -1,0 +1,87 @@
+"""PRODUCER_WORKERS / CONSUMER_WORKERS: several processes per service under one supervisor."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import grpc
+import psutil
+import pytest
+
+from admin.stack import EmbeddedStack
+from pedidos.v1 import orders_pb2_grpc
+from tests.conftest import Services
+from tests.e2e.test_pipeline import assert_documents, wait_all_emails
+from tests.requests import order_request
+from tests.support import STATE_SLUGS, Inbox, ServiceProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+# Separate client channels so that the kernel can spread their connections over the workers.
+CHANNELS = 16
+
+
+def log_pids(process: ServiceProcess, message: str) -> set[int]:
+    pids = set()
+    for line in process.log().splitlines():
+        if line.startswith("{") and f'"message": "{message}"' in line:
+            pids.add(json.loads(line)["pid"])
+    return pids
+
+
+def workers_of(process: ServiceProcess, count: int = 2) -> list[psutil.Process]:
+    assert process.process is not None
+    supervisor = psutil.Process(process.process.pid)
+    wait_for(lambda: len(supervisor.children()) == count, 30, f"{count} {process.module} workers")
+    return supervisor.children()
+
+
+def test_two_workers_per_service_share_the_port_and_the_partitions(
+    services: Services, stack: EmbeddedStack
+) -> None:
+    producer = services.producer(PRODUCER_WORKERS=2)
+    consumer = services.consumer(wait_assigned=False, CONSUMER_WORKERS=2)
+    assert len(workers_of(producer)) == 2
+    assert len(workers_of(consumer)) == 2
+    wait_for(lambda: len(log_pids(consumer, "partitions assigned")) == 2, 60, "both members")
+    time.sleep(1)
+
+    order_ids = []
+    for index in range(CHANNELS * 3):
+        channel = grpc.insecure_channel(
+            services.env["PRODUCER_ADDRESS"], options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        with channel:
+            stub = orders_pb2_grpc.OrderServiceStub(channel)
+            for _ in range(2):
+                order_ids.append(stub.CreateOrder(order_request(), timeout=10).order_id)
+        if index == CHANNELS:
+            # Both producer workers took connections (all 17 on one: p = 2 / 2**17).
+            assert len(log_pids(producer, "order accepted")) == 2
+
+    inbox = Inbox(stack.maildir)
+    wait_all_emails(inbox, order_ids, timeout=120)
+    time.sleep(1.5)
+    states = inbox.states_by_order(order_ids)
+    assert all(states[o] == STATE_SLUGS for o in order_ids)
+    assert len(log_pids(consumer, "order state reached")) == 2
+    assert_documents(services.env, order_ids)
+
+    # SIGTERM to the supervisor stops every worker gracefully.
+    children = workers_of(producer) + workers_of(consumer)
+    assert producer.stop() == 0
+    assert consumer.stop() == 0
+    assert not any(child.is_running() and child.status() != "zombie" for child in children)
+
+
+def test_a_dying_worker_takes_its_supervisor_down_with_it(services: Services) -> None:
+    consumer = services.consumer(wait_assigned=False, CONSUMER_WORKERS=2)
+    first, second = workers_of(consumer)
+    first.send_signal(signal.SIGKILL)
+    assert consumer.process is not None
+    code = consumer.process.wait(timeout=40)
+    # The orchestrator sees a failure and restarts the unit rather than running short.
+    assert code != 0
+    assert '"message": "a worker exited; stopping the others"' in consumer.log()
+    wait_for(lambda: not second.is_running() or second.status() == "zombie", 10, "the other")
