@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 # How long a key is remembered by one producer process; see the README's idempotency notes.
 IDEMPOTENCY_TTL_S = 24 * 3600
-IDEMPOTENCY_MAX_KEYS = 100_000
 CORRELATION_HEADER = "x-correlation-id"
 _FIRST_STATE = state_to_proto(FIRST_STATE)
 
@@ -50,7 +49,7 @@ class OrderRejected(Exception):
 class Accepted:
     """One order as published (or being published) by this process, shared by its retries.
 
-    Up to IDEMPOTENCY_MAX_KEYS of these stay in memory, so each keeps only what a retry needs:
+    Up to PRODUCER_IDEMPOTENCY_KEYS of these stay in memory, so each keeps only what a retry needs:
     the id, the acceptance time, a fingerprint of the details, and the delivery.
     """
 
@@ -86,10 +85,10 @@ def correlation_id(metadata: Iterable[object] | None) -> str:
 
 
 class OrderIntake:
-    def __init__(self, publisher: KafkaPublisher, topic: str) -> None:
+    def __init__(self, publisher: KafkaPublisher, topic: str, remembered_keys: int) -> None:
         self._publisher = publisher
         self._topic = topic
-        self._recent: TTLCache[str, Accepted] = TTLCache(IDEMPOTENCY_MAX_KEYS, IDEMPOTENCY_TTL_S)
+        self._recent: TTLCache[str, Accepted] = TTLCache(remembered_keys, IDEMPOTENCY_TTL_S)
 
     def submit(self, request: orders_pb2.CreateOrderRequest, correlation: str) -> Accepted:
         """Validate and publish one order; raises OrderRejected. Does not wait for the ack."""

@@ -70,7 +70,7 @@ def build_server(
         ]
     )
     service = OrderService(
-        OrderIntake(publisher, settings.pedidos_topic),
+        OrderIntake(publisher, settings.pedidos_topic, settings.producer_idempotency_keys),
         settings.grpc_deadline_s,
         OrderTracking(tracking.lookup, tracking.fanout),
         tracking.fanout,

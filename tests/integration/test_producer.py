@@ -97,6 +97,23 @@ def test_the_same_idempotency_key_yields_one_order(services: Services) -> None:
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
+def test_remembered_keys_are_bounded_and_a_forgotten_key_keeps_its_order_id(
+    services: Services,
+) -> None:
+    services.producer(PRODUCER_IDEMPOTENCY_KEYS=2)
+    env = services.env
+    client = stub(env["PRODUCER_ADDRESS"])
+    first, second, third = (order_request(key=f"clave-{n}") for n in range(3))
+    ids = [client.CreateOrder(r, timeout=10).order_id for r in (first, second, third)]
+    # `first` was evicted by `third`: republished, with the same id (collapses downstream);
+    # `third` is still remembered: answered from memory, nothing republished.
+    assert client.CreateOrder(first, timeout=10).order_id == ids[0]
+    assert client.CreateOrder(third, timeout=10).order_id == ids[2]
+    records = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 4, settle_s=2)
+    keys = sorted((key or b"").decode() for key, _, _ in records)
+    assert keys == sorted([ids[0], ids[0], ids[1], ids[2]])
+
+
 def test_health_and_reflection_answer(services: Services) -> None:
     services.producer()
     channel = grpc.insecure_channel(services.env["PRODUCER_ADDRESS"])
