@@ -25,6 +25,7 @@ from pedidos.v1 import orders_pb2, orders_pb2_grpc
 Kind = Literal["health", "create", "bulk"]
 DISTINCT_TEMPLATES = 512
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+CONNECTIONS_PER_CLIENT = 4
 # Orders per CreateOrderBatch call in the bulk scenario (the producer accepts up to 1,000).
 BULK_BATCH = 1_000
 STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
@@ -94,15 +95,17 @@ def _unary_call(spec: LoadSpec, channel: grpc.aio.Channel) -> Callable[[int], Aw
     return create
 
 
-async def _closed_loop(spec: LoadSpec, channel: grpc.aio.Channel, result: LoadResult) -> None:
-    call = _unary_call(spec, channel)
+async def _closed_loop(
+    spec: LoadSpec, channels: list[grpc.aio.Channel], result: LoadResult
+) -> None:
+    calls = [_unary_call(spec, channel) for channel in channels]
     # perf_counter for latencies; start_at is wall-clock so processes share it.
     offset = time.perf_counter() - time.time()
     measure_from = spec.start_at + offset + spec.warmup_s
     measure_until = measure_from + (spec.duration_s or 0.0)
     sequence = iter(range(spec.count if spec.count is not None else 1 << 62))
 
-    async def caller() -> None:
+    async def caller(call: Callable[[int], Awaitable[str]]) -> None:
         for number in sequence:
             sent = time.perf_counter()
             if spec.count is None and sent >= measure_until:
@@ -124,7 +127,7 @@ async def _closed_loop(spec: LoadSpec, channel: grpc.aio.Channel, result: LoadRe
             if order_id:
                 result.order_ids.append(order_id)
 
-    await asyncio.gather(*(caller() for _ in range(spec.concurrency)))
+    await asyncio.gather(*(caller(calls[i % len(calls)]) for i in range(spec.concurrency)))
 
 
 async def _bulk(spec: LoadSpec, result: LoadResult) -> None:
@@ -158,19 +161,28 @@ async def _bulk(spec: LoadSpec, result: LoadResult) -> None:
 
 async def _run(spec: LoadSpec) -> LoadResult:
     result = LoadResult()
-    async with grpc.aio.insecure_channel(spec.address) as channel:
-        await asyncio.wait_for(channel.channel_ready(), timeout=10)
+    # A few connections per client process, so producer worker processes all get callers.
+    count = max(1, min(spec.concurrency, CONNECTIONS_PER_CLIENT))
+    channels = [
+        grpc.aio.insecure_channel(spec.address, options=OWN_CONNECTION) for _ in range(count)
+    ]
+    try:
+        for channel in channels:
+            await asyncio.wait_for(channel.channel_ready(), timeout=10)
         await asyncio.sleep(max(spec.start_at - time.time(), 0))
         result.first_sent_at = time.time()
         try:
             if spec.kind == "bulk":
                 await _bulk(spec, result)
             else:
-                await _closed_loop(spec, channel, result)
+                await _closed_loop(spec, channels, result)
         except grpc.aio.AioRpcError as exc:
             # A whole stream failed (e.g. UNIMPLEMENTED): the caller decides what it means.
             result.errors[exc.code().name] += 1
         result.last_done_at = time.time()
+    finally:
+        for channel in channels:
+            await channel.close()
     return result
 
 
