@@ -21,7 +21,7 @@ from pedidos.adapters.search_index import PermanentIndexError
 from pedidos.domain.order import utc_now
 from pedidos.domain.states import FIRST_STATE, IllegalTransition
 from pedidos.ports import Publisher
-from pedidos.records import OrderAccepted, PoisonRecord, decode
+from pedidos.records import DetailsCache, OrderAccepted, PoisonRecord, decode
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,8 @@ class ConsumerRunner:
         self._generation = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused = False
+        # An order's records (acceptance + five states) repeat its details: validate once.
+        self._details = DetailsCache()
         self.processed = 0
 
     # -- rebalance (consumer thread) -------------------------------------------------------
@@ -214,7 +216,7 @@ class ConsumerRunner:
         key = (message.key or b"").decode(errors="replace")
         worked = False
         try:
-            record = decode(raw, message.headers)
+            record = decode(raw, message.headers, self._details)
             if isinstance(record, OrderAccepted):
                 target, due = FIRST_STATE, None
             elif record.state.is_final:
@@ -224,7 +226,8 @@ class ConsumerRunner:
                 target, due = record.state.next(), record.stage_ends_at
             if due is not None:
                 wait = (due - utc_now()).total_seconds()
-                await asyncio.sleep(min(max(wait, 0.0), MAX_STAGE_WAIT_S))
+                if wait > 0:  # a step already due skips a pass of the event loop
+                    await asyncio.sleep(min(wait, MAX_STAGE_WAIT_S))
             if not self._start_work(tp, generation):
                 return  # the partition is moving to another consumer; it redoes this record
             worked = True

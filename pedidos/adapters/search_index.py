@@ -12,9 +12,11 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, AsyncElasticsearch
+from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from pedidos.batching import MicroBatcher
 
@@ -32,6 +34,25 @@ def event_id(order_id: str, state: str) -> str:
     return f"{order_id}:{state}"
 
 
+class OrjsonNdjsonSerializer(NdjsonSerializer):
+    """NDJSON (the bulk API's body) with orjson; elasticsearch-py ships only the JSON one."""
+
+    def json_dumps(self, data: Any) -> bytes:
+        return orjson.dumps(data, default=self.default)
+
+    def json_loads(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+def serializers() -> dict[str, NdjsonSerializer | OrjsonSerializer]:
+    """orjson for every JSON body: serialising bulk bodies was half the client's CPU."""
+    # The client also maps these onto the compatibility mimetypes (vnd.elasticsearch+…).
+    return {
+        OrjsonSerializer.mimetype: OrjsonSerializer(),
+        OrjsonNdjsonSerializer.mimetype: OrjsonNdjsonSerializer(),
+    }
+
+
 def connect(
     url: str, api_key: str | None = None, username: str | None = None, password: str | None = None
 ) -> AsyncElasticsearch:
@@ -41,7 +62,12 @@ def connect(
     elif username and password:
         auth["basic_auth"] = (username, password)
     return AsyncElasticsearch(
-        url, request_timeout=30, retry_on_timeout=False, max_retries=0, **auth
+        url,
+        request_timeout=30,
+        retry_on_timeout=False,
+        max_retries=0,
+        serializers=serializers(),
+        **auth,
     )
 
 

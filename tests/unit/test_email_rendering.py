@@ -1,12 +1,20 @@
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.charset import BASE64, Charset
+from email.header import Header
 from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, parseaddr
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from markupsafe import escape
 
-from pedidos.domain.order import Order
+from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.notifications.render import EmailRenderer, message_id
+from pedidos.notifications.render import SUBJECTS, EmailRenderer, _fold, message_id
 from tests.unit.factories import make_details
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -92,3 +100,95 @@ def test_wire_format_uses_crlf_and_short_lines() -> None:
     data = EmailRenderer("Tienda <ventas@tienda.cl>").render(order, OrderState.ENVIADO, T0).data
     assert b"\n" not in data.replace(b"\r\n", b"")  # no bare LF: smtplib sends bytes unchanged
     assert max(len(line) for line in data.split(b"\r\n")) <= 998  # RFC 5321 line limit
+
+
+def stdlib_wire_bytes(sender: str, order: Order, state: OrderState, data: bytes) -> bytes:
+    """The same e-mail built as a MIMEMultipart tree and flattened by email.generator."""
+    parts = message_from_bytes(data, policy=policy.compat32).get_payload()
+    text, html = (part.get_payload(decode=True).decode() for part in parts)
+    reference = MIMEMultipart("alternative", boundary=f"=_pedidos-{order.order_id}-{state.slug}")
+    name, address = parseaddr(sender)
+    reference["From"] = formataddr((name, address), charset="utf-8")
+    reference["To"] = order.details.customer_email
+    subject = SUBJECTS[state].format(product=order.details.product_name)
+    charset = Charset("utf-8")
+    charset.header_encoding = BASE64
+    reference["Subject"] = (
+        subject if subject.isascii() else Header(subject, charset, header_name="Subject")
+    )
+    reference["Date"] = format_datetime(T0)
+    reference["Message-ID"] = message_id(order.order_id, state, address.rsplit("@", 1)[1])
+    reference["X-Pedidos-Order-Id"] = order.order_id
+    reference["X-Pedidos-State"] = state.slug
+    reference.attach(MIMEText(text, "plain", "utf-8"))
+    reference.attach(MIMEText(html, "html", "utf-8"))
+    return reference.as_bytes(policy=policy.compat32.clone(linesep="\r\n"))
+
+
+NAMES = st.one_of(
+    st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]), max_size=200),
+    st.text("ab ,;", max_size=200),
+    # ASCII subjects around the one-line limit (78 characters with "Subject: ").
+    st.integers(40, 70).map(lambda n: "x" * n),
+    st.sampled_from(["Silla Gamer", "Ñandú " * 33, "x" * 200, "a, b; c " * 25, "漢字🛒"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    product_name=NAMES,
+    shipping_address=NAMES,
+    customer_email=st.one_of(
+        st.sampled_from(
+            ["a@b.cl", "cliente@exámple.cl", "x" * 64 + "@" + ".".join(["d" * 60] * 3)]
+        ),
+        st.integers(60, 64).flatmap(
+            lambda n: st.integers(6, 20).map(lambda d: f"{'x' * n}@{'d' * d}.cl")
+        ),
+    ),
+    sender=st.sampled_from(
+        ["Tienda <ventas@tienda.cl>", "ventas@tienda.cl", "Tienda Ñandú " * 6 + "<v@tienda.cl>"]
+    ),
+    state=st.sampled_from(ALL_STATES),
+    order_id=st.sampled_from([ORDER_ID, ORDER_ID.upper(), "o-1", "x" * 60, "a;b,c" * 8]),
+)
+def test_wire_bytes_are_what_the_stdlib_generator_writes(
+    product_name: str,
+    shipping_address: str,
+    customer_email: str,
+    sender: str,
+    state: OrderState,
+    order_id: str,
+) -> None:
+    """The message is assembled by hand for speed; it must stay byte-for-byte the stdlib one."""
+    try:
+        details = make_details(
+            product_name=product_name,
+            shipping_address=shipping_address,
+            customer_email=customer_email,
+        )
+    except InvalidOrder:
+        assume(False)
+    order = Order(order_id, details, T0)
+    data = EmailRenderer(sender).render(order, state, T0).data
+    assert data == stdlib_wire_bytes(sender, order, state, data)
+    assert data.endswith(b"\r\n")
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    parsed = message_from_bytes(data, policy=policy.default)
+    assert parsed["Subject"] == SUBJECTS[state].format(product=details.product_name)
+    assert parsed["To"] == details.customer_email
+    text = parsed.get_body(("plain",)).get_content()
+    html = parsed.get_body(("html",)).get_content()
+    assert details.shipping_address in text
+    assert escape(details.shipping_address) in html
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    name=st.sampled_from(["To", "Subject", "X-Pedidos-Order-Id"]),
+    value=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=90),
+)
+def test_header_lines_fold_like_the_stdlib(name: str, value: str) -> None:
+    """The shortcut for one-line printable ASCII headers writes what compat32 would."""
+    assert _fold(name, value) == policy.compat32.clone(linesep="\r\n").fold_binary(name, value)

@@ -1,12 +1,15 @@
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from pedidos.domain.order import Order
+from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import OrderState
 from pedidos.records import (
     MAX_RECORD_BYTES,
+    DetailsCache,
     OrderAccepted,
     PoisonRecord,
     StateReached,
@@ -77,11 +80,99 @@ def _mutated(**changes: object) -> bytes:
         (_mutated(accepted_at="2026-11-23T12:00:00"), "UTC offset"),
         (_mutated(order={"price": {"amount_minor": float("nan")}}), "invalid order"),
         (_mutated(order="nope"), "must be an object"),
+        (b"[" * 5000 + b"]" * 5000, "not JSON"),
+        (b'{"schema": "pedidos.order", "version": Infinity}', "unsupported"),
     ],
 )
-def test_poison_records_are_rejected_with_a_reason(raw: bytes | None, problem: str) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["cold", "details-cached"])
+def test_poison_records_are_rejected_with_a_reason(
+    raw: bytes | None, problem: str, cached: bool
+) -> None:
+    cache = DetailsCache()
+    if cached:  # the order's valid details were seen before
+        decode(encode_order_accepted(order()), details=cache)
     with pytest.raises(PoisonRecord, match=problem):
-        decode(raw)
+        decode(raw, details=cache)
+
+
+def _with_details(**changes: object) -> bytes:
+    data = json.loads(encode_order_accepted(order()))
+    data["order"].update(changes)
+    return json.dumps(data).encode()
+
+
+def test_details_validated_once_are_reused_for_the_same_order() -> None:
+    cache = DetailsCache()
+    first = decode(encode_order_accepted(order()), details=cache)
+    walked = order()
+    walked.enter(OrderState.PROCESANDO, T0)
+    event = StateReached(walked, OrderState.PROCESANDO, T0, "sent", "c")
+    second = decode(encode_state_reached(event), details=cache)
+    assert second.order.details is first.order.details
+    assert second.order.details == decode(encode_state_reached(event)).order.details
+    other = _with_details(shipping_address="Otra Calle 1")
+    assert decode(other, details=cache).order.details.shipping_address == "Otra Calle 1"
+
+
+CLP = "CLP"
+
+
+@pytest.mark.parametrize(
+    ("valid", "invalid"),
+    [
+        # Equal in Python to the cached values (129990.0 == 129990, True == 1), yet invalid.
+        ({}, {"price": {"amount_minor": 129_990.0, "currency": CLP}}),
+        (
+            {"price": {"amount_minor": 1, "currency": CLP}},
+            {"price": {"amount_minor": True, "currency": CLP}},
+        ),
+        ({}, {"customer_email": "not-an-email"}),
+        ({}, {"bank": "Banco\x00"}),
+        ({}, {"card_brand": float("nan")}),
+    ],
+)
+def test_details_differing_from_the_cached_ones_are_validated_again(
+    valid: dict[str, object], invalid: dict[str, object]
+) -> None:
+    cache = DetailsCache()
+    decode(_with_details(**valid), details=cache)
+    with pytest.raises(PoisonRecord, match="invalid order"):
+        decode(_with_details(**invalid), details=cache)
+
+
+def test_details_cache_is_bounded() -> None:
+    cache = DetailsCache(max_orders=2)
+    for n in range(5):
+        data = json.loads(encode_order_accepted(order()))
+        data["order_id"] = f"9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e4{n}"
+        decode(json.dumps(data).encode(), details=cache)
+    assert len(cache) == 2
+
+
+PRINTABLE = st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(product_name=PRINTABLE, shipping_address=PRINTABLE, bank=PRINTABLE)
+def test_records_are_the_bytes_json_dumps_wrote(
+    product_name: str, shipping_address: str, bank: str
+) -> None:
+    """The wire format is unchanged by the faster encoder: compact UTF-8, non-ASCII unescaped."""
+    try:
+        details = make_details(
+            product_name=product_name, shipping_address=shipping_address, bank=bank
+        )
+    except InvalidOrder:
+        assume(False)
+    walked = Order(ORDER_ID, details, T0)
+    walked.enter(OrderState.PROCESANDO, T0)
+    for value in (
+        encode_order_accepted(walked),
+        encode_state_reached(StateReached(walked, OrderState.PROCESANDO, T0, "sent", "c")),
+    ):
+        data = json.loads(value)
+        assert value == json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        assert decode(value).order.details == details
 
 
 def test_state_record_with_unknown_or_inconsistent_state_is_poison() -> None:
@@ -96,3 +187,15 @@ def test_state_record_with_unknown_or_inconsistent_state_is_poison() -> None:
         decode(json.dumps({**data, "state": "Enviado"}).encode())
     with pytest.raises(PoisonRecord, match=r"illegal transition|starts at"):
         decode(json.dumps({**data, "reached": {"Enviado": "2026-11-23T12:00:00Z"}}).encode())
+
+
+def test_timestamps_keep_their_offset_even_for_an_equal_utc_instant() -> None:
+    """Record timestamps are cached for UTC values only; other offsets are written as given."""
+    assert json.loads(encode_order_accepted(order()))["accepted_at"] == (
+        "2026-11-23T12:00:00.000000Z"
+    )
+    walked = Order(ORDER_ID, order().details, T0.astimezone(timezone(timedelta(hours=-3))))
+    assert walked.accepted_at == T0
+    assert json.loads(encode_order_accepted(walked))["accepted_at"] == (
+        "2026-11-23T09:00:00.000000-03:00"
+    )

@@ -1,10 +1,10 @@
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.search_documents import event_document, order_document
+from pedidos.search_documents import event_document, iso, order_document
 from tests.unit.factories import make_details
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -95,3 +95,13 @@ def test_documents_only_use_mapped_fields() -> None:
     assert flat(order_document(walked(OrderState.FINALIZADO))) <= mapped_fields(
         "pedidos-orders.json"
     )
+
+
+def test_timestamps_keep_their_offset_even_for_an_equal_utc_instant() -> None:
+    """iso() caches UTC values; an equal instant at another offset must not reuse the entry."""
+    at = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+    chile = at.astimezone(timezone(timedelta(hours=-3)))
+    assert at == chile
+    assert iso(at) == "2026-11-23T12:00:00.123Z"
+    assert iso(chile) == "2026-11-23T09:00:00.123-03:00"
+    assert iso(at) == "2026-11-23T12:00:00.123Z"
