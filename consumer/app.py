@@ -76,6 +76,8 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         workflow,
         dead_letters,
         settings.consumer_max_in_flight,
+        orders_topic=settings.pedidos_topic,
+        max_open_orders=settings.consumer_max_open_orders,
     )
     log.info("consumer started", extra={"group": settings.kafka_consumer_group})
     try:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cachetools import TTLCache
+
 from consumer.offsets import PartitionOffsets
 from consumer.workflow import OrderWorkflow
 from pedidos.adapters.kafka_consumer import ConsumedRecord, KafkaRecordSource
@@ -29,6 +31,11 @@ TopicPartition = tuple[str, int]
 # A record's stage_ends_at further away than this is treated as due now (clock skew, bad data).
 MAX_STAGE_WAIT_S = 60.0
 COMMIT_INTERVAL_S = 0.5
+# An open order not finished within this is forgotten (it moved to another consumer, or is stuck
+# in retries that the in-flight bound already accounts for).
+OPEN_ORDER_TTL_S = 600.0
+# The smallest fetch near the open-orders bound: small enough not to overshoot it much.
+MIN_FETCH = 16
 
 
 # How long a revoke waits for steps that are already e-mailing/indexing on those partitions.
@@ -91,6 +98,9 @@ class ConsumerRunner:
         dead_letters: DeadLetters,
         max_in_flight: int,
         fetch_batch: int = 500,
+        *,
+        orders_topic: str | None = None,
+        max_open_orders: int | None = None,
     ) -> None:
         self._source = source_factory(self._assigned, self._revoked)
         self._workflow = workflow
@@ -102,7 +112,18 @@ class ConsumerRunner:
         self._assignments: dict[TopicPartition, _Assignment] = {}
         self._generation = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._paused = False
+        self._paused: frozenset[str] = frozenset()
+        self._orders_topic = orders_topic
+        self._max_open_orders = max_open_orders
+        # Orders this process started and has not finished: while there are too many, new
+        # orders wait on `Pedidos` and the states of started ones go first, so a backlog is
+        # worked off order by order instead of every order sitting half done. Expiring entries
+        # keep an order finished elsewhere (after a rebalance) from holding a place for good.
+        self._open_orders: TTLCache[str, bool] = TTLCache(
+            max(max_open_orders or 1, 1) * 2, OPEN_ORDER_TTL_S
+        )
+        # Set by a revoke (consumer thread): orders may now finish elsewhere, so start afresh.
+        self._forget_open_orders = False
         # An order's records (acceptance + five states) repeat its details: validate once.
         self._details = DetailsCache()
         self.processed = 0
@@ -118,6 +139,7 @@ class ConsumerRunner:
     def _revoked(self, partitions: list[TopicPartition]) -> None:
         # Steps still waiting out a stage delay are handed back; steps doing effects finish
         # first, so the next owner never redoes a step that is half done here.
+        self._forget_open_orders = True
         with self._lock:
             for tp in partitions:
                 if tp in self._assignments:
@@ -159,15 +181,41 @@ class ConsumerRunner:
         try:
             while not stop.is_set():
                 free = self._max_in_flight - len(self._tasks)
-                if (free <= 0) != self._paused:
-                    # Pausing keeps the group membership alive while we catch up.
-                    self._paused = free <= 0
-                    await self._source.set_paused(self._paused)
-                messages = await self._source.fetch(max(1, min(free, self._fetch_batch)), 0.1)
+                paused = self._topics_to_pause(free)
+                if paused != self._paused:
+                    self._paused = paused
+                    await self._source.pause_topics(paused)
+                if self._forget_open_orders:
+                    self._forget_open_orders = False
+                    self._open_orders.clear()
+                wanted = min(free, self._fetch_batch, self._admission_room())
+                messages = await self._source.fetch(max(1, wanted), 0.1)
                 for message in messages:
                     self._schedule(message)
         finally:
             await self._shutdown(committer, grace_s)
+
+    def _topics_to_pause(self, free: int) -> frozenset[str]:
+        if free <= 0:
+            return self._source.topics
+        if self._orders_topic is None or self._max_open_orders is None:
+            return frozenset()
+        open_orders = len(self._open_orders)
+        # Hysteresis: resume at 80 % so that the topic is not toggled on every fetch.
+        limit = self._max_open_orders
+        if self._orders_topic in self._paused:
+            limit = int(limit * 0.8)
+        return frozenset({self._orders_topic}) if open_orders >= limit else frozenset()
+
+    def _admission_room(self) -> int:
+        """How many records one fetch may bring while new orders are still admitted."""
+        if self._max_open_orders is None or self._orders_topic in self._paused:
+            return self._fetch_batch
+        return max(self._max_open_orders - len(self._open_orders), MIN_FETCH)
+
+    @property
+    def open_orders(self) -> int:
+        return len(self._open_orders)
 
     def _schedule(self, message: ConsumedRecord) -> None:
         tp = (message.topic, message.partition)
@@ -178,6 +226,9 @@ class ConsumerRunner:
                 return  # revoked between fetch and here; the new owner reads it again
             assignment.offsets.start(offset)
             generation = assignment.generation
+        if message.topic == self._orders_topic and self._max_open_orders is not None:
+            # Counted from scheduling on, so one fetch cannot admit far past the bound.
+            self._open_orders[(message.key or b"").decode(errors="replace")] = True
         task = asyncio.create_task(self._process(message, tp, offset, generation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -232,6 +283,8 @@ class ConsumerRunner:
                 return  # the partition is moving to another consumer; it redoes this record
             worked = True
             await self._workflow.enter(record.order, target, record.correlation_id)
+            if target.is_final:
+                self._open_orders.pop(record.order.order_id, None)
         except asyncio.CancelledError:
             if worked:
                 self._release(tp, generation)
@@ -246,6 +299,7 @@ class ConsumerRunner:
             await self._dead_letters.send(
                 "record", key, raw or b"", reason, source, message.headers
             )
+            self._open_orders.pop(key, None)  # its walk ends here
         self._finish(tp, offset, generation, worked)
 
     async def _commit_periodically(self, stop: asyncio.Event) -> None:

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     stage_delay_min_s: Seconds = 0.5
     stage_delay_max_s: Seconds = 2.0
     consumer_max_in_flight: Annotated[int, Field(ge=1)] = 5000
+    # Orders started but not finished per process; past it new orders wait (see README).
+    consumer_max_open_orders: Annotated[int, Field(ge=1)] = 2000
     # Keys one producer process remembers (~0.9 KB each) to answer retries from the first publish.
     producer_idempotency_keys: Annotated[int, Field(ge=1)] = 20_000
     # Processes per service (one core each); see pedidos/workers.py.

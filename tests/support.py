@@ -165,6 +165,18 @@ class Inbox:
                 found[str(order_id)].append(str(headers.get("X-Pedidos-State")))
         return found
 
+    def arrivals(self, order_ids: Iterable[str]) -> list[tuple[str, str]]:
+        """(order id, state slug) of every e-mail of these orders, in arrival order."""
+        wanted = set(order_ids)
+        found = []
+        for path in self._files():
+            with open(path, "rb") as handle:
+                headers = self._parser.parse(handle)
+            order_id = headers.get("X-Pedidos-Order-Id")
+            if order_id in wanted:
+                found.append((str(order_id), str(headers.get("X-Pedidos-State"))))
+        return found
+
     def messages_for(self, order_id: str) -> list[bytes]:
         out = []
         for path in self._files():

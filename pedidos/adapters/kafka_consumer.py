@@ -72,6 +72,12 @@ class KafkaRecordSource:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._consumer: Consumer | None = None
+        # Topics whose partitions stay paused, newly assigned ones included.
+        self._paused_topics: frozenset[str] = frozenset()
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self._topics)
 
     @staticmethod
     def _on_error(error: KafkaError) -> None:
@@ -83,8 +89,12 @@ class KafkaRecordSource:
     def _subscribe(self) -> None:
         self._consumer = Consumer(self._config)
 
-        def assigned(_: Consumer, partitions: list[TopicPartition]) -> None:
+        def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             self._on_assign([(p.topic, p.partition) for p in partitions])
+            # A new assignment starts unpaused; keep paused what the caller wants paused.
+            held = [p for p in partitions if p.topic in self._paused_topics]
+            if held:
+                consumer.pause(held)
 
         def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
             self._on_revoke([(p.topic, p.partition) for p in partitions])
@@ -126,14 +136,22 @@ class KafkaRecordSource:
     async def commit(self, offsets: list[tuple[str, int, int]]) -> None:
         await self._run(self.commit_now, offsets)
 
-    def _set_paused(self, paused: bool) -> None:
+    def _pause_topics(self, topics: frozenset[str]) -> None:
         assert self._consumer is not None
+        self._paused_topics = topics
         assignment = self._consumer.assignment()
-        if assignment:
-            (self._consumer.pause if paused else self._consumer.resume)(assignment)
+        held = [p for p in assignment if p.topic in topics]
+        free = [p for p in assignment if p.topic not in topics]
+        if held:
+            self._consumer.pause(held)
+        if free:
+            self._consumer.resume(free)
 
-    async def set_paused(self, paused: bool) -> None:
-        await self._run(self._set_paused, paused)
+    async def pause_topics(self, topics: frozenset[str]) -> None:
+        """Stop fetching from `topics` (and only those) until called again without them.
+
+        Paused partitions keep the group membership alive, unlike not polling at all."""
+        await self._run(self._pause_topics, topics)
 
     def _close(self) -> None:
         if self._consumer is not None:
