@@ -97,17 +97,23 @@ class CpuMeter:
             for name, group in groups.items()
         }
         self._watched = {
-            w.pid for group in self._processes.values() for p in group for w in _with_workers(p)
+            w.pid for name in self._processes for w in self._members(name)
         }
         self._begin: dict[str, float] = {}
         self._foreign_begin: dict[int, tuple[str, float]] = {}
         self._machine: tuple[float, float] = (0.0, 0.0)
         self._started_at = 0.0
 
+    def _members(self, name: str) -> list[psutil.Process]:
+        # The bench's own children are the services and clients, counted under their names.
+        if name == "bench":
+            return self._processes[name]
+        return [w for p in self._processes[name] for w in _with_workers(p)]
+
     def _totals(self) -> dict[str, float]:
         totals = {}
-        for name, processes in self._processes.items():
-            seconds = [_cpu_seconds(w) for p in processes for w in _with_workers(p)]
+        for name in self._processes:
+            seconds = [_cpu_seconds(w) for w in self._members(name)]
             totals[name] = sum(s for s in seconds if s is not None)
         return totals
 

@@ -77,7 +77,7 @@ class OrderWorkflow:
         dead_letter: DeadLetter,
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = utc_now,
-        remembered_steps: int = 200_000,
+        remembered_steps: int = 20_000,
         unrecorded_sends: int = 4,
     ) -> None:
         self._mailer = mailer

@@ -52,6 +52,10 @@ def consumer_config(
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
         "partition.assignment.strategy": "range",
+        # librdkafka prefetches up to 64 MB by default: with a big backlog that is the whole
+        # topic in memory. A few MB keep the fetcher ahead of a consumer doing ~1k records/s.
+        "queued.max.messages.kbytes": 4096,
+        "queued.min.messages": 2000,
         "isolation.level": "read_committed",
     }
 
