@@ -96,9 +96,7 @@ class CpuMeter:
             name: [psutil.Process(pid) for pid in group if psutil.pid_exists(pid)]
             for name, group in groups.items()
         }
-        self._watched = {
-            w.pid for name in self._processes for w in self._members(name)
-        }
+        self._watched = {w.pid for name in self._processes for w in self._members(name)}
         self._begin: dict[str, float] = {}
         self._foreign_begin: dict[int, tuple[str, float]] = {}
         self._machine: tuple[float, float] = (0.0, 0.0)
