@@ -3,12 +3,14 @@ discards, and one set of topics, indices and consumer group per scenario."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from elasticsearch import Elasticsearch
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
 
 from admin import setup
 from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
@@ -33,9 +35,12 @@ class MailSink:
 
 
 class BenchStack:
-    def __init__(self, root: Path, service_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, service_env: dict[str, str] | None = None, keep_data: bool = False
+    ) -> None:
         self.root = root
         self.service_env = service_env or {}
+        self.keep_data = keep_data
         self.run_id = uuid.uuid4().hex[:6]
         self.main = EmbeddedStack(
             root / "stack",
@@ -107,6 +112,17 @@ class BenchStack:
             "LOG_LEVEL": "INFO",
             **self.service_env,
         }
+
+    def release(self, env: dict[str, str]) -> None:
+        """Drop a finished scenario's indices (unless --keep-data): noida-db keeps every document
+        in memory and slows down as it grows, so one scenario's data would slow the next."""
+        if self.keep_data:
+            return
+        es = Elasticsearch(self.elasticsearch_url, request_timeout=60)
+        # A failed cleanup must not hide what the scenario itself reported.
+        with es, contextlib.suppress(ApiError, TransportError):
+            for name in ("ELASTICSEARCH_EVENTS_INDEX", "ELASTICSEARCH_ORDERS_INDEX"):
+                es.options(ignore_status=404).indices.delete(index=env[name])
 
     def prepare(self, env: dict[str, str]) -> Settings:
         """Create the scenario's topics, index templates and indices; return its settings."""

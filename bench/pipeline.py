@@ -167,6 +167,7 @@ def run_pipeline(
         probe.close()
         run.es_polls = probe.poll_seconds
         run.exit_codes = {"producer": producer.stop(), "consumer": consumer.stop()}
+        stack.release(env)
         run.logs = [scan_log(producer.log_path), scan_log(consumer.log_path)]
         run.pace = consumer_pace(consumer.log_path)
         run.finished_at = _finished_at(run)

@@ -42,7 +42,7 @@ class BenchRun:
         self.options = options
         self.console = console
         self.root = Path(tempfile.mkdtemp(prefix="pedidos-bench-"))
-        self.stack = BenchStack(self.root, dict(options.service_env))
+        self.stack = BenchStack(self.root, dict(options.service_env), options.keep_data)
         self.figures: list[Figure] = []
         self.logs: list[LogFindings] = []
         self.mail_limits: dict[str, Figure] = {}
@@ -172,6 +172,7 @@ class BenchRun:
             )[0]
         finally:
             probe.close()
+            self.stack.release(env)
 
     def _pipeline(self, workers: LoadWorkers, sink: MailSink) -> list[Figure]:
         run = run_pipeline(
