@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from admin import setup
-from admin.stack import EmbeddedStack, StackPorts, free_port
+from admin.stack import EmbeddedStack, StackPorts, free_port, producer_healthy
 from client.orders import random_requests
 from pedidos.config import load_settings
 from pedidos.domain.states import ALL_STATES
@@ -35,17 +35,11 @@ def _start(module: str, env: dict[str, str], logs: Path) -> subprocess.Popen[byt
 
 
 def _wait_healthy(address: str, timeout: float = 30) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            with contextlib.suppress(grpc.RpcError):
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            time.sleep(0.2)
+    while time.monotonic() < deadline:
+        if producer_healthy(address):
+            return
+        time.sleep(0.2)
     raise RuntimeError(f"producer not healthy at {address}")
 
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -89,6 +92,18 @@ def _kafka_ready(port: int) -> bool:
         return True
     except Exception:
         return False
+
+
+def producer_healthy(address: str) -> bool:
+    """The producer at `address` answers the standard gRPC health check with SERVING."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _die_with_parent() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
+from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port, producer_healthy
 from pedidos.config import load_settings
-from tests.support import ServiceProcess, producer_healthy, wait_for
+from tests.support import ServiceProcess, wait_for
 
 BACKEND = os.environ.get("PEDIDOS_TEST_BACKEND", "embedded")
 # The test mail sink refuses these recipients with 550, like a server that knows no such user.

@@ -16,10 +16,8 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
-import grpc
 from confluent_kafka import Consumer
 from elasticsearch import Elasticsearch
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pedidos.domain.states import ALL_STATES
 
@@ -90,17 +88,6 @@ class ServiceProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-
-def producer_healthy(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1
-            )
-        except grpc.RpcError:
-            return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def read_topic(

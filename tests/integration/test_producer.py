@@ -13,12 +13,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from admin.stack import EmbeddedStack, StackPorts, free_port
+from admin.stack import EmbeddedStack, StackPorts, free_port, producer_healthy
 from pedidos.records import header_value
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from tests.conftest import Services
 from tests.requests import order_request
-from tests.support import producer_healthy, read_topic, wait_for
+from tests.support import read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
