@@ -130,18 +130,14 @@ async def _closed_loop(
     await asyncio.gather(*(caller(calls[i % len(calls)]) for i in range(spec.concurrency)))
 
 
-async def _bulk(spec: LoadSpec, result: LoadResult) -> None:
-    """`concurrency` CreateOrderBatch calls in flight, BULK_BATCH orders each, each caller on its
-    own connection (so that producer worker processes sharing the port all get some)."""
+async def _bulk(spec: LoadSpec, channels: list[grpc.aio.Channel], result: LoadResult) -> None:
+    """`concurrency` CreateOrderBatch calls in flight, BULK_BATCH orders each, spread over the
+    connections like the unary callers."""
     requests = OrderRequests(spec.seed, spec.key_prefix)
     total = spec.count or 0
     starts = iter(range(0, total, BULK_BATCH))
 
-    async def sender() -> None:
-        async with grpc.aio.insecure_channel(spec.address, options=OWN_CONNECTION) as channel:
-            await send_batches(orders_pb2_grpc.OrderServiceStub(channel))
-
-    async def send_batches(stub: orders_pb2_grpc.OrderServiceStub) -> None:
+    async def sender(stub: orders_pb2_grpc.OrderServiceStub) -> None:
         for start in starts:
             batch = orders_pb2.CreateOrderBatchRequest(
                 orders=requests.stream(range(start, min(start + BULK_BATCH, total)))
@@ -156,7 +152,8 @@ async def _bulk(spec: LoadSpec, result: LoadResult) -> None:
                 else:
                     result.errors[STATUS_NAMES.get(answer.error.code, str(answer.error.code))] += 1
 
-    await asyncio.gather(*(sender() for _ in range(spec.concurrency)))
+    stubs = [orders_pb2_grpc.OrderServiceStub(channel) for channel in channels]
+    await asyncio.gather(*(sender(stubs[i % len(stubs)]) for i in range(spec.concurrency)))
 
 
 async def _run(spec: LoadSpec) -> LoadResult:
@@ -173,7 +170,7 @@ async def _run(spec: LoadSpec) -> LoadResult:
         result.first_sent_at = time.time()
         try:
             if spec.kind == "bulk":
-                await _bulk(spec, result)
+                await _bulk(spec, channels, result)
             else:
                 await _closed_loop(spec, channels, result)
         except grpc.aio.AioRpcError as exc:

@@ -213,10 +213,6 @@ class ConsumerRunner:
             return self._fetch_batch
         return max(self._max_open_orders - len(self._open_orders), MIN_FETCH)
 
-    @property
-    def open_orders(self) -> int:
-        return len(self._open_orders)
-
     def _schedule(self, message: ConsumedRecord) -> None:
         tp = (message.topic, message.partition)
         offset = message.offset

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -17,6 +16,7 @@ from cachetools import LRUCache
 
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails, validate_order_id
 from pedidos.domain.states import OrderState, UnknownState
+from pedidos.timestamps import iso_z
 
 CONTENT_TYPE = "application/json"
 ORDER_SCHEMA = "pedidos.order"
@@ -130,17 +130,8 @@ class DetailsCache:
         return details
 
 
-def _format_ts(value: datetime) -> str:
-    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-# A state record repeats every earlier state's timestamp. Only UTC values are cached: equal
-# datetimes with other offsets would share one entry but format differently.
-_format_utc_ts = lru_cache(maxsize=8192)(_format_ts)
-
-
 def _ts(value: datetime) -> str:
-    return _format_utc_ts(value) if value.tzinfo is UTC else _format_ts(value)
+    return iso_z(value, "microseconds")
 
 
 def _parse_ts(value: Any, name: str) -> datetime:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
 
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-
-
-def _format(value: datetime) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-# Every state's documents format the order's earlier timestamps again. Only UTC values are
-# cached: equal datetimes with other offsets would share one entry but format differently.
-_format_utc = lru_cache(maxsize=8192)(_format)
+from pedidos.timestamps import iso_z
 
 
 def iso(value: datetime) -> str:
-    return _format_utc(value) if value.tzinfo is UTC else _format(value)
+    return iso_z(value, "milliseconds")
 
 
 def _order_fields(order: Order) -> dict[str, Any]:

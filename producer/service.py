@@ -83,9 +83,9 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         room = asyncio.Event()
         state = _BulkState()
 
-        def settled(index: int, accepted: Accepted, delivery: asyncio.Future[object]) -> None:
+        def settled(index: int, accepted: Accepted, _: asyncio.Future[object]) -> None:
             state.in_flight -= 1
-            ready.append(_settled_result(index, accepted, delivery))
+            ready.append(_result(index, accepted))
             wake.set()
             if state.in_flight < BULK_MAX_IN_FLIGHT:
                 room.set()
@@ -97,14 +97,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
                 try:
                     accepted = intake.submit(request, correlation)
                 except OrderRejected as exc:
-                    ready.append(
-                        orders_pb2.CreateOrderResult(
-                            index=index,
-                            error=orders_pb2.OrderError(
-                                code=exc.code.value[0], message=exc.message
-                            ),
-                        )
-                    )
+                    ready.append(_result(index, exc))
                     wake.set()
                 else:
                     state.in_flight += 1
@@ -161,7 +154,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         }
         if waiting:
             await asyncio.wait(waiting, timeout=self._ack_timeout(context))
-        results = [_batch_result(index, outcome) for index, outcome in enumerate(outcomes)]
+        results = [_result(index, outcome) for index, outcome in enumerate(outcomes)]
         accepted = sum(1 for result in results if result.HasField("accepted"))
         log.info(
             "order batch done",
@@ -228,26 +221,19 @@ class _BulkState:
         self.received = 0
 
 
-def _batch_result(index: int, outcome: Accepted | OrderRejected) -> orders_pb2.CreateOrderResult:
+def _result(index: int, outcome: Accepted | OrderRejected) -> orders_pb2.CreateOrderResult:
+    """One order's result in a stream or batch: refused, acknowledged or not acknowledged (a
+    delivery still pending counts as timed out)."""
     if isinstance(outcome, OrderRejected):
-        return orders_pb2.CreateOrderResult(
-            index=index,
-            error=orders_pb2.OrderError(code=outcome.code.value[0], message=outcome.message),
+        code, message = outcome.code, outcome.message
+    else:
+        delivery = outcome.delivery
+        error = (
+            delivery.exception() if delivery.done() and not delivery.cancelled() else TimeoutError()
         )
-    return _settled_result(index, outcome, outcome.delivery)
-
-
-def _settled_result(
-    index: int, accepted: Accepted, delivery: asyncio.Future[object]
-) -> orders_pb2.CreateOrderResult:
-    """The result of an order whose delivery is settled; one still pending counts as timed out."""
-    error = delivery.exception() if delivery.done() and not delivery.cancelled() else TimeoutError()
-    if error is None:
-        return orders_pb2.CreateOrderResult(index=index, accepted=accepted.answer())
+        if error is None:
+            return orders_pb2.CreateOrderResult(index=index, accepted=outcome.answer())
+        code, message = grpc.StatusCode.UNAVAILABLE, not_acknowledged(outcome.order_id, error)
     return orders_pb2.CreateOrderResult(
-        index=index,
-        error=orders_pb2.OrderError(
-            code=grpc.StatusCode.UNAVAILABLE.value[0],
-            message=not_acknowledged(accepted.order_id, error),
-        ),
+        index=index, error=orders_pb2.OrderError(code=code.value[0], message=message)
     )

@@ -73,6 +73,7 @@ class KafkaRecordSource:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._config = {**config, "error_cb": self._on_error}
         self._topics = topics
+        self._topic_set = frozenset(topics)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._consumer: Consumer | None = None
@@ -81,7 +82,7 @@ class KafkaRecordSource:
 
     @property
     def topics(self) -> frozenset[str]:
-        return frozenset(self._topics)
+        return self._topic_set
 
     @staticmethod
     def _on_error(error: KafkaError) -> None:

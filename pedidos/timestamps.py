@@ -1,0 +1,22 @@
+"""ISO-8601 text for timestamps, with `Z` for UTC.
+
+Cached: an order's records and documents format the same timestamps again at every state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+
+
+def _format(value: datetime, timespec: str) -> str:
+    return value.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+_format_utc = lru_cache(maxsize=16_384)(_format)
+
+
+def iso_z(value: datetime, timespec: str) -> str:
+    # Only UTC values are cached: equal datetimes with other offsets would share one entry but
+    # format differently.
+    return _format_utc(value, timespec) if value.tzinfo is UTC else _format(value, timespec)
