@@ -33,6 +33,14 @@ class MailSink:
         with os.scandir(new) as entries:
             return sum(1 for _ in entries)
 
+    def clear(self) -> None:
+        """Delete the received messages (between the phases of a long run)."""
+        if self.maildir is None or not (self.maildir / "new").exists():
+            return
+        with os.scandir(self.maildir / "new") as entries:
+            for entry in entries:
+                os.unlink(entry.path)
+
 
 class BenchStack:
     def __init__(

@@ -43,10 +43,14 @@ class PipelineRun:
     pace: Pace | None = None
     es_polls: list[float] = field(default_factory=list)
     interrupted: bool = False
+    paused_s: float = 0.0  # between phases: verifying and dropping data, not measured
+    phases: list[dict[str, int]] = field(default_factory=list)
 
     @property
     def elapsed_s(self) -> float | None:
-        return None if self.finished_at is None else self.finished_at - self.started_at
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at - self.paused_s
 
 
 def _wait_complete(
@@ -88,6 +92,12 @@ def _wait_complete(
         time.sleep(POLL_S)
 
 
+def phase_sizes(orders: int, phase_orders: int | None) -> list[int]:
+    """`orders` in phases of at most `phase_orders` (one phase when None)."""
+    size = phase_orders or orders
+    return [min(size, orders - start) for start in range(0, orders, size)]
+
+
 def run_pipeline(
     stack: BenchStack,
     sink: MailSink,
@@ -95,7 +105,15 @@ def run_pipeline(
     workers: LoadWorkers,
     timeout_s: float,
     report: Report,
+    phase_orders: int | None = None,
 ) -> PipelineRun:
+    """One producer and one consumer for the whole run; the orders go in phases.
+
+    Between phases the bench verifies what the phase did, then drops the indices (and the
+    Maildir's messages): noida-db keeps every document in memory and slows down as it fills,
+    so a 100,000-order run in one piece measures noida-db, not the services. The services
+    keep running, so their memory is still that of the whole run; the pauses between phases
+    are left out of the elapsed time."""
     run = PipelineRun(sink, orders)
     scenario = f"e2e-{sink.name}"
     env = stack.scenario_env(scenario, sink)
@@ -109,60 +127,59 @@ def run_pipeline(
         sink,
         consumer.log_path,
     )
+    phases = phase_sizes(orders, None if stack.keep_data else phase_orders)
     try:
         producer.wait_healthy(env["GRPC_LISTEN"], 30)
         consumer.wait_log(
             "partitions assigned", 60, processes=int(env.get("CONSUMER_WORKERS", "1"))
         )
         shares = split(SEND_CONCURRENCY, workers.size)
-        run.started_at = time.time() + 0.5
-        specs = [
-            LoadSpec(
-                kind="create",
-                address=env["GRPC_LISTEN"],
-                concurrency=share,
-                start_at=run.started_at,
-                count=count,
-                seed=100 + index,
-                key_prefix=f"{stack.run_id}-{scenario}-{index}",
-            )
-            for index, (share, count) in enumerate(
-                zip(shares, split(orders, len(shares)), strict=True)
-            )
-        ]
         meter = CpuMeter(
             {
                 "producer": [producer.pid],
                 "consumer": [consumer.pid],
-                "client": workers.pids[: len(specs)],
+                "client": workers.pids[: len(shares)],
                 **{name: [pid] for name, pid in stack.pids().items()},
             }
         )
+        deadline = time.monotonic() + timeout_s
         with RssSampler({"producer": producer.pid, "consumer": consumer.pid}) as sampler:
-            workers.submit(specs)
-            time.sleep(max(run.started_at - time.time(), 0))
-            meter.start()
-            try:
-                run.detected_at = _wait_complete(
-                    probe, orders, time.monotonic() + timeout_s, [producer, consumer], report
-                )
-            except ServiceError as exc:
-                run.problems.append(str(exc))
-            except KeyboardInterrupt:
-                # Report what was measured (as FAILED), then let the bench stop.
-                run.interrupted = True
-                run.problems.append(
-                    f"interrupted after {time.time() - run.started_at:.0f}s: "
-                    f"{probe.emails():,}/{5 * orders:,} e-mails, "
-                    f"{probe.logged()['finalizado']:,}/{orders:,} logged Finalizado"
-                )
+            for number, count in enumerate(phases):
+                if number:
+                    _between_phases(run, stack, env, sink)
+                phase_started = time.time() + 0.5
+                if not number:
+                    run.started_at = phase_started
+                else:
+                    run.paused_s += phase_started - (run.detected_at or phase_started)
+                    report(f"  phase {number + 1}/{len(phases)}: {count:,} orders")
+                specs = [
+                    LoadSpec(
+                        kind="create",
+                        address=env["GRPC_LISTEN"],
+                        concurrency=share,
+                        start_at=phase_started,
+                        count=part,
+                        seed=100 + index,
+                        key_prefix=f"{stack.run_id}-{scenario}-{number}-{index}",
+                    )
+                    for index, (share, part) in enumerate(
+                        zip(shares, split(count, len(shares)), strict=True)
+                    )
+                ]
+                probe.start_phase()
+                workers.submit(specs)
+                time.sleep(max(phase_started - time.time(), 0))
+                if not number:
+                    meter.start()
+                label = f"phase {number + 1}/{len(phases)}: " if len(phases) > 1 else ""
+                services = [producer, consumer]
+                if not _run_phase(run, probe, workers, count, deadline, services, report, label):
+                    break
             run.cpu = meter.stop()
-            run.sent = [] if run.interrupted else workers.collect(60)
         end = run.detected_at or time.time()
         for name in ("producer", "consumer"):
             run.rss[name] = rss_profile(sampler.samples, name, run.started_at, end)
-        if run.detected_at is not None:
-            _verify(run, probe, sink)
     finally:
         probe.close()
         run.es_polls = probe.poll_seconds
@@ -172,6 +189,47 @@ def run_pipeline(
         run.pace = consumer_pace(consumer.log_path)
         run.finished_at = _finished_at(run)
     return run
+
+
+def _run_phase(
+    run: PipelineRun,
+    probe: PipelineProbe,
+    workers: LoadWorkers,
+    count: int,
+    deadline: float,
+    services: list[ServiceProcess],
+    report: Report,
+    label: str,
+) -> bool:
+    """Wait for one phase's orders and verify them; False when the run cannot go on."""
+    run.detected_at = None
+    try:
+        run.detected_at = _wait_complete(probe, count, deadline, services, report)
+    except ServiceError as exc:
+        run.problems.append(f"{label}{exc}")
+    except KeyboardInterrupt:
+        # Report what was measured (as FAILED), then let the bench stop.
+        run.interrupted = True
+        run.problems.append(
+            f"{label}interrupted after {time.time() - run.started_at:.0f}s: "
+            f"{probe.emails():,}/{5 * count:,} e-mails, "
+            f"{probe.logged()['finalizado']:,}/{count:,} logged Finalizado"
+        )
+        return False
+    sent = workers.collect(60)
+    run.sent += sent
+    if run.detected_at is None:
+        return False
+    _verify(run, probe, count, sent, label)
+    return not run.problems
+
+
+def _between_phases(
+    run: PipelineRun, stack: BenchStack, env: dict[str, str], sink: MailSink
+) -> None:
+    stack.release(env)
+    stack.prepare(env)
+    sink.clear()
 
 
 def _finished_at(run: PipelineRun) -> float | None:
@@ -185,35 +243,49 @@ def _finished_at(run: PipelineRun) -> float | None:
     return last
 
 
-def _settled_counts(run: PipelineRun, probe: PipelineProbe) -> PipelineCounts:
-    """The final tally; re-read for a while, since noida-db once answered a stale count."""
+def _settled_counts(orders: int, probe: PipelineProbe) -> tuple[PipelineCounts, int]:
+    """The final tally and how many reads it took; re-read for a while, since noida-db once
+    answered a stale count."""
     time.sleep(SETTLE_S)
     deadline = time.monotonic() + VERIFY_RETRY_S
     reads = 0
     while True:
         counts = probe.counts()
         reads += 1
-        if not pipeline_problems(run.orders, counts) or time.monotonic() > deadline:
-            run.counts["reads"] = reads
-            return counts
+        if not pipeline_problems(orders, counts) or time.monotonic() > deadline:
+            return counts, reads
         time.sleep(1)
 
 
-def _verify(run: PipelineRun, probe: PipelineProbe, sink: MailSink) -> None:
-    counts = _settled_counts(run, probe)
-    run.counts |= {
+def _verify(
+    run: PipelineRun, probe: PipelineProbe, orders: int, sent: list[LoadResult], label: str
+) -> None:
+    counts, reads = _settled_counts(orders, probe)
+    tally = {
         "orders_total": counts.orders_total,
         "orders_finalizado": counts.orders_finalizado,
         "events_by_state": dict(counts.events_by_state),
         "events_email_sent": counts.events_email_sent,
         "inbox_messages": counts.inbox_messages,
     }
-    run.problems += pipeline_problems(run.orders, counts)
-    order_ids = [order_id for result in run.sent for order_id in result.order_ids]
-    errors = sum(sum(r.errors.values()) for r in run.sent)
-    if errors or len(set(order_ids)) != run.orders:
-        run.problems.append(
-            f"{len(set(order_ids))} distinct orders accepted of {run.orders}, {errors} calls failed"
+    run.counts["reads"] = run.counts.get("reads", 0) + reads
+    for key, value in tally.items():
+        if isinstance(value, dict):
+            totals = run.counts.setdefault(key, {})
+            for state, n in value.items():
+                totals[state] = totals.get(state, 0) + n
+        elif value is not None:
+            run.counts[key] = run.counts.get(key, 0) + value
+        else:
+            run.counts.setdefault(key, None)
+    problems = pipeline_problems(orders, counts)
+    order_ids = [order_id for result in sent for order_id in result.order_ids]
+    errors = sum(sum(r.errors.values()) for r in sent)
+    if errors or len(set(order_ids)) != orders:
+        problems.append(
+            f"{len(set(order_ids))} distinct orders accepted of {orders}, {errors} calls failed"
         )
-    if sink.maildir is not None:
-        run.problems += inbox_problems(order_ids, states_by_order(sink.maildir, set(order_ids)))
+    if run.sink.maildir is not None:
+        problems += inbox_problems(order_ids, states_by_order(run.sink.maildir, set(order_ids)))
+    run.phases.append({"orders": orders, "reads": reads, "problems": len(problems)})
+    run.problems += [f"{label}{problem}" for problem in problems]

@@ -49,6 +49,11 @@ def e2e_figure(run: PipelineRun, mail_limit: Figure | None, index_limit: Figure 
         figure.notes.append(f"index limit (same run): {index_limit.value:,.0f} orders/s")
     if run.pace is not None:
         figure.notes.append(run.pace.describe())
+    if len(run.phases) > 1:
+        figure.notes.append(
+            f"{len(run.phases)} phases of ≤ {max(p['orders'] for p in run.phases):,} orders, "
+            f"data dropped in between; {run.paused_s:.0f}s of pauses not counted"
+        )
     if run.es_polls:
         figure.notes.append(
             f"bench's ES polls (refresh + count): {len(run.es_polls)}, "
@@ -69,6 +74,8 @@ def e2e_figure(run: PipelineRun, mail_limit: Figure | None, index_limit: Figure 
         "exit_codes": run.exit_codes,
         "pace": None if run.pace is None else asdict(run.pace),
         "es_poll_max_s": round(max(run.es_polls), 3) if run.es_polls else None,
+        "phases": run.phases,
+        "paused_s": round(run.paused_s, 3),
     }
     figure.refuse(run.problems)
     return figure

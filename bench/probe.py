@@ -41,6 +41,12 @@ class PipelineProbe:
             else None
         )
         self.poll_seconds: list[float] = []  # how long each refresh + count took
+        self._logged_before = {"sent": 0, "finalizado": 0}
+
+    def start_phase(self) -> None:
+        """Count e-mails and logged transitions from now on (the inbox may have been emptied)."""
+        self._inbox_before = self._sink.inbox_count()
+        self._logged_before = dict(self._logged_total())
 
     def close(self) -> None:
         self._es.close()
@@ -58,9 +64,14 @@ class PipelineProbe:
         query = {"term": {field: value}} if field else {"match_all": {}}
         return int(self._es.count(index=index, query=query)["count"])
 
-    def logged(self) -> dict[str, int]:
-        """What the consumer logged so far: e-mails sent, orders Finalizado (written to ES)."""
+    def _logged_total(self) -> dict[str, int]:
         return self._log.poll() if self._log else {"sent": 0, "finalizado": 0}
+
+    def logged(self) -> dict[str, int]:
+        """What the consumer logged since the phase began: e-mails sent, orders Finalizado
+        (written to ES)."""
+        total = self._logged_total()
+        return {key: total[key] - self._logged_before[key] for key in total}
 
     def emails(self) -> int:
         """E-mails received by the inbox, or logged as sent when the sink discards them."""

@@ -176,7 +176,13 @@ class BenchRun:
 
     def _pipeline(self, workers: LoadWorkers, sink: MailSink) -> list[Figure]:
         run = run_pipeline(
-            self.stack, sink, self.options.orders, workers, self.options.e2e_timeout_s, self.say
+            self.stack,
+            sink,
+            self.options.orders,
+            workers,
+            self.options.e2e_timeout_s,
+            self.say,
+            self.options.phase_orders,
         )
         self.logs.extend(run.logs)
         self.interrupted = self.interrupted or run.interrupted
