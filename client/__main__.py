@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import grpc
 from rich.console import Console
 
+from client.batch_sender import MAX_BATCH_SIZE
 from client.orders import DEFAULT_CUSTOMER_EMAIL, InvalidEmail, check_email, random_requests
 from client.progress import progress_for
 from client.prompts import ask_batch, stream_io
@@ -58,11 +59,19 @@ def _order_id(text: str) -> str:
         ) from None
 
 
-def _concurrency(text: str) -> int:
+def _positive_int_up_to(maximum: int, text: str) -> int:
     value = _positive_int(text)
-    if value > MAX_CONCURRENCY:
-        raise argparse.ArgumentTypeError(f"como máximo {MAX_CONCURRENCY}")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"como máximo {maximum}")
     return value
+
+
+def _concurrency(text: str) -> int:
+    return _positive_int_up_to(MAX_CONCURRENCY, text)
+
+
+def _batch_size(text: str) -> int:
+    return _positive_int_up_to(MAX_BATCH_SIZE, text)
 
 
 def _non_negative_int(text: str) -> int:
@@ -91,7 +100,15 @@ def _add_send_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency",
         type=_concurrency,
         default=DEFAULT_CONCURRENCY,
-        help=f"llamadas simultáneas como máximo (predeterminado: {DEFAULT_CONCURRENCY})",
+        help="llamadas simultáneas como máximo; con --batch, lotes simultáneos "
+        f"(predeterminado: {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--batch",
+        type=_batch_size,
+        metavar="N",
+        help=f"enviar en lotes de N pedidos por llamada (CreateOrderBatch, 1-{MAX_BATCH_SIZE}); "
+        "sin él, un pedido por llamada",
     )
     parser.add_argument("--seed", type=int, help="semilla para generar siempre los mismos pedidos")
     _add_connection_arguments(parser)
@@ -196,6 +213,7 @@ def send_command(args: argparse.Namespace, settings: Settings) -> int:
                     args.retries,
                     on_outcome=display,
                     tls_ca=settings.grpc_tls_ca,
+                    batch_size=args.batch,
                 )
             )
     except ProducerUnreachable as exc:

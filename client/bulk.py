@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from client.batch_sender import STATUS_BY_NUMBER
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 
@@ -44,9 +45,6 @@ class BulkReport:
     def order_ids(self) -> list[str]:
         """Accepted order ids in the order they were sent."""
         return [self.accepted[index] for index in sorted(self.accepted)]
-
-
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 async def send_bulk(
@@ -88,7 +86,7 @@ async def send_bulk(
             if result.WhichOneof("outcome") == "accepted":
                 accepted[result.index] = result.accepted.order_id
             else:
-                code = _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN)
+                code = STATUS_BY_NUMBER.get(result.error.code, grpc.StatusCode.UNKNOWN)
                 errors.append(BulkError(result.index, code, result.error.message))
         await writer
     except grpc.aio.AioRpcError as exc:

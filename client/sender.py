@@ -126,7 +126,9 @@ class SendReport:
 
 
 @dataclass(slots=True)
-class _Collector:
+class OutcomeCollector:
+    """Outcomes in the order they settle; the report puts them back in the orders' order."""
+
     outcomes: list[Outcome] = field(default_factory=list)
 
     def report(self, elapsed_s: float) -> SendReport:
@@ -137,6 +139,13 @@ class _Collector:
             failed=tuple(o for o in ordered if isinstance(o, Failed)),
             elapsed_s=elapsed_s,
         )
+
+
+def order_service_stub(stub_or_channel: Any) -> Any:
+    """An OrderService stub, given one or a `grpc.aio.Channel`."""
+    if isinstance(stub_or_channel, grpc.aio.Channel):
+        return orders_pb2_grpc.OrderServiceStub(stub_or_channel)
+    return stub_or_channel
 
 
 async def _send_one(
@@ -184,17 +193,13 @@ async def send_orders(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    stub = (
-        orders_pb2_grpc.OrderServiceStub(stub_or_channel)
-        if isinstance(stub_or_channel, grpc.aio.Channel)
-        else stub_or_channel
-    )
+    stub = order_service_stub(stub_or_channel)
     backoff = backoff or Backoff()
     rng = rng or random.Random()
     # A fixed pool of workers sharing one iterator, rather than a task per order, keeps memory
     # flat for big batches and lets `orders` be a lazy generator.
     pending = enumerate(orders)
-    collector = _Collector()
+    collector = OutcomeCollector()
 
     async def worker() -> None:
         for index, request in pending:
@@ -219,17 +224,26 @@ async def send_to_producer(
     *,
     on_outcome: Callable[[Outcome], None] | None = None,
     tls_ca: str | None = None,
+    batch_size: int | None = None,
 ) -> SendReport:
     """Connect to the producer at `address` and send the batch; ProducerUnreachable if it is down.
 
     Connecting first turns "nobody listens there" into one clear error instead of every order
-    failing after its retries.
+    failing after its retries. Without `batch_size` each order is one CreateOrder call; with it,
+    orders go in CreateOrderBatch calls of `batch_size`, `concurrency` calls in flight.
     """
+    # Imported here: batch_sender builds on this module's outcomes and backoff.
+    from client.batch_sender import send_batches
+
     async with open_channel(address, tls_ca) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout=deadline_s)
         except TimeoutError:
             raise ProducerUnreachable(address, deadline_s) from None
+        if batch_size is not None:
+            return await send_batches(
+                channel, orders, batch_size, concurrency, deadline_s, retries, on_outcome=on_outcome
+            )
         return await send_orders(
             channel, orders, concurrency, deadline_s, retries, on_outcome=on_outcome
         )
