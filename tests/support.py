@@ -16,10 +16,12 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import grpc
 from confluent_kafka import Consumer
 from elasticsearch import Elasticsearch
 
 from pedidos.domain.states import ALL_STATES
+from pedidos.v1 import orders_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
 STATE_SLUGS = [s.slug for s in ALL_STATES]
@@ -260,3 +262,12 @@ class TcpCutter:
             await self._server.wait_closed()
 
         self._run(close())
+
+
+async def start_order_service(servicer: Any) -> tuple[grpc.aio.Server, str]:
+    """An in-process OrderService (a test fake) on a port the OS picks; the caller stops it."""
+    server = grpc.aio.server()
+    orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"

@@ -19,6 +19,7 @@ from client.batch_sender import MAX_BATCH_SIZE, send_batches
 from client.orders import random_requests
 from client.sender import Backoff, Outcome, ProducerUnreachable, SendReport, send_to_producer
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from tests.support import start_order_service
 from tests.unit.test_client_sender import ProducerThread
 
 EMAIL = "ana@ejemplo.cl"
@@ -130,12 +131,9 @@ def _send(
     """send_batches against `service` on an in-process server of the same event loop."""
 
     async def run() -> SendReport:
-        server = grpc.aio.server()
-        orders_pb2_grpc.add_OrderServiceServicer_to_server(service, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
+        server, address = await start_order_service(service)
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with grpc.aio.insecure_channel(address) as channel:
                 return await send_batches(
                     channel,
                     orders,

@@ -14,6 +14,7 @@ import pytest
 from client.bulk import BulkReport, send_bulk
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from tests.requests import order_request
+from tests.support import start_order_service
 
 
 class FakeBulkService(orders_pb2_grpc.OrderServiceServicer):
@@ -82,12 +83,9 @@ def run_bulk(
     service: FakeBulkService, requests: list[orders_pb2.CreateOrderRequest], window: int
 ) -> BulkReport:
     async def run() -> BulkReport:
-        server = grpc.aio.server()
-        orders_pb2_grpc.add_OrderServiceServicer_to_server(service, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
+        server, address = await start_order_service(service)
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with grpc.aio.insecure_channel(address) as channel:
                 return await send_bulk(channel, requests, window, timeout_s=30)
         finally:
             await server.stop(None)

@@ -26,6 +26,7 @@ from client.sender import (
     send_to_producer,
 )
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from tests.support import start_order_service
 
 EMAIL = "ana@ejemplo.cl"
 REJECTION = "price.amount_minor: must be greater than zero"
@@ -90,16 +91,11 @@ class ProducerThread:
         self.servers: list[grpc.aio.Server] = []
 
     def serve(self, servicer: FakeOrderService) -> str:
-        async def start() -> tuple[grpc.aio.Server, int]:
-            server = grpc.aio.server()
-            orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
-            port = server.add_insecure_port("127.0.0.1:0")  # 0: the OS picks a free port
-            await server.start()
-            return server, port
-
-        server, port = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        server, address = asyncio.run_coroutine_threadsafe(
+            start_order_service(servicer), self.loop
+        ).result(10)
         self.servers.append(server)
-        return f"127.0.0.1:{port}"
+        return address
 
     def close(self) -> None:
         for server in self.servers:

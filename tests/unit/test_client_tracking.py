@@ -22,6 +22,7 @@ from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.proto_mapping import order_to_proto, state_to_proto, timestamp
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from tests.support import start_order_service
 from tests.unit.factories import make_details
 from tests.unit.test_client_sender import ProducerThread
 
@@ -81,19 +82,11 @@ class FakeTracking(orders_pb2_grpc.OrderServiceServicer):
             self.open -= 1
 
 
-async def serving(servicer: FakeTracking) -> tuple[grpc.aio.Server, str]:
-    server = grpc.aio.server()
-    orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    return server, f"127.0.0.1:{port}"
-
-
 def follow(ids: list[str], concurrency: int) -> tuple[list[Change], list, FakeTracking]:
     servicer = FakeTracking()
 
     async def run() -> tuple[list[Change], list]:
-        server, address = await serving(servicer)
+        server, address = await start_order_service(servicer)
         seen: list[Change] = []
         try:
             async with grpc.aio.insecure_channel(address) as channel:
@@ -125,7 +118,7 @@ def test_following_gives_up_on_what_cannot_be_watched() -> None:
     servicer = FakeTracking()
 
     async def run() -> list:
-        server, address = await serving(servicer)
+        server, address = await start_order_service(servicer)
         try:
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = orders_pb2_grpc.OrderServiceStub(channel)
