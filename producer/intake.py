@@ -10,7 +10,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
 import grpc
 from cachetools import TTLCache
@@ -125,11 +124,4 @@ class OrderIntake:
             value=encode_order_accepted(order),
             headers=headers_for(ORDER_SCHEMA, correlation),
         )
-        # Nobody may be awaiting it when it fails; keep asyncio from warning about that.
-        delivery.add_done_callback(_consume_exception)
         return Accepted(order, delivery)  # type: ignore[arg-type]
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -12,7 +12,6 @@ from functools import partial
 
 import grpc
 
-from pedidos.adapters.kafka_publisher import PublishError
 from pedidos.logs import mask_email
 from pedidos.proto_mapping import order_to_proto, state_change_to_proto
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
@@ -52,13 +51,15 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             accepted = self._intake.submit(request, correlation)
         except OrderRejected as exc:
             await context.abort(exc.code, exc.message)
-        try:
-            await asyncio.wait_for(
-                asyncio.shield(accepted.delivery), timeout=self._ack_timeout(context)
-            )
-        except (TimeoutError, PublishError) as exc:
+        delivery = accepted.delivery
+        if not delivery.done():
+            # wait() neither cancels the delivery (retries of the same key share it) nor needs
+            # the extra hops of wait_for(shield(...)).
+            await asyncio.wait((delivery,), timeout=self._ack_timeout(context))
+        error = delivery.exception() if delivery.done() else TimeoutError()
+        if error is not None:
             await context.abort(
-                grpc.StatusCode.UNAVAILABLE, not_acknowledged(accepted.order_id, exc)
+                grpc.StatusCode.UNAVAILABLE, not_acknowledged(accepted.order_id, error)
             )
         log.info(
             "order accepted",

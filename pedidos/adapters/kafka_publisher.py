@@ -101,9 +101,9 @@ class KafkaPublisher:
                 topic, key=key.encode(), value=value, headers=list(headers), on_delivery=on_delivery
             )
         except BufferError:
-            future.set_exception(PublishError("local produce queue is full"))
+            _fail(future, PublishError("local produce queue is full"))
         except KafkaException as exc:
-            future.set_exception(PublishError(str(exc)))
+            _fail(future, PublishError(str(exc)))
         return future
 
     def flush(self, timeout_s: float) -> int:
@@ -123,11 +123,18 @@ class KafkaPublisher:
 _Report = tuple["asyncio.Future[Delivery]", "PublishError | None", "Delivery | None"]
 
 
+def _fail(future: asyncio.Future[Delivery], error: PublishError) -> None:
+    future.set_exception(error)
+    # Marked as retrieved: whoever awaits it still gets the error, but a delivery nobody awaits
+    # any more (a caller that gave up) must not make asyncio log "never retrieved".
+    future.exception()
+
+
 def _settle_all(reports: list[_Report]) -> None:
     for future, error, delivery in reports:
         if future.done():
             continue
         if error is not None:
-            future.set_exception(error)
+            _fail(future, error)
         else:
             future.set_result(delivery)  # type: ignore[arg-type]
