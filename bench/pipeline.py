@@ -143,10 +143,11 @@ def run_pipeline(
             }
         )
         deadline = time.monotonic() + timeout_s
+        services = [producer, consumer]
         with RssSampler({"producer": producer.pid, "consumer": consumer.pid}) as sampler:
             for number, count in enumerate(phases):
                 if number:
-                    _between_phases(run, stack, env, sink)
+                    _between_phases(stack, env, sink)
                 phase_started = time.time() + 0.5
                 if not number:
                     run.started_at = phase_started
@@ -173,7 +174,6 @@ def run_pipeline(
                 if not number:
                     meter.start()
                 label = f"phase {number + 1}/{len(phases)}: " if len(phases) > 1 else ""
-                services = [producer, consumer]
                 if not _run_phase(run, probe, workers, count, deadline, services, report, label):
                     break
             run.cpu = meter.stop()
@@ -224,9 +224,7 @@ def _run_phase(
     return not run.problems
 
 
-def _between_phases(
-    run: PipelineRun, stack: BenchStack, env: dict[str, str], sink: MailSink
-) -> None:
+def _between_phases(stack: BenchStack, env: dict[str, str], sink: MailSink) -> None:
     stack.release(env)
     stack.prepare(env)
     sink.clear()

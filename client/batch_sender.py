@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -131,19 +130,10 @@ async def send_batches(
     rng = rng or random.Random()
     # Workers share one lazy iterator of chunks: at most `concurrency` chunks are held at a time.
     chunks = _chunks(orders, batch_size)
-    collector = OutcomeCollector()
-
-    def emit(outcome: Outcome) -> None:
-        collector.outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
+    collector = OutcomeCollector(on_outcome)
 
     async def worker() -> None:
         for chunk in chunks:
-            await _send_chunk(stub, chunk, deadline_s, retries, backoff, rng, emit)
+            await _send_chunk(stub, chunk, deadline_s, retries, backoff, rng, collector.add)
 
-    started = time.monotonic()
-    async with asyncio.TaskGroup() as workers:
-        for _ in range(concurrency):
-            workers.create_task(worker())
-    return collector.report(time.monotonic() - started)
+    return await collector.run(concurrency, worker)

@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +129,23 @@ class SendReport:
 class OutcomeCollector:
     """Outcomes in the order they settle; the report puts them back in the orders' order."""
 
+    on_outcome: Callable[[Outcome], None] | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    async def run(
+        self, concurrency: int, worker: Callable[[], Coroutine[Any, Any, None]]
+    ) -> SendReport:
+        """Run `concurrency` copies of `worker` (which add outcomes) and report, timed."""
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(concurrency):
+                workers.create_task(worker())
+        return self.report(time.monotonic() - started)
 
     def report(self, elapsed_s: float) -> SendReport:
         ordered = sorted(self.outcomes, key=lambda outcome: outcome.index)
@@ -199,20 +215,13 @@ async def send_orders(
     # A fixed pool of workers sharing one iterator, rather than a task per order, keeps memory
     # flat for big batches and lets `orders` be a lazy generator.
     pending = enumerate(orders)
-    collector = OutcomeCollector()
+    collector = OutcomeCollector(on_outcome)
 
     async def worker() -> None:
         for index, request in pending:
-            outcome = await _send_one(stub, index, request, deadline_s, retries, backoff, rng)
-            collector.outcomes.append(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
+            collector.add(await _send_one(stub, index, request, deadline_s, retries, backoff, rng))
 
-    started = time.monotonic()
-    async with asyncio.TaskGroup() as workers:
-        for _ in range(concurrency):
-            workers.create_task(worker())
-    return collector.report(time.monotonic() - started)
+    return await collector.run(concurrency, worker)
 
 
 async def send_to_producer(

@@ -56,7 +56,7 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
             # wait() neither cancels the delivery (retries of the same key share it) nor needs
             # the extra hops of wait_for(shield(...)).
             await asyncio.wait((delivery,), timeout=self._ack_timeout(context))
-        error = delivery.exception() if delivery.done() else TimeoutError()
+        error = _delivery_error(delivery)
         if error is not None:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, not_acknowledged(accepted.order_id, error)
@@ -222,16 +222,19 @@ class _BulkState:
         self.received = 0
 
 
+def _delivery_error(delivery: asyncio.Future[object]) -> BaseException | None:
+    """Why an order is not acknowledged (a delivery still pending counts as timed out), or None."""
+    if not delivery.done() or delivery.cancelled():
+        return TimeoutError()
+    return delivery.exception()
+
+
 def _result(index: int, outcome: Accepted | OrderRejected) -> orders_pb2.CreateOrderResult:
-    """One order's result in a stream or batch: refused, acknowledged or not acknowledged (a
-    delivery still pending counts as timed out)."""
+    """One order's result in a stream or batch: refused, acknowledged or not acknowledged."""
     if isinstance(outcome, OrderRejected):
         code, message = outcome.code, outcome.message
     else:
-        delivery = outcome.delivery
-        error = (
-            delivery.exception() if delivery.done() and not delivery.cancelled() else TimeoutError()
-        )
+        error = _delivery_error(outcome.delivery)
         if error is None:
             return orders_pb2.CreateOrderResult(index=index, accepted=outcome.answer())
         code, message = grpc.StatusCode.UNAVAILABLE, not_acknowledged(outcome.order_id, error)
