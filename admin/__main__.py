@@ -89,19 +89,24 @@ def cmd_topics(args: argparse.Namespace) -> None:
 
 
 def cmd_stack(args: argparse.Namespace) -> None:
-    from admin.stack import EmbeddedStack, StackError, StackPorts
+    from admin.stack import EmbeddedStack, StackError, StackPorts, StackSetupError
 
     ports = None
     if args.kafka_port or args.elasticsearch_port or args.smtp_port:
         ports = StackPorts(
             args.kafka_port or 9092, args.elasticsearch_port or 9200, args.smtp_port or 1025
         )
-    stack = EmbeddedStack(args.dir, ports)
     try:
+        stack = EmbeddedStack(args.dir, ports, kafka=args.kafka)
         if args.action == "up":
+            if stack.broker.note:
+                print(stack.broker.note, file=sys.stderr)
             stack.up()
         elif args.action == "down":
             stack.down()
+    except StackSetupError as exc:
+        print(f"admin: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except StackError as exc:
         print(f"admin: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -138,6 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     stack = commands.add_parser("stack", help="embedded Kafka/Elasticsearch/SMTP without Docker")
     stack.add_argument("action", choices=["up", "down", "status", "env"])
     stack.add_argument("--dir", type=Path, default=STACK_DIR)
+    stack.add_argument(
+        "--kafka",
+        choices=["apache", "tansu", "auto"],
+        help="embedded broker: Apache Kafka (needs Java 17+ and Maven once) or Tansu; "
+        "default $PEDIDOS_EMBEDDED_KAFKA, else apache when it can run",
+    )
     stack.add_argument("--kafka-port", type=int)
     stack.add_argument("--elasticsearch-port", type=int)
     stack.add_argument("--smtp-port", type=int)

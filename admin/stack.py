@@ -1,5 +1,6 @@
-"""The embedded stack: Tansu (Kafka API), noida-db (Elasticsearch API) and the mail sink, as local
-processes started from PyPI packages, for machines without Docker (this one, CI, laptops)."""
+"""The embedded stack for machines without Docker (this one, CI, laptops): Apache Kafka 4.1 from
+Maven Central run with `java` (or Tansu, the no-Java fallback from PyPI), noida-db (Elasticsearch
+API) and the mail sink, as local processes."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from admin.apache_kafka import KafkaSetupError, choose_broker, prepare_node
 
 _PR_SET_PDEATHSIG = 1
 
@@ -28,11 +31,17 @@ class StackError(RuntimeError):
     pass
 
 
+class StackSetupError(StackError):
+    """A prerequisite is missing or a port is taken: the message names the fix."""
+
+
 @dataclass(frozen=True)
 class StackPorts:
     kafka: int = 9092
     elasticsearch: int = 9200
     smtp: int = 1025
+    # Apache Kafka's KRaft controller listener; 0 picks kafka + 1 (or any free port).
+    kafka_controller: int = 0
 
 
 @dataclass
@@ -51,6 +60,8 @@ class _Service:
     argv: Callable[[], list[str]]
     ready: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
+    ports: Callable[[], tuple[int, ...]] = tuple
+    stop_timeout: float = 10
 
 
 def free_port() -> int:
@@ -135,27 +146,25 @@ class EmbeddedStack:
         ports: StackPorts | None = None,
         mail: MailSinkOptions | None = None,
         tied_to_parent: bool = False,
+        kafka: str | None = None,
     ) -> None:
         self.root = root.resolve()
-        self.ports = ports or self._saved_ports() or StackPorts()
+        chosen = ports or self._saved_ports() or StackPorts()
+        if not chosen.kafka_controller:
+            controller = chosen.kafka + 1
+            if controller > 65535 or _port_open(controller):
+                controller = free_port()
+            chosen = replace(chosen, kafka_controller=controller)
+        self.ports = chosen
         self.mail = mail or MailSinkOptions()
         self.tied_to_parent = tied_to_parent
         self.maildir = self.root / "mail"
+        try:
+            self.broker = choose_broker(kafka)
+        except KafkaSetupError as exc:
+            raise StackSetupError(str(exc)) from None
         self._services = {
-            "kafka": _Service(
-                "kafka",
-                lambda: [
-                    tansu_binary(),
-                    "broker",
-                    "--listener-url",
-                    f"tcp://127.0.0.1:{self.ports.kafka}",
-                    "--advertised-listener-url",
-                    f"tcp://127.0.0.1:{self.ports.kafka}",
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                lambda: _kafka_ready(self.ports.kafka),
-            ),
+            "kafka": self._kafka_service(),
             "elasticsearch": _Service(
                 "elasticsearch",
                 lambda: [
@@ -169,9 +178,48 @@ class EmbeddedStack:
                     str(self.ports.elasticsearch),
                 ],
                 lambda: _http_ready(f"http://127.0.0.1:{self.ports.elasticsearch}/"),
+                ports=lambda: (self.ports.elasticsearch,),
             ),
-            "smtp": _Service("smtp", self._mailsink_argv, lambda: _smtp_ready(self.ports.smtp)),
+            "smtp": _Service(
+                "smtp",
+                self._mailsink_argv,
+                lambda: _smtp_ready(self.ports.smtp),
+                ports=lambda: (self.ports.smtp,),
+            ),
         }
+
+    def _kafka_service(self) -> _Service:
+        ready = lambda: _kafka_ready(self.ports.kafka)  # noqa: E731
+        if self.broker.name == "apache":
+            return _Service(
+                "kafka",
+                self._apache_kafka_argv,
+                ready,
+                ports=lambda: (self.ports.kafka, self.ports.kafka_controller),
+                # A controlled shutdown flushes and closes every partition; give it time.
+                stop_timeout=60,
+            )
+        return _Service(
+            "kafka",
+            lambda: [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{self.ports.kafka}",
+                "--advertised-listener-url",
+                f"tcp://127.0.0.1:{self.ports.kafka}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            ready,
+            ports=lambda: (self.ports.kafka,),
+        )
+
+    def _apache_kafka_argv(self) -> list[str]:
+        try:
+            return prepare_node(self.root, self.ports.kafka, self.ports.kafka_controller)
+        except KafkaSetupError as exc:
+            raise StackSetupError(str(exc)) from None
 
     def _mailsink_argv(self) -> list[str]:
         argv = [sys.executable, "-m", "admin.mailsink", "--port", str(self.ports.smtp)]
@@ -224,6 +272,15 @@ class EmbeddedStack:
         for sub in ("run", "logs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "run" / "ports.json").write_text(json.dumps(self.ports.__dict__))
+        for port in service.ports():
+            if _port_open(port):
+                raise StackSetupError(
+                    f"{name}: port {port} is already in use by another program; stop it or "
+                    f"choose other ports (python -m admin stack up --{name}-port N)"
+                )
+        argv = service.argv()
+        if name == "kafka":
+            (self.root / "run" / "kafka-broker").write_text(self.broker.name)
         env = {**os.environ, **service.env}
         if name == "smtp" and self.mail.auth_user and self.mail.auth_password:
             env.update(
@@ -232,7 +289,7 @@ class EmbeddedStack:
             )
         with open(self.log_path(name), "ab") as log:
             process = subprocess.Popen(
-                service.argv(),
+                argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -253,7 +310,10 @@ class EmbeddedStack:
             time.sleep(0.2)
         raise StackError(f"{name} not ready after {timeout:.0f}s; see {self.log_path(name)}")
 
-    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> None:
+    def stop(
+        self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float | None = None
+    ) -> None:
+        timeout = self._services[name].stop_timeout if timeout is None else timeout
         pid = self.pid(name)
         if pid is None:
             self._pidfile(name).unlink(missing_ok=True)
@@ -299,4 +359,9 @@ class EmbeddedStack:
                 result[name] = "stopped"
             else:
                 result[name] = f"{'ready' if service.ready() else 'starting'} (pid {pid})"
+        if result["kafka"] != "stopped":
+            running = self.root / "run" / "kafka-broker"
+            broker = running.read_text() if running.exists() else self.broker.name
+            label = "Apache Kafka" if broker == "apache" else "Tansu"
+            result["kafka"] += f" {label}"
         return result
