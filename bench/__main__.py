@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:  # piped or in CI: keep the table's columns readable
         console = Console(width=180)
     started = datetime.now(UTC)
-    bench = BenchRun(options, console)
     try:
+        bench = BenchRun(options, console)
         meta = bench.run()
     except StackError as exc:
         console.print(f"[red]bench: the embedded stack did not start: {exc}[/]")

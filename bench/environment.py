@@ -44,7 +44,11 @@ class MailSink:
 
 class BenchStack:
     def __init__(
-        self, root: Path, service_env: dict[str, str] | None = None, keep_data: bool = False
+        self,
+        root: Path,
+        service_env: dict[str, str] | None = None,
+        keep_data: bool = False,
+        kafka: str | None = None,
     ) -> None:
         self.root = root
         self.service_env = service_env or {}
@@ -55,6 +59,7 @@ class BenchStack:
             StackPorts(free_port(), free_port(), free_port()),
             MailSinkOptions(),
             tied_to_parent=True,
+            kafka=kafka,
         )
         # Only its SMTP service is ever started; the other ports are never bound.
         self.discarding = EmbeddedStack(
@@ -62,6 +67,7 @@ class BenchStack:
             StackPorts(free_port(), free_port(), free_port()),
             MailSinkOptions(discard=True),
             tied_to_parent=True,
+            kafka="tansu",  # only its mail sink ever runs
         )
         self.sinks = {
             "maildir": MailSink("maildir", self.main.ports.smtp, self.main.maildir),

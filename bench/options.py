@@ -27,6 +27,8 @@ class Options:
     phase_orders: int | None = None
     # Extra environment for the producer and consumer (e.g. SMTP_CONNECTIONS=16).
     service_env: tuple[tuple[str, str], ...] = ()
+    # The embedded broker: "apache" or "tansu"; None lets the stack choose (Apache Kafka).
+    kafka: str | None = None
 
     @property
     def e2e_timeout_s(self) -> float:
@@ -122,6 +124,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
         metavar="NAME=VALUE",
         help="extra setting for the producer and consumer, e.g. SMTP_CONNECTIONS=16 (repeatable)",
     )
+    parser.add_argument(
+        "--kafka",
+        choices=("apache", "tansu"),
+        help="embedded broker (default: Apache Kafka when Java 17+ can run it, else Tansu)",
+    )
     args = parser.parse_args(argv)
     options = PROFILES["quick" if args.quick else "long" if args.long else "default"]
     if args.orders:
@@ -132,4 +139,6 @@ def parse_options(argv: list[str] | None = None) -> Options:
         options = replace(options, sinks=SINKS if args.sinks == "both" else (args.sinks,))
     if args.client_processes:
         options = replace(options, client_processes=args.client_processes)
-    return replace(options, keep_data=args.keep_data, service_env=tuple(args.service_env))
+    return replace(
+        options, keep_data=args.keep_data, service_env=tuple(args.service_env), kafka=args.kafka
+    )

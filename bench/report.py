@@ -99,7 +99,8 @@ def print_report(
         for message, count in findings.messages.most_common(5):
             console.print(f"    {count:>6} × {message}")
     console.print(
-        f"runtime {meta['runtime_s']:.0f}s · service logs in {meta['logs']} · "
+        f"broker {meta.get('broker', '?')} · runtime {meta['runtime_s']:.0f}s · "
+        f"service logs in {meta['logs']} · "
         f"results {meta.get('results_file', '?')}"
     )
 

