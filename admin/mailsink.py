@@ -1,7 +1,8 @@
 """A real SMTP server (aiosmtpd) that stores every message it accepts in a Maildir.
 
 It is the embedded stack's inbox: tests and users read what the consumer sent from the Maildir.
-Options let tests reject chosen recipients with 550, require STARTTLS + AUTH, or discard mail.
+Options let tests reject chosen recipients with 550, defer commands with 4xx replies, require
+STARTTLS (or implicit TLS) + AUTH, or discard mail.
 """
 
 from __future__ import annotations
@@ -13,28 +14,90 @@ import re
 import signal
 import ssl
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+_DEFER_TEXT = {
+    421: "421 4.3.2 Service not available, closing transmission channel",
+    451: "451 4.3.0 Local error in processing, try again later",
+}
+STAGES = ("mail", "rcpt", "data")
+
+
+@dataclass
+class Deferral:
+    """Answer the next `count` commands at `stage` (mail, rcpt, data) with a 4xx `code`."""
+
+    stage: str
+    code: int
+    count: int
+
+    @classmethod
+    def parse(cls, spec: str) -> Deferral:
+        """'data:451:3' → defer the next 3 DATA commands with 451."""
+        parts = spec.split(":")
+        if (
+            len(parts) != 3
+            or parts[0] not in STAGES
+            or not all(part.isdigit() for part in parts[1:])
+            or not 400 <= int(parts[1]) < 500
+        ):
+            raise argparse.ArgumentTypeError(
+                f"{spec!r}: expected STAGE:CODE:COUNT with STAGE in {'/'.join(STAGES)} and a "
+                "4xx CODE, e.g. data:451:3"
+            )
+        return cls(parts[0], int(parts[1]), int(parts[2]))
+
+    @property
+    def reply(self) -> str:
+        return _DEFER_TEXT.get(self.code, f"{self.code} 4.3.0 Try again later")
+
 
 class MaildirHandler:
-    def __init__(self, maildir: Path | None, reject: re.Pattern[str] | None) -> None:
+    def __init__(
+        self,
+        maildir: Path | None,
+        reject: re.Pattern[str] | None,
+        deferrals: list[Deferral] | None = None,
+    ) -> None:
         self._box = mailbox.Maildir(maildir, create=True) if maildir else None
         self._reject = reject
+        self._deferrals = deferrals if deferrals is not None else []
         self._lock = threading.Lock()
+
+    def _deferred(self, stage: str) -> str | None:
+        for deferral in self._deferrals:
+            if deferral.stage == stage and deferral.count > 0:
+                deferral.count -= 1
+                return deferral.reply
+        return None
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if reply := self._deferred("mail"):
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if reply := self._deferred("rcpt"):
+            return reply
         if self._reject and self._reject.search(address):
             return "550 5.1.1 Mailbox unavailable"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if reply := self._deferred("data"):
+            return reply
         if self._box is not None:
             content = envelope.original_content or envelope.content
             assert isinstance(content, bytes)
@@ -68,18 +131,27 @@ def build_controller(
     tls_key: Path | None = None,
     auth_user: str | None = None,
     auth_password: str | None = None,
+    defer: list[Deferral] | None = None,
+    implicit_tls: bool = False,
 ) -> Controller:
-    handler = MaildirHandler(maildir, re.compile(reject) if reject else None)
+    handler = MaildirHandler(maildir, re.compile(reject) if reject else None, defer)
     kwargs: dict[str, Any] = {"data_size_limit": 10 * 1024 * 1024}
+    tls = False
     if tls_cert and tls_key:
+        tls = True
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls_cert, tls_key)
-        kwargs.update(tls_context=context, require_starttls=True)
+        if implicit_tls:
+            # Port-465 style: TLS from the first byte, no STARTTLS.
+            kwargs.update(ssl_context=context)
+        else:
+            kwargs.update(tls_context=context, require_starttls=True)
     if auth_user and auth_password:
         kwargs.update(
             authenticator=_Authenticator(auth_user, auth_password),
             auth_required=True,
-            auth_require_tls=bool(tls_cert),
+            # Under implicit TLS aiosmtpd sees no STARTTLS layer; the whole session is TLS.
+            auth_require_tls=tls and not implicit_tls,
         )
     return Controller(handler, hostname=host, port=port, **kwargs)
 
@@ -92,7 +164,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reject", help="regex: recipients matching it get 550")
     parser.add_argument("--tls-cert", type=Path)
     parser.add_argument("--tls-key", type=Path)
+    parser.add_argument(
+        "--implicit-tls", action="store_true", help="TLS from connect (SMTP_SSL), not STARTTLS"
+    )
+    parser.add_argument(
+        "--defer",
+        type=Deferral.parse,
+        action="append",
+        default=[],
+        metavar="STAGE:CODE:COUNT",
+        help="answer the next COUNT commands at STAGE (mail, rcpt, data) with a 4xx CODE; "
+        "repeatable, e.g. --defer mail:421:2 --defer data:451:3",
+    )
     args = parser.parse_args(argv)
+    if args.implicit_tls and not (args.tls_cert and args.tls_key):
+        parser.error("--implicit-tls needs --tls-cert and --tls-key")
     controller = build_controller(
         host=args.host,
         port=args.port,
@@ -100,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         reject=args.reject,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        defer=args.defer,
+        implicit_tls=args.implicit_tls,
         # Credentials only ever come from the environment.
         auth_user=os.environ.get("MAILSINK_AUTH_USER"),
         auth_password=os.environ.get("MAILSINK_AUTH_PASSWORD"),

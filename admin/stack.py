@@ -52,6 +52,8 @@ class MailSinkOptions:
     tls_key: Path | None = None
     auth_user: str | None = None
     auth_password: str | None = None
+    # 4xx replies for tests, as `python -m admin mailsink --defer` specs ("data:451:3").
+    defer: tuple[str, ...] = ()
 
 
 @dataclass
@@ -229,6 +231,8 @@ class EmbeddedStack:
             argv += ["--reject", self.mail.reject]
         if self.mail.tls_cert and self.mail.tls_key:
             argv += ["--tls-cert", str(self.mail.tls_cert), "--tls-key", str(self.mail.tls_key)]
+        for spec in self.mail.defer:
+            argv += ["--defer", spec]
         return argv
 
     # -- state files -----------------------------------------------------------------------

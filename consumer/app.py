@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from consumer.mail_outage import MailOutage
 from consumer.runner import ConsumerRunner, DeadLetters
 from consumer.workflow import OrderWorkflow, StageDelays
 from pedidos.adapters import search_index
@@ -54,6 +55,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         settings.elasticsearch_orders_index,
     )
     dead_letters = DeadLetters(publisher, settings.pedidos_dead_letter_topic)
+    mail_outage = MailOutage()
     workflow = OrderWorkflow(
         mailer=mailer,
         index=index,
@@ -63,6 +65,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         delays=StageDelays(settings.stage_delay_min_s, settings.stage_delay_max_s),
         dead_letter=dead_letters.for_workflow,
         unrecorded_sends=settings.consumer_max_unrecorded_emails,
+        mail_outage=mail_outage,
     )
     config = consumer_config(
         settings.kafka_bootstrap_servers,
@@ -78,6 +81,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         settings.consumer_max_in_flight,
         orders_topic=settings.pedidos_topic,
         max_open_orders=settings.consumer_max_open_orders,
+        mail_outage=mail_outage,
     )
     log.info("consumer started", extra={"group": settings.kafka_consumer_group})
     try:

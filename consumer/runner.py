@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
+from consumer.mail_outage import MailOutage
 from consumer.offsets import PartitionOffsets
 from consumer.workflow import OrderWorkflow
 from pedidos.adapters.kafka_consumer import ConsumedRecord, KafkaRecordSource
@@ -101,8 +102,10 @@ class ConsumerRunner:
         *,
         orders_topic: str | None = None,
         max_open_orders: int | None = None,
+        mail_outage: MailOutage | None = None,
     ) -> None:
         self._source = source_factory(self._assigned, self._revoked)
+        self._mail_outage = mail_outage
         self._workflow = workflow
         self._dead_letters = dead_letters
         self._max_in_flight = max_in_flight
@@ -197,6 +200,10 @@ class ConsumerRunner:
 
     def _topics_to_pause(self, free: int) -> frozenset[str]:
         if free <= 0:
+            return self._source.topics
+        if self._mail_outage is not None and self._mail_outage.active:
+            # Every step would only wait on the mail server: fetch nothing until it is back; the
+            # steps already started keep retrying and are what notices it is back.
             return self._source.topics
         if self._orders_topic is None or self._max_open_orders is None:
             return frozenset()

@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cachetools import LRUCache
 
+from consumer.mail_outage import MailOutage
 from pedidos.adapters.kafka_publisher import PublishError
-from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
+from pedidos.adapters.smtp_mailer import MailOutageError, PermanentMailError, TransientMailError
 from pedidos.domain.order import Order, utc_now
 from pedidos.domain.states import OrderState
 from pedidos.logs import mask_email
-from pedidos.notifications.render import EmailRenderer
+from pedidos.notifications.render import EmailRenderer, OutgoingEmail
 from pedidos.ports import Mailer, OrderIndex, Publisher
 from pedidos.records import STATE_SCHEMA, StateReached, encode_state_reached, headers_for
 from pedidos.search_documents import event_document, order_document
@@ -52,16 +53,21 @@ class Backoff:
     initial_s: float = 0.2
     max_s: float = 10.0
 
-    async def retry_forever(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
+    def delays(self) -> Iterator[float]:
+        """Exponential, capped, jittered so that retries of many steps do not come in waves."""
         delay = self.initial_s
         while True:
+            yield delay * (0.5 + random.random())
+            delay = min(delay * 2, self.max_s)
+
+    async def retry_forever(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
+        for delay in self.delays():
             try:
                 await call()
                 return
             except (TransientMailError, PublishError) as exc:
                 log.warning("%s failed: %s; retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.max_s)
+            await asyncio.sleep(delay)
 
 
 class OrderWorkflow:
@@ -79,6 +85,7 @@ class OrderWorkflow:
         clock: Callable[[], datetime] = utc_now,
         remembered_steps: int = 20_000,
         unrecorded_sends: int = 4,
+        mail_outage: MailOutage | None = None,
     ) -> None:
         self._mailer = mailer
         self._index = index
@@ -88,6 +95,7 @@ class OrderWorkflow:
         self._delays = delays
         self._dead_letter = dead_letter
         self._backoff = backoff or Backoff()
+        self._mail_outage = mail_outage or MailOutage()
         self._clock = clock
         # Steps this process completed: a duplicate trigger is skipped without a lookup.
         self._completed: LRUCache[tuple[str, OrderState], bool] = LRUCache(remembered_steps)
@@ -154,14 +162,35 @@ class OrderWorkflow:
             },
         )
 
+    async def _send(self, message: OutgoingEmail) -> None:
+        """Sends until the server takes `message`; PermanentMailError if it refuses it for good.
+
+        An outage is the server's or our setup's fault, never this message's: it is retried for
+        as long as it lasts and reported to the MailOutage (which pauses intake and logs it).
+        """
+        with self._mail_outage.step() as step:
+            for delay in self._backoff.delays():
+                try:
+                    await self._mailer.send_async(message)
+                except MailOutageError as exc:
+                    self._mail_outage.failed(step, str(exc))
+                except TransientMailError as exc:
+                    self._mail_outage.answered()
+                    log.warning("sending e-mail failed: %s; retrying in %.1fs", exc, delay)
+                except PermanentMailError:
+                    self._mail_outage.answered()
+                    raise
+                else:
+                    self._mail_outage.answered()
+                    return
+                await asyncio.sleep(delay)
+
     async def _notify_and_record(self, order: Order, state: OrderState, correlation_id: str) -> str:
         message = self._renderer.render(order, state, order.reached[state])
         status, error = EMAIL_SENT, None
         async with self._send_slots:
             try:
-                await self._backoff.retry_forever(
-                    "sending e-mail", lambda: self._mailer.send_async(message)
-                )
+                await self._send(message)
             except PermanentMailError as exc:
                 status, error = EMAIL_REJECTED, str(exc)
                 log.error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import re
 import smtplib
 import ssl
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +17,16 @@ log = logging.getLogger(__name__)
 
 
 class TransientMailError(Exception):
-    """Worth retrying later: server down, 4xx, timeout, bad credentials being fixed."""
+    """Worth retrying this e-mail later: the server deferred it (4xx for this recipient)."""
+
+
+class MailOutageError(TransientMailError):
+    """The server or our own settings fail every e-mail alike (down, 421, TLS, credentials,
+    relay refused): not this message's fault, so it is retried and never dead-lettered."""
 
 
 class PermanentMailError(Exception):
-    """The server refused this message for good (5xx); retrying cannot help."""
+    """The server refused this message or recipient for good; retrying cannot help."""
 
 
 @dataclass(frozen=True)
@@ -36,19 +42,74 @@ class SmtpSettings:
     ca_file: str | None = None
 
 
-def _classify(exc: Exception) -> Exception:
+SETUP_HINT = "check SMTP_USER/SMTP_PASSWORD, SMTP_STARTTLS/SMTP_SSL and SMTP_FROM"
+# Enhanced status X.7.Y is security or policy (authentication, relaying, sender checks).
+_POLICY = re.compile(r"^[45]\.7\.\d{1,3}\b")
+# Replies about this message's size, whatever the command they came at.
+_TOO_BIG = re.compile(r"^5\.(3\.4|2\.3)\b")
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    words = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    return f"{code} {words}".strip()
+
+
+def _about_our_setup(code: int, reply: str) -> bool:
+    """Authentication or relay refusals: the sender's setup is wrong, not this message."""
+    enhanced = reply.partition(" ")[2]
+    return code in (530, 534, 535, 538) or bool(_POLICY.match(enhanced))
+
+
+def _too_big(code: int, reply: str) -> bool:
+    return code == 552 or bool(_TOO_BIG.match(reply.partition(" ")[2]))
+
+
+def classify(exc: Exception) -> TransientMailError | PermanentMailError:
+    """What a failed send means, from smtplib's exception and the server's reply.
+
+    Permanent: this recipient (5xx at RCPT TO) or this message (too big, content refused at DATA).
+    Transient: this recipient for now (4xx at RCPT TO). An outage, everything else: the server is
+    down or closing (421, other 4xx), or our setup is refused (530/535/X.7.Y authentication and
+    relay refusals, sender refused, TLS): every e-mail would fail alike, so none is dead-lettered.
+    """
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-        if codes and all(500 <= code < 600 for code in codes):
-            return PermanentMailError(f"recipient refused: {exc.recipients}")
-        return TransientMailError(f"recipient deferred: {exc.recipients}")
+        replies = [(code, _reply(code, text)) for code, text in exc.recipients.values()]
+        said = "; ".join(reply for _, reply in replies)
+        if any(code == 421 for code, _ in replies):
+            return MailOutageError(f"mail server closing the connection ({said})")
+        if any(_about_our_setup(code, reply) for code, reply in replies):
+            return MailOutageError(f"the server refused to relay ({said}); {SETUP_HINT}")
+        if replies and all(500 <= code < 600 for code, _ in replies):
+            return PermanentMailError(f"recipient refused: {said}")
+        return TransientMailError(f"recipient deferred: {said}")
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return TransientMailError(
-            f"SMTP authentication failed ({exc.smtp_code}); check SMTP_USER/SMTP_PASSWORD"
+        return MailOutageError(
+            f"SMTP authentication failed ({_reply(exc.smtp_code, exc.smtp_error)}); "
+            "check SMTP_USER/SMTP_PASSWORD"
         )
-    if isinstance(exc, smtplib.SMTPResponseException) and 500 <= exc.smtp_code < 600:
-        return PermanentMailError(f"{exc.smtp_code} {exc.smtp_error!r}")
-    return TransientMailError(f"{exc.__class__.__name__}: {exc}")
+    if isinstance(exc, smtplib.SMTPSenderRefused | smtplib.SMTPDataError):
+        code, reply = exc.smtp_code, _reply(exc.smtp_code, exc.smtp_error)
+        if _too_big(code, reply):
+            return PermanentMailError(f"message refused as too big: {reply}")
+        if code == 530:
+            return MailOutageError(
+                f"the server requires authentication or TLS ({reply}); {SETUP_HINT}"
+            )
+        if code < 500:
+            return MailOutageError(f"mail server deferred all mail ({reply})")
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            return MailOutageError(f"the server refused the sender ({reply}); {SETUP_HINT}")
+        if _about_our_setup(code, reply):
+            return MailOutageError(f"the server refused our mail by policy ({reply}); {SETUP_HINT}")
+        return PermanentMailError(f"message refused: {reply}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        # Greeting, EHLO, STARTTLS or any other command: the server, not this message.
+        return MailOutageError(f"mail server replied {_reply(exc.smtp_code, exc.smtp_error)}")
+    if isinstance(exc, ssl.SSLError):
+        return MailOutageError(f"TLS failed: {exc}; check SMTP_CA_FILE and SMTP_STARTTLS/SMTP_SSL")
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return MailOutageError(f"{str(exc).rstrip('.')}; {SETUP_HINT}")
+    return MailOutageError(f"mail server unreachable: {exc.__class__.__name__}: {exc}")
 
 
 class SmtpMailer:
@@ -84,7 +145,7 @@ class SmtpMailer:
         return client
 
     def send(self, message: OutgoingEmail) -> None:
-        """Blocking send on a pooled connection; raises Transient- or PermanentMailError."""
+        """Blocking send on a pooled connection; raises what `classify` makes of a failure."""
         try:
             client = self._idle.get_nowait()
             reused = True
@@ -113,7 +174,7 @@ class SmtpMailer:
                 except (smtplib.SMTPException, OSError):
                     client.close()
                     client = None
-            raise _classify(exc) from exc
+            raise classify(exc) from exc
         finally:
             if client is not None:
                 self._idle.put(client)

@@ -1,4 +1,5 @@
-"""SMTP with STARTTLS + AUTH against a real aiosmtpd server that requires both."""
+"""SMTP with STARTTLS or implicit TLS + AUTH against real aiosmtpd servers that require them,
+and what each failure is classified as (an outage to retry, or this message refused)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ from pathlib import Path
 import pytest
 import trustme
 
+from admin.mailsink import Deferral, build_controller
 from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
-from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings, TransientMailError
+from pedidos.adapters.smtp_mailer import (
+    MailOutageError,
+    SmtpMailer,
+    SmtpSettings,
+    TransientMailError,
+)
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 from pedidos.notifications.render import EmailRenderer, OutgoingEmail
@@ -103,7 +110,24 @@ def test_wrong_credentials_are_a_retryable_error_with_a_clear_message(
 def test_the_server_refuses_mail_without_tls(secure_sink: SecureSink) -> None:
     smtp = mailer(secure_sink, starttls=False)
     try:
-        with pytest.raises(TransientMailError):
+        # The server hides AUTH until STARTTLS; a sink that is down would say "unreachable".
+        with pytest.raises(
+            MailOutageError, match=r"AUTH extension not supported by server; check .*SMTP_STARTTLS"
+        ):
+            smtp.send(email())
+    finally:
+        smtp.close()
+
+
+def test_no_credentials_against_a_server_requiring_auth_is_an_outage(
+    secure_sink: SecureSink,
+) -> None:
+    smtp = mailer(secure_sink, user=None, password=None)
+    try:
+        # 530 at MAIL FROM: our setup, not this message; it must never be dead-lettered.
+        with pytest.raises(
+            MailOutageError, match=r"requires authentication.*530 5\.7\.0.*SMTP_USER/SMTP_PASSWORD"
+        ):
             smtp.send(email())
     finally:
         smtp.close()
@@ -116,3 +140,128 @@ def test_an_untrusted_certificate_is_refused(secure_sink: SecureSink) -> None:
             smtp.send(email())
     finally:
         smtp.close()
+
+
+@dataclass
+class InProcessSink:
+    port: int
+    maildir: Path
+    ca_file: Path
+
+
+@pytest.fixture(scope="module")
+def implicit_tls_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessSink]:
+    # In process: the stack's readiness probe speaks plain SMTP, which a port-465 server is not.
+    root = tmp_path_factory.mktemp("implicit-tls")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
+        str(root / "server.pem")
+    )
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
+    controller = build_controller(
+        host="127.0.0.1",
+        port=free_port(),
+        maildir=root / "mail",
+        tls_cert=root / "server.pem",
+        tls_key=root / "server.pem",
+        auth_user=USER,
+        auth_password=PASSWORD,
+        implicit_tls=True,
+    )
+    controller.start()
+    try:
+        yield InProcessSink(controller.port, root / "mail", root / "ca.pem")
+    finally:
+        controller.stop()
+
+
+def implicit_tls_mailer(sink: InProcessSink, **overrides: object) -> SmtpMailer:
+    values: dict[str, object] = {"starttls": False, "ssl": True, **overrides}
+    return mailer(SecureSink(sink.port, sink.ca_file, sink.maildir), **values)
+
+
+# aiosmtpd sees no STARTTLS layer under implicit TLS and warns that AUTH is not under TLS; it is.
+implicit_tls_auth = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+
+@implicit_tls_auth
+def test_implicit_tls_and_login_deliver_and_the_connection_is_reused(
+    implicit_tls_sink: InProcessSink,
+) -> None:
+    order_id = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
+    smtp = implicit_tls_mailer(implicit_tls_sink)
+    try:
+        smtp.send(email(OrderState.ENVIADO))
+        smtp.send(email(OrderState.ENTREGADO))
+        assert smtp._idle.qsize() == 1
+    finally:
+        smtp.close()
+    states = Inbox(implicit_tls_sink.maildir).states_by_order([order_id])
+    assert states[order_id] == ["enviado", "entregado"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"ca_file": None}, r"TLS failed.*CERTIFICATE_VERIFY_FAILED.*SMTP_CA_FILE"),
+        ({"user": None, "password": None}, r"requires authentication.*530"),
+        ({"password": "wrong"}, r"authentication failed \(535"),
+        # Plain SMTP against a TLS port: the server waits for a handshake that never comes.
+        ({"ssl": False, "timeout_s": 1}, r"unreachable: (TimeoutError|SMTPServerDisconnected)"),
+    ],
+    ids=["untrusted-certificate", "no-credentials", "wrong-password", "plain-to-tls-port"],
+)
+@implicit_tls_auth
+def test_implicit_tls_setup_errors_are_outages(
+    implicit_tls_sink: InProcessSink, overrides: dict[str, object], says: str
+) -> None:
+    smtp = implicit_tls_mailer(implicit_tls_sink, **overrides)
+    try:
+        with pytest.raises(MailOutageError, match=says):
+            smtp.send(email())
+    finally:
+        smtp.close()
+
+
+@pytest.fixture
+def deferring_sink(tmp_path: Path) -> Iterator[tuple[InProcessSink, list[Deferral]]]:
+    deferrals: list[Deferral] = []
+    controller = build_controller(
+        host="127.0.0.1", port=free_port(), maildir=tmp_path / "mail", defer=deferrals
+    )
+    controller.start()
+    try:
+        yield InProcessSink(controller.port, tmp_path / "mail", Path()), deferrals
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "says"),
+    [
+        ("mail:421:1", MailOutageError, r"deferred all mail \(421 4\.3\.2"),
+        ("rcpt:421:1", MailOutageError, r"closing the connection \(421 4\.3\.2"),
+        ("data:451:1", MailOutageError, r"deferred all mail \(451 4\.3\.0"),
+        ("mail:451:1", MailOutageError, r"deferred all mail \(451"),
+        # A 4xx for this one recipient is retried without calling it an outage.
+        ("rcpt:451:1", TransientMailError, r"recipient deferred: 451"),
+    ],
+)
+def test_4xx_replies_are_retryable_and_the_retry_delivers_once(
+    deferring_sink: tuple[InProcessSink, list[Deferral]],
+    spec: str,
+    kind: type[Exception],
+    says: str,
+) -> None:
+    sink, deferrals = deferring_sink
+    deferrals.append(Deferral.parse(spec))
+    smtp = SmtpMailer(SmtpSettings("127.0.0.1", sink.port, timeout_s=5, connections=1))
+    try:
+        with pytest.raises(kind, match=says) as refused:
+            smtp.send(email())
+        assert type(refused.value) is kind
+        smtp.send(email())  # what the workflow's retry does
+    finally:
+        smtp.close()
+    order_id = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
+    assert Inbox(sink.maildir).states_by_order([order_id]) == {order_id: ["procesando"]}
