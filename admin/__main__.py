@@ -79,6 +79,15 @@ def cmd_topics(args: argparse.Namespace) -> None:
     from admin import setup
 
     settings = _settings()
+    if args.partitions is not None:
+        try:
+            changes = setup.add_partitions(settings, args.partitions)
+        except setup.SetupError as exc:
+            print(f"admin: {exc}", file=sys.stderr)
+            raise SystemExit(2 if isinstance(exc, setup.PartitionsRefused) else 1) from None
+        for name, change in changes.items():
+            print(f"topic {name}: {change}")
+        return
     try:
         topics = setup.list_topics(settings)
     except setup.SetupError as exc:
@@ -86,6 +95,20 @@ def cmd_topics(args: argparse.Namespace) -> None:
         raise SystemExit(1) from None
     for name, partitions in topics.items():
         print(f"{name}\t{partitions} partitions")
+
+
+def cmd_lag(args: argparse.Namespace) -> None:
+    from admin.lag import LagError, LagReader, UnknownGroup, format_table, to_json
+
+    settings = _settings()
+    reader = LagReader(settings.kafka_bootstrap_servers)
+    try:
+        groups = reader.groups() if args.all else [args.group or settings.kafka_consumer_group]
+        lags = reader.read(groups, missing_ok=args.all)
+    except LagError as exc:
+        print(f"admin: {exc}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(exc, UnknownGroup) else 1) from None
+    print(to_json(lags) if args.json else format_table(lags) or "no consumer groups")
 
 
 def cmd_stack(args: argparse.Namespace) -> None:
@@ -124,8 +147,16 @@ def cmd_stack(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from admin.demo import run_demo
+    from admin.stack import StackError, StackSetupError
 
-    run_demo(args.orders, args.keep_running)
+    try:
+        run_demo(args.orders, args.keep_running)
+    except StackSetupError as exc:
+        print(f"admin: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except StackError as exc:
+        print(f"admin: the embedded stack did not start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,7 +169,20 @@ def main(argv: list[str] | None = None) -> None:
     setup.set_defaults(run=cmd_setup)
 
     topics = commands.add_parser("topics", help="list topics with their partitions")
+    topics.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="grow the three co-partitioned topics to N partitions each (never shrinks)",
+    )
     topics.set_defaults(run=cmd_topics)
+
+    lag = commands.add_parser("lag", help="consumer lag per group, topic and partition")
+    which = lag.add_mutually_exclusive_group()
+    which.add_argument("--group", help="consumer group (default $KAFKA_CONSUMER_GROUP)")
+    which.add_argument("--all", action="store_true", help="every consumer group")
+    lag.add_argument("--json", action="store_true", help="machine-readable output")
+    lag.set_defaults(run=cmd_lag)
 
     stack = commands.add_parser("stack", help="embedded Kafka/Elasticsearch/SMTP without Docker")
     stack.add_argument("action", choices=["up", "down", "status", "env"])
@@ -153,6 +197,10 @@ def main(argv: list[str] | None = None) -> None:
     stack.add_argument("--elasticsearch-port", type=int)
     stack.add_argument("--smtp-port", type=int)
     stack.set_defaults(run=cmd_stack)
+
+    from admin import dlq
+
+    dlq.add_parser(commands)
 
     demo = commands.add_parser("demo", help="run the whole pipeline locally and watch it")
     demo.add_argument("--orders", type=int, default=5)

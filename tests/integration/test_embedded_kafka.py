@@ -1,0 +1,148 @@
+"""The embedded Apache Kafka: it keeps its data across restarts, and every missing prerequisite
+is one clear line with exit 2, never a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from admin.apache_kafka import BROKER_ENV, choose_broker, java_major
+from admin.stack import EmbeddedStack, StackPorts, free_port
+from tests.support import REPO, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def admin_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "admin", *args],
+        cwd=cwd,
+        env={"PYTHONPATH": str(REPO), "HOME": os.environ.get("HOME", "/root"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_restarted_broker_keeps_topics_records_and_committed_offsets(tmp_path: Path) -> None:
+    if (java_major() or 0) < 17:
+        pytest.skip("Apache Kafka needs Java 17+")
+    broker = EmbeddedStack(
+        tmp_path, StackPorts(free_port(), 1, 1), tied_to_parent=True, kafka="apache"
+    )
+    bootstrap = broker.env()["KAFKA_BOOTSTRAP_SERVERS"]
+    broker.start("kafka")
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("durable", 2, 1)])["durable"].result(30)
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        for i in range(10):
+            producer.produce("durable", key=str(i).encode(), value=b"v%d" % i)
+        assert producer.flush(30) == 0
+        group = Consumer({"bootstrap.servers": bootstrap, "group.id": "keeps"})
+
+        def commit() -> bool:
+            # The first commit creates __consumer_offsets: NOT_COORDINATOR until it exists.
+            try:
+                group.commit(offsets=[TopicPartition("durable", 0, 3)], asynchronous=False)
+            except KafkaException:
+                return False
+            return True
+
+        wait_for(commit, 60, "the first offset commit")
+        group.close()
+
+        broker.stop("kafka")
+        assert broker.pid("kafka") is None
+        broker.start("kafka")
+
+        reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "keeps"})
+        highs = [reader.get_watermark_offsets(TopicPartition("durable", p), 30)[1] for p in (0, 1)]
+        committed = reader.committed([TopicPartition("durable", 0)], timeout=30)[0].offset
+        reader.close()
+        assert sum(highs) == 10
+        assert committed == 3
+    finally:
+        broker.stop("kafka")
+
+
+def test_apache_kafka_without_java_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = admin_cli(
+        "stack", "up", "--kafka", "apache", "--dir", str(tmp_path / "s"),
+        env={"PATH": str(empty)}, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "needs Java 17+ (no java on PATH)" in lines[0]
+    assert "--kafka tansu" in lines[0]
+
+
+def test_a_too_old_java_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Java 11 cannot be installed beside 17 here: a stand-in `java` prints what Java 11 prints.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    java = fake / "java"
+    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.22\" 2024-01-16' >&2\n")
+    java.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    assert java_major() == 11
+    with pytest.raises(RuntimeError, match=r"needs Java 17\+ \(java 11\)"):
+        choose_broker("apache")
+    fallback = choose_broker(None)
+    assert fallback.name == "tansu"
+    assert fallback.note
+    assert "Java 17+" in fallback.note
+
+
+def test_the_choice_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BROKER_ENV, "tansu")
+    assert choose_broker(None).name == "tansu"
+    monkeypatch.setenv(BROKER_ENV, "kafka")
+    with pytest.raises(RuntimeError, match="unknown embedded Kafka 'kafka'"):
+        choose_broker(None)
+    if (java_major() or 0) >= 17:
+        monkeypatch.setenv(BROKER_ENV, "auto")
+        assert choose_broker(None) == choose_broker("apache")
+
+
+def test_a_broken_cache_names_the_fix(tmp_path: Path) -> None:
+    if (java_major() or 0) < 17:
+        pytest.skip("Apache Kafka needs Java 17+")
+    libs = tmp_path / "cache" / "apache-kafka-4.1.0" / "libs"
+    libs.mkdir(parents=True)
+    (libs / "manifest.json").write_text(json.dumps({"kafka_2.13-4.1.0.jar": 123}))
+    result = admin_cli(
+        "stack", "up", "--kafka", "apache", "--dir", str(tmp_path / "s"),
+        "--kafka-port", str(free_port()),
+        env={"PATH": os.environ["PATH"], "PEDIDOS_CACHE_DIR": str(tmp_path / "cache")},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "kafka_2.13-4.1.0.jar is missing or truncated" in result.stderr
+    assert f"rm -rf {libs.parent}" in result.stderr
+
+
+def test_a_taken_port_names_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = admin_cli(
+            "stack", "up", "--kafka", "tansu", "--dir", str(tmp_path / "s"),
+            "--kafka-port", str(port),
+            env={"PATH": os.environ["PATH"]}, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"port {port} is already in use" in result.stderr
+    assert "--kafka-port" in result.stderr
