@@ -110,7 +110,8 @@ def _content_type(order_id: str, slug: str) -> bytes:
 @lru_cache(maxsize=4096)
 def _subject_header(subject: str) -> bytes:
     """Subjects repeat (a state's text + a catalogue product), and encoding one is costly."""
-    if subject.isascii():
+    # ASCII that looks like an encoded word ("=?…?=") would be decoded by the reader: encode it.
+    if subject.isascii() and "=?" not in subject:
         return _fold("Subject", subject)
     # A Header object splits a long subject into valid encoded words.
     encoded = Header(subject, _HEADER_CHARSET, header_name="Subject")

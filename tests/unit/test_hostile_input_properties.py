@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.message import EmailMessage
+from html.parser import HTMLParser
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails
 from pedidos.domain.states import ALL_STATES
 from pedidos.notifications.render import EmailRenderer
-from tests.unit.factories import details_kwargs
+from tests.unit.factories import details_kwargs, make_details
 
 HOSTILE_FRAGMENTS = st.sampled_from(
     [
@@ -41,6 +43,55 @@ EXPECTED_HEADERS = {
     "x-pedidos-state",
 }
 RENDERER = EmailRenderer("Tienda <ventas@tienda.cl>")
+ORDER_ID = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
+
+
+class _HtmlReading(HTMLParser):
+    """What a mail client sees: the element structure and each text node, entities decoded."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.texts: list[str] = []
+        self.feed(markup)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
+def rendered(details: OrderDetails) -> list[EmailMessage]:
+    order = Order(ORDER_ID, details, datetime.now(UTC))
+    out = []
+    for state in ALL_STATES:
+        message = message_from_bytes(
+            RENDERER.render(order, state, order.accepted_at).data, policy=policy.default
+        )
+        assert isinstance(message, EmailMessage)
+        out.append(message)
+    return out
+
+
+def _html(message: EmailMessage) -> str:
+    part = message.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _text(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+# Each state's HTML elements for a plain order: hostile text must not add or remove any.
+PLAIN_TAGS = [_HtmlReading(_html(m)).tags for m in rendered(make_details())]
 
 
 def validate(**overrides: object) -> OrderDetails | InvalidOrder:
@@ -56,6 +107,8 @@ def validate(**overrides: object) -> OrderDetails | InvalidOrder:
     field=st.sampled_from(["product_name", "bank", "shipping_region", "shipping_address"]),
     value=TEXT,
 )
+# An ASCII subject that looks like an encoded word was sent raw, and the reader decoded it.
+@example(field="product_name", value="=?utf-8?b?SGk=?=")
 def test_text_fields_are_rejected_by_name_or_rendered_safely(field: str, value: str) -> None:
     details = validate(**{field: value})
     if isinstance(details, InvalidOrder):
@@ -64,15 +117,15 @@ def test_text_fields_are_rejected_by_name_or_rendered_safely(field: str, value: 
     accepted = getattr(details, field)
     assert 0 < len(accepted) <= 200
     assert all(ch.isprintable() for ch in accepted)
-    order = Order("9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41", details, datetime.now(UTC))
-    for state in ALL_STATES:
-        message = message_from_bytes(
-            RENDERER.render(order, state, order.accepted_at).data, policy=policy.default
-        )
+    for message, plain_tags in zip(rendered(details), PLAIN_TAGS, strict=True):
         assert {name.lower() for name in message} == EXPECTED_HEADERS
-        html = message.get_body(("html",)).get_content()
-        assert "<script" not in html
-        assert "<img" not in html
+        html = _HtmlReading(_html(message))
+        # Escaped, not stripped: the markup is the template's own and the reader sees the value.
+        assert html.tags == plain_tags
+        assert any(accepted in text for text in html.texts), (field, accepted)
+        assert accepted in _text(message)
+        if field == "product_name":
+            assert accepted in str(message["subject"])
 
 
 @settings(max_examples=300, deadline=None)
