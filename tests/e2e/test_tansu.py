@@ -11,6 +11,8 @@ import pytest
 from admin.stack import EmbeddedStack
 from tests.conftest import Services
 from tests.e2e.test_pipeline import assert_documents, send_orders, wait_all_emails
+from tests.integration.test_tracking import WALK, start_pipeline, stub, watch
+from tests.requests import order_request
 from tests.support import REPO, STATE_SLUGS, Inbox
 
 pytestmark = pytest.mark.e2e
@@ -25,6 +27,16 @@ def test_every_order_walks_all_five_states_on_tansu(
     states = wait_all_emails(Inbox(stack.maildir), order_ids)
     assert all(states[o] == STATE_SLUGS for o in order_ids), states
     assert_documents(tansu_services.env, order_ids)
+
+
+def test_the_state_feed_follows_an_order_on_tansu(tansu_services: Services) -> None:
+    """The feed's start by time is exact on Apache Kafka; on Tansu its timestamp filter must
+    still deliver this order's states and nothing older (see pedidos/adapters/state_feed.py)."""
+    address, _ = start_pipeline(tansu_services)
+    client = stub(address)
+    created = client.CreateOrder(order_request(), timeout=10)
+    states = [change.state for change in watch(client, created.order_id)]
+    assert states == WALK[WALK.index(states[0]) :]
 
 
 def test_demo_runs_on_tansu_when_asked(tmp_path) -> None:
