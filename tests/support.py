@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from pathlib import Path
@@ -123,56 +125,97 @@ def read_topic(
     return records
 
 
+@dataclass(frozen=True, slots=True)
+class _Mail:
+    arrival: tuple[int, int, int]
+    order_id: str | None
+    state: str
+    path: Path
+
+
+class _MaildirIndex:
+    """The headers of every message in one Maildir, each file read once: a poll lists the
+    directory and parses only the files it has not seen (the session's Maildir grows large)."""
+
+    def __init__(self, maildir: Path) -> None:
+        self._new = maildir / "new"
+        self._parser = BytesHeaderParser(policy=default_policy)
+        self._mails: dict[str, _Mail] = {}
+        self._in_order: list[_Mail] = []
+        self._lock = threading.Lock()
+
+    def _read(self, name: str) -> _Mail | None:
+        path = self._new / name
+        try:
+            with open(path, "rb") as handle:
+                headers = self._parser.parse(handle)
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:  # removed since the listing
+            return None
+        # Maildir names: <seconds>.M<microseconds>P<pid>Q<counter>.<host>
+        seconds, _, rest = name.partition(".")
+        micro = rest[1:].split("P", 1)[0] if rest.startswith("M") else "0"
+        order_id = headers.get("X-Pedidos-Order-Id")
+        return _Mail(
+            (int(seconds), int(micro or 0), mtime),
+            None if order_id is None else str(order_id),
+            str(headers.get("X-Pedidos-State")),
+            path,
+        )
+
+    def mails(self) -> list[_Mail]:
+        """Every message, in arrival order."""
+        with self._lock:
+            try:
+                names = set(os.listdir(self._new))
+            except FileNotFoundError:
+                names = set()
+            changed = False
+            for gone in self._mails.keys() - names:  # a Maildir emptied by hand
+                del self._mails[gone]
+                changed = True
+            for name in names - self._mails.keys():
+                mail = self._read(name)
+                if mail is not None:
+                    self._mails[name] = mail
+                    changed = True
+            if changed:
+                self._in_order = sorted(self._mails.values(), key=lambda mail: mail.arrival)
+            return self._in_order
+
+
+_MAILDIR_INDEXES: dict[Path, _MaildirIndex] = {}
+_MAILDIR_INDEXES_LOCK = threading.Lock()
+
+
 class Inbox:
-    """Reads the mail sink's Maildir: which state e-mails each order received, in arrival order."""
+    """Reads the mail sink's Maildir: which state e-mails each order received, in arrival order.
+
+    Every Inbox of one Maildir shares one index, so a poll reads only the messages that arrived
+    since the previous poll of any of them."""
 
     def __init__(self, maildir: Path) -> None:
         self.maildir = maildir
-        self._parser = BytesHeaderParser(policy=default_policy)
-
-    def _files(self) -> list[Path]:
-        new = self.maildir / "new"
-        if not new.exists():
-            return []
-
-        def arrival(path: Path) -> tuple[int, int, int]:
-            # Maildir names: <seconds>.M<microseconds>P<pid>Q<counter>.<host>
-            seconds, _, rest = path.name.partition(".")
-            micro = rest[1:].split("P", 1)[0] if rest.startswith("M") else "0"
-            return int(seconds), int(micro or 0), path.stat().st_mtime_ns
-
-        return sorted(new.iterdir(), key=arrival)
+        with _MAILDIR_INDEXES_LOCK:
+            self._index = _MAILDIR_INDEXES.setdefault(maildir.resolve(), _MaildirIndex(maildir))
 
     def states_by_order(self, order_ids: Iterable[str]) -> dict[str, list[str]]:
-        wanted = set(order_ids)
         found: dict[str, list[str]] = defaultdict(list)
-        for path in self._files():
-            with open(path, "rb") as handle:
-                headers = self._parser.parse(handle)
-            order_id = headers.get("X-Pedidos-Order-Id")
-            if order_id in wanted:
-                found[str(order_id)].append(str(headers.get("X-Pedidos-State")))
+        for order_id, state in self.arrivals(order_ids):
+            found[order_id].append(state)
         return found
 
     def arrivals(self, order_ids: Iterable[str]) -> list[tuple[str, str]]:
         """(order id, state slug) of every e-mail of these orders, in arrival order."""
         wanted = set(order_ids)
-        found = []
-        for path in self._files():
-            with open(path, "rb") as handle:
-                headers = self._parser.parse(handle)
-            order_id = headers.get("X-Pedidos-Order-Id")
-            if order_id in wanted:
-                found.append((str(order_id), str(headers.get("X-Pedidos-State"))))
-        return found
+        return [
+            (mail.order_id, mail.state)
+            for mail in self._index.mails()
+            if mail.order_id is not None and mail.order_id in wanted
+        ]
 
     def messages_for(self, order_id: str) -> list[bytes]:
-        out = []
-        for path in self._files():
-            data = path.read_bytes()
-            if f"X-Pedidos-Order-Id: {order_id}".encode() in data:
-                out.append(data)
-        return out
+        return [mail.path.read_bytes() for mail in self._index.mails() if mail.order_id == order_id]
 
 
 def search_docs(es_url: str, index: str, order_ids: Iterable[str]) -> list[dict[str, Any]]:
