@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -13,13 +13,14 @@ Result = TypeVar("Result")
 class MicroBatcher(Generic[Item, Result]):
     """`await submit(item)` returns that item's result from `run_batch(items)`.
 
+    An exception in `run_batch`'s result list fails that item alone; one it raises fails all.
     A batch starts when `max_size` items wait or `max_delay_s` has passed since the first;
     at most `concurrency` batches run at once.
     """
 
     def __init__(
         self,
-        run_batch: Callable[[list[Item]], Awaitable[list[Result]]],
+        run_batch: Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]],
         *,
         max_size: int = 500,
         max_delay_s: float = 0.01,
@@ -64,7 +65,11 @@ class MicroBatcher(Generic[Item, Result]):
                         future.set_exception(exc)
                 return
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
                 future.set_result(result)
 
     async def drain(self) -> None:

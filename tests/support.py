@@ -314,3 +314,56 @@ async def start_order_service(servicer: Any) -> tuple[grpc.aio.Server, str]:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, f"127.0.0.1:{port}"
+
+
+def publish_order_records(
+    bootstrap: str, topic: str, count: int, email: str = "comprador@example.cl"
+) -> list[str]:
+    """Publishes `count` accepted orders on `topic` as the producer does; their order ids.
+
+    For tests of the consumer alone: the same records, without a producer process.
+    """
+    from confluent_kafka import Producer
+
+    from pedidos.domain.order import Order, OrderDetails, utc_now
+    from pedidos.records import ORDER_SCHEMA, encode_order_accepted, headers_for
+
+    details = OrderDetails.create(
+        product_name="Silla Gamer",
+        price_minor=129_990,
+        currency="CLP",
+        payment_gateway="MERCADO_PAGO",
+        card_brand="VISA",
+        bank="Banco de Chile",
+        shipping_region="Región Metropolitana",
+        shipping_address="Calle Pajaritos 300, Maipú",
+        customer_email=email,
+    )
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    order_ids = []
+    for _ in range(count):
+        order = Order(order_id=str(uuid.uuid4()), details=details, accepted_at=utc_now())
+        producer.produce(
+            topic,
+            key=order.order_id.encode(),
+            value=encode_order_accepted(order),
+            headers=headers_for(ORDER_SCHEMA, order.order_id),
+        )
+        order_ids.append(order.order_id)
+    assert producer.flush(30) == 0, "Kafka did not take the order records"
+    return order_ids
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """How many records `topic` holds (its end offsets; exact on Apache Kafka)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"size-{uuid.uuid4()}"})
+    try:
+        from confluent_kafka import TopicPartition
+
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()

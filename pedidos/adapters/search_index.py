@@ -145,13 +145,15 @@ class OrderSearchIndex:
 
     async def _bulk_until_settled(
         self, docs: list[Doc], action: Callable[[Doc], Doc], what: str
-    ) -> None:
-        """Bulk-write `docs`; retry the items ES could not take now, raise on refused ones.
+    ) -> dict[str, PermanentIndexError]:
+        """Bulk-write `docs`; retry the items ES could not take now; the refused ones by order.
 
         409 counts as done for both callers: the document already exists (an event written by
         an earlier attempt) or is already newer (a current-state document of a later state).
+        A refused document fails only its own step, not the others that shared its request.
         """
         pending, delay = docs, 0.1
+        refused: dict[str, PermanentIndexError] = {}
         while pending:
             operations: list[Doc] = []
             for doc in pending:
@@ -163,13 +165,15 @@ class OrderSearchIndex:
                 if status in _RETRYABLE_STATUS:
                     retry.append(doc)
                 elif status not in (200, 201, 409):
-                    raise PermanentIndexError(f"{what} {doc['order_id']}: {result.get('error')}")
+                    error = f"{what} {doc['order_id']}: {result.get('error')}"
+                    refused[doc["order_id"]] = PermanentIndexError(error)
             pending = retry
             if pending:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        return refused
 
-    async def _write_events(self, docs: list[Doc]) -> list[None]:
+    async def _write_events(self, docs: list[Doc]) -> list[PermanentIndexError | None]:
         def create(doc: Doc) -> Doc:
             return {
                 "create": {
@@ -178,10 +182,10 @@ class OrderSearchIndex:
                 }
             }
 
-        await self._bulk_until_settled(docs, create, "event")
-        return [None] * len(docs)
+        refused = await self._bulk_until_settled(docs, create, "event")
+        return [refused.get(doc["order_id"]) for doc in docs]
 
-    async def _write_orders(self, docs: list[Doc]) -> list[None]:
+    async def _write_orders(self, docs: list[Doc]) -> list[PermanentIndexError | None]:
         coalesced: dict[str, Doc] = {}
         for doc in docs:
             previous = coalesced.get(doc["order_id"])
@@ -201,5 +205,5 @@ class OrderSearchIndex:
                 }
             }
 
-        await self._bulk_until_settled(list(coalesced.values()), index_versioned, "order")
-        return [None] * len(docs)
+        refused = await self._bulk_until_settled(list(coalesced.values()), index_versioned, "order")
+        return [refused.get(doc["order_id"]) for doc in docs]
