@@ -8,7 +8,7 @@ from importlib.resources import files
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from elasticsearch import Elasticsearch
 
 from pedidos.config import Settings
@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 class SetupError(RuntimeError):
     pass
+
+
+class PartitionsRefused(SetupError):
+    """The request itself is wrong (shrinking, a missing topic): nothing was changed."""
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -70,6 +74,72 @@ def list_topics(settings: Settings, timeout_s: float = 10) -> dict[str, int]:
             f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}"
         ) from None
     return {name: len(topic.partitions) for name, topic in sorted(metadata.topics.items())}
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError | None:
+    error = exc.args[0] if exc.args else None
+    return error if isinstance(error, KafkaError) else None
+
+
+def add_partitions(settings: Settings, count: int, timeout_s: float = 30) -> dict[str, str]:
+    """Bring the co-partitioned topics to `count` partitions each, all or (if possible) none.
+
+    Kafka can only add partitions, so a smaller count is refused. Topics left unequal (say by
+    an interrupted earlier run) are all brought to `count`. Every change is validated by the
+    broker before any is made, so a refused request changes nothing.
+    """
+    if count < 1:
+        raise PartitionsRefused(f"a topic needs at least 1 partition, not {count}")
+    names = topic_names(settings)
+    current = list_topics(settings, timeout_s)
+    missing = [name for name in names if name not in current]
+    if missing:
+        raise PartitionsRefused(
+            f"missing topics: {', '.join(missing)}; run `python -m admin setup` first"
+        )
+    larger = [f"{name} has {current[name]}" for name in names if current[name] > count]
+    if larger:
+        raise PartitionsRefused(
+            f"refusing to shrink to {count} partitions: {'; '.join(larger)} "
+            "(Kafka cannot remove partitions)"
+        )
+    outcome = {name: f"already {count} partitions" for name in names if current[name] == count}
+    grow = [NewPartitions(name, count) for name in names if current[name] < count]
+    if not grow:
+        return outcome
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    for validate_only in (True, False):
+        futures = admin.create_partitions(
+            grow,
+            validate_only=validate_only,
+            operation_timeout=timeout_s,
+            request_timeout=timeout_s,
+        )
+        failed = []
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout_s)
+                if not validate_only:
+                    outcome[name] = f"{current[name]} -> {count} partitions"
+            except KafkaException as exc:
+                error = _kafka_error(exc)
+                if error is not None and error.code() in (
+                    KafkaError.UNSUPPORTED_VERSION,
+                    KafkaError._UNSUPPORTED_FEATURE,
+                    KafkaError.INVALID_REQUEST,
+                ):
+                    raise SetupError(
+                        f"the broker at {settings.kafka_bootstrap_servers} cannot add partitions "
+                        f"(no CreatePartitions support, e.g. Tansu): {error.str()}"
+                    ) from None
+                failed.append(f"{name}: {error.str() if error else exc}")
+            except Exception as exc:
+                failed.append(f"{name}: {exc}")
+        if failed:
+            done = [f"{name} {text}" for name, text in outcome.items() if "->" in text]
+            state = f"; done: {', '.join(done)}; run again to finish" if done else ""
+            raise SetupError(f"adding partitions failed: {'; '.join(failed)}{state}")
+    return {name: outcome[name] for name in names}
 
 
 def index_template(file_name: str, index_name: str) -> dict[str, Any]:
