@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from admin.stack import EmbeddedStack
-from pedidos.v1 import orders_pb2_grpc
+from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from tests.conftest import REJECTED_DOMAIN, Services
 from tests.requests import order_request
 from tests.support import Inbox, search_docs, wait_for
@@ -28,6 +28,9 @@ pytestmark = pytest.mark.e2e
 
 NDJSON = Path(__file__).resolve().parents[2] / "admin" / "kibana" / "pedidos.ndjson"
 UNSUPPORTED_HERE = {"percentile"} if os.environ.get("PEDIDOS_TEST_BACKEND") != "docker" else set()
+REGIONS = ["Región del Biobío", "Región de Valparaíso", "Región Metropolitana"]
+GATEWAYS = [orders_pb2.PAYMENT_GATEWAY_MERCADO_PAGO, orders_pb2.PAYMENT_GATEWAY_STRIPE]
+PRODUCTS = ["Laptop HP", "Silla Gamer", "Audífonos", "Monitor 27"]
 
 
 def _kql_term(query: str) -> dict[str, Any]:
@@ -110,12 +113,17 @@ def test_every_dashboard_aggregation_runs_on_pipeline_data(
     services.consumer()
     env = services.env
     client = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(env["PRODUCER_ADDRESS"]))
-    order_ids = [client.CreateOrder(order_request(), timeout=10).order_id for _ in range(8)]
-    order_ids.append(
-        client.CreateOrder(
-            order_request(customer_email=f"nadie@{REJECTED_DOMAIN}"), timeout=10
-        ).order_id
-    )
+    # Varied regions, gateways and products, so each breakdown has several exact buckets.
+    requests = [
+        order_request(
+            shipping_region=REGIONS[i % len(REGIONS)],
+            payment_gateway=GATEWAYS[i % len(GATEWAYS)],
+            product_name=PRODUCTS[i % len(PRODUCTS)],
+        )
+        for i in range(8)
+    ]
+    requests.append(order_request(customer_email=f"nadie@{REJECTED_DOMAIN}"))
+    order_ids = [client.CreateOrder(r, timeout=10).order_id for r in requests]
     wait_for(
         lambda: (
             len(search_docs(env["ELASTICSEARCH_URL"], env["ELASTICSEARCH_EVENTS_INDEX"], order_ids))
@@ -125,12 +133,23 @@ def test_every_dashboard_aggregation_runs_on_pipeline_data(
         "every event document",
         0.5,
     )
+    inbox = Inbox(stack.maildir)
+    wait_for(lambda: sum(map(len, inbox.states_by_order(order_ids).values())) == 40, 30, "e-mails")
+    # Current documents are written in batches after the events: wait until all are final.
     wait_for(
-        lambda: sum(map(len, Inbox(stack.maildir).states_by_order(order_ids).values())) == 40,
+        lambda: (
+            [
+                d["state"]
+                for d in search_docs(
+                    env["ELASTICSEARCH_URL"], env["ELASTICSEARCH_ORDERS_INDEX"], order_ids
+                )
+            ]
+            == ["Finalizado"] * len(order_ids)
+        ),
         30,
-        "e-mails",
+        "every current document at Finalizado",
+        0.2,
     )
-    time.sleep(0.5)
     indices = {
         "pedidos-events-dataview": env["ELASTICSEARCH_EVENTS_INDEX"],
         "pedidos-orders-dataview": env["ELASTICSEARCH_ORDERS_INDEX"],
@@ -148,7 +167,6 @@ def test_every_dashboard_aggregation_runs_on_pipeline_data(
     es.close()
     assert ran_operations >= {"date_histogram", "terms", "count", "average"}
 
-    total_events = 5 * len(order_ids)
     states_over_time = results["pedidos-lens-states-over-time"]["aggregations"]["bucket"]["buckets"]
     per_state: dict[str, int] = {}
     for minute in states_over_time:
@@ -170,9 +188,18 @@ def test_every_dashboard_aggregation_runs_on_pipeline_data(
     throughput = results["pedidos-lens-throughput"]["aggregations"]["bucket"]["buckets"]
     assert sum(b["metric0"]["doc_count"] for b in throughput) == len(order_ids)
 
-    for vis_id in ("pedidos-lens-by-region", "pedidos-lens-by-gateway", "pedidos-lens-by-product"):
+    # One order, one count (the orders index), under the value the order was sent with.
+    expected = {
+        "pedidos-lens-by-region": Counter(r.order.shipping_region for r in requests),
+        "pedidos-lens-by-gateway": Counter(
+            orders_pb2.PaymentGateway.Name(r.order.payment_gateway).removeprefix("PAYMENT_GATEWAY_")
+            for r in requests
+        ),
+        "pedidos-lens-by-product": Counter(r.order.product_name for r in requests),
+    }
+    for vis_id, counts in expected.items():
         buckets = results[vis_id]["aggregations"]["bucket"]["buckets"]
-        assert sum(b["doc_count"] for b in buckets) in (len(order_ids), total_events), vis_id
+        assert {b["key"]: b["doc_count"] for b in buckets} == counts, vis_id
 
     rejected = results["pedidos-lens-email-failures"]["aggregations"]["metric0"]["doc_count"]
     assert rejected == 5
