@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,11 @@ def cmd_stack(args: argparse.Namespace) -> None:
             args.kafka_port or 9092, args.elasticsearch_port or 9200, args.smtp_port or 1025
         )
     try:
-        stack = EmbeddedStack(args.dir, ports, kafka=args.kafka)
+        if args.mail_web_port and ports:
+            ports = replace(ports, mail_web=args.mail_web_port)
+        elif args.mail_web_port:
+            ports = StackPorts(mail_web=args.mail_web_port)
+        stack = EmbeddedStack(args.dir, ports, kafka=args.kafka, inbox=args.inbox)
         if args.action == "up":
             if stack.broker.note:
                 print(stack.broker.note, file=sys.stderr)
@@ -140,7 +145,10 @@ def cmd_stack(args: argparse.Namespace) -> None:
     for name, status in stack.status().items():
         print(f"{name:14} {status}")
     if args.action == "up":
-        print(f"mail lands in {stack.maildir} (Maildir: new/ holds one file per e-mail)")
+        if stack.web_inbox_url:
+            print(f"mail: MailDev web inbox at {stack.web_inbox_url}/")
+        else:
+            print(f"mail lands in {stack.maildir} (Maildir: new/ holds one file per e-mail)")
         for key, value in stack.env().items():
             print(f"export {key}={value}")
 
@@ -150,7 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from admin.stack import StackError, StackSetupError
 
     try:
-        run_demo(args.orders, args.keep_running)
+        run_demo(args.orders, args.keep_running, args.inbox)
     except StackSetupError as exc:
         print(f"admin: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -193,6 +201,13 @@ def main(argv: list[str] | None = None) -> None:
         help="embedded broker: Apache Kafka (needs Java 17+ and Maven once) or Tansu; "
         "default $PEDIDOS_EMBEDDED_KAFKA, else apache when it can run",
     )
+    stack.add_argument(
+        "--inbox",
+        choices=["sink", "maildev"],
+        default="sink",
+        help="SMTP server: the aiosmtpd Maildir sink, or MailDev with its web inbox",
+    )
+    stack.add_argument("--mail-web-port", type=int, help="MailDev's web inbox (default 1080)")
     stack.add_argument("--kafka-port", type=int)
     stack.add_argument("--elasticsearch-port", type=int)
     stack.add_argument("--smtp-port", type=int)
@@ -205,6 +220,12 @@ def main(argv: list[str] | None = None) -> None:
     demo = commands.add_parser("demo", help="run the whole pipeline locally and watch it")
     demo.add_argument("--orders", type=int, default=5)
     demo.add_argument("--keep-running", action=argparse.BooleanOptionalAction, default=None)
+    demo.add_argument(
+        "--inbox",
+        choices=["maildev", "maildir"],
+        help="where e-mails go: MailDev's web inbox (default when npm and Node.js are present) "
+        "or a Maildir",
+    )
     demo.set_defaults(run=cmd_demo)
 
     mailsink = commands.add_parser(

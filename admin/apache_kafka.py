@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from admin.cache import cache_root
+
 KAFKA_VERSION = "4.1.0"
 MIN_JAVA = 17
 DIST_DIR = Path(__file__).parent / "kafka_dist"
@@ -39,14 +41,6 @@ class KafkaSetupError(RuntimeError):
 class BrokerChoice:
     name: str  # "apache" or "tansu"
     note: str | None = None  # why the fallback was taken, for one line on the console
-
-
-def cache_root() -> Path:
-    explicit = os.environ.get("PEDIDOS_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pedidos"
 
 
 def libs_dir() -> Path:

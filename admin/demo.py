@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from admin import setup
+from admin import maildev, setup
 from admin.stack import EmbeddedStack, StackPorts, StackSetupError, free_port, producer_healthy
 from client.orders import random_requests
 from pedidos.config import load_settings
@@ -70,6 +70,20 @@ def _table(orders: list[tuple[str, str]], states: dict[str, str], mails: dict[st
     return table
 
 
+def _maildev_counts(web_url: str, order_ids: set[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    try:
+        emails = maildev.list_emails(web_url)
+    except OSError:
+        return counts  # the table shows the last counts until the next poll
+    for email in emails:
+        headers = email.get("headers")
+        order_id = headers.get("x-pedidos-order-id") if isinstance(headers, dict) else None
+        if order_id in order_ids:
+            counts[order_id] = counts.get(order_id, 0) + 1
+    return counts
+
+
 def _mail_counts(maildir: Path, order_ids: set[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     new = maildir / "new"
@@ -86,13 +100,25 @@ def _mail_counts(maildir: Path, order_ids: set[str]) -> dict[str, int]:
     return counts
 
 
-def run_demo(orders: int = 5, keep_running: bool | None = None) -> None:
+def choose_inbox(requested: str | None) -> str:
+    """MailDev's web inbox when Node.js and npm can run it, else the Maildir sink."""
+    if requested in ("maildev", "maildir"):
+        return requested
+    return "maildev" if maildev.available() else "maildir"
+
+
+def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | None = None) -> None:
     root = Path(".stack/demo")
     shutil.rmtree(
         root, ignore_errors=True
     )  # each demo starts empty; its output stays until the next
+    inbox = choose_inbox(inbox)
     try:
-        stack = EmbeddedStack(root, StackPorts(free_port(), free_port(), free_port()))
+        stack = EmbeddedStack(
+            root,
+            StackPorts(free_port(), free_port(), free_port()),
+            inbox="maildev" if inbox == "maildev" else "sink",
+        )
     except StackSetupError as exc:
         console.print(f"[red]demo: {exc}[/]")
         raise SystemExit(2) from None
@@ -100,7 +126,8 @@ def run_demo(orders: int = 5, keep_running: bool | None = None) -> None:
     if stack.broker.note:
         console.print(f"[yellow]{stack.broker.note}[/]")
     broker = "Apache Kafka" if stack.broker.name == "apache" else "Tansu"
-    console.print(f"[bold]1/4[/] starting the embedded stack ({broker}, noida-db, mail sink)…")
+    mail = "MailDev web inbox" if stack.web_inbox_url else "Maildir mail sink"
+    console.print(f"[bold]1/4[/] starting the embedded stack ({broker}, noida-db, {mail})…")
     try:
         stack.up()
         env = {
@@ -125,6 +152,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None) -> None:
         sent = _send(env["PRODUCER_ADDRESS"], orders, "cliente@example.cl")
         ids = {order_id for order_id, _ in sent}
         states: dict[str, str] = {}
+        mails: dict[str, int] = {}
         with Live(_table(sent, states, {}), console=console, refresh_per_second=4) as live:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -135,7 +163,10 @@ def run_demo(orders: int = 5, keep_running: bool | None = None) -> None:
                     size=len(ids),
                 )["hits"]["hits"]
                 states = {h["_source"]["order_id"]: h["_source"]["state"] for h in hits}
-                mails = _mail_counts(stack.maildir, ids)
+                if stack.web_inbox_url:
+                    mails = _maildev_counts(stack.web_inbox_url, ids)
+                else:
+                    mails = _mail_counts(stack.maildir, ids)
                 live.update(_table(sent, states, mails))
                 finished = len(states) == len(ids) and set(states.values()) == {"Finalizado"}
                 if finished and sum(mails.values()) >= 5 * len(ids):
@@ -143,7 +174,14 @@ def run_demo(orders: int = 5, keep_running: bool | None = None) -> None:
                 time.sleep(0.5)
         done = sum(1 for s in states.values() if s == "Finalizado")
         console.print(f"\n[bold green]{done}/{len(ids)} pedidos finalizados[/]")
-        console.print(f"E-mails (one file each): {stack.maildir / 'new'}")
+        console.print(f"{sum(mails.values())} e-mails delivered ({5 * len(ids)} expected)")
+        if stack.web_inbox_url:
+            console.print(f"[bold]E-mails: open {stack.web_inbox_url}/[/] (MailDev web inbox)")
+        else:
+            console.print(
+                f"E-mails (one file each): {stack.maildir / 'new'} — open one in a mail client, "
+                "or install Node.js and npm for a web inbox"
+            )
         console.print(
             f"Current state:  curl -s '{settings.elasticsearch_url}/"
             f"{settings.elasticsearch_orders_index}/_search?pretty'"

@@ -22,7 +22,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from admin import maildev
 from admin.apache_kafka import KafkaSetupError, choose_broker, prepare_node
+
+# The stack's SMTP server: the aiosmtpd sink (tests, bench) or MailDev's web inbox (people).
+INBOXES = ("sink", "maildev")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -42,6 +46,8 @@ class StackPorts:
     smtp: int = 1025
     # Apache Kafka's KRaft controller listener; 0 picks kafka + 1 (or any free port).
     kafka_controller: int = 0
+    # MailDev's web inbox, when the stack runs it; 0 picks 1080 beside SMTP 1025, else any.
+    mail_web: int = 0
 
 
 @dataclass
@@ -149,7 +155,11 @@ class EmbeddedStack:
         mail: MailSinkOptions | None = None,
         tied_to_parent: bool = False,
         kafka: str | None = None,
+        inbox: str = "sink",
     ) -> None:
+        if inbox not in INBOXES:
+            raise StackSetupError(f"unknown inbox {inbox!r}: choose one of {', '.join(INBOXES)}")
+        self.inbox = inbox
         self.root = root.resolve()
         chosen = ports or self._saved_ports() or StackPorts()
         if not chosen.kafka_controller:
@@ -157,6 +167,9 @@ class EmbeddedStack:
             if controller > 65535 or _port_open(controller):
                 controller = free_port()
             chosen = replace(chosen, kafka_controller=controller)
+        if inbox == "maildev" and not chosen.mail_web:
+            web = 1080 if chosen.smtp == 1025 and not _port_open(1080) else free_port()
+            chosen = replace(chosen, mail_web=web)
         self.ports = chosen
         self.mail = mail or MailSinkOptions()
         self.tied_to_parent = tied_to_parent
@@ -182,12 +195,7 @@ class EmbeddedStack:
                 lambda: _http_ready(f"http://127.0.0.1:{self.ports.elasticsearch}/"),
                 ports=lambda: (self.ports.elasticsearch,),
             ),
-            "smtp": _Service(
-                "smtp",
-                self._mailsink_argv,
-                lambda: _smtp_ready(self.ports.smtp),
-                ports=lambda: (self.ports.smtp,),
-            ),
+            "smtp": self._smtp_service(),
         }
 
     def _kafka_service(self) -> _Service:
@@ -221,6 +229,32 @@ class EmbeddedStack:
         try:
             return prepare_node(self.root, self.ports.kafka, self.ports.kafka_controller)
         except KafkaSetupError as exc:
+            raise StackSetupError(str(exc)) from None
+
+    def _smtp_service(self) -> _Service:
+        if self.inbox == "maildev":
+            return _Service(
+                "smtp",
+                self._maildev_argv,
+                lambda: _smtp_ready(self.ports.smtp) and _http_ready(f"{self.web_inbox_url}/"),
+                ports=lambda: (self.ports.smtp, self.ports.mail_web),
+            )
+        return _Service(
+            "smtp",
+            self._mailsink_argv,
+            lambda: _smtp_ready(self.ports.smtp),
+            ports=lambda: (self.ports.smtp,),
+        )
+
+    @property
+    def web_inbox_url(self) -> str | None:
+        """MailDev's web inbox (and REST API), when this stack's SMTP server is MailDev."""
+        return f"http://127.0.0.1:{self.ports.mail_web}" if self.inbox == "maildev" else None
+
+    def _maildev_argv(self) -> list[str]:
+        try:
+            return maildev.argv(self.ports.smtp, self.ports.mail_web, self.maildir)
+        except maildev.MailDevSetupError as exc:
             raise StackSetupError(str(exc)) from None
 
     def _mailsink_argv(self) -> list[str]:

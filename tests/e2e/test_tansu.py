@@ -41,7 +41,17 @@ def test_the_state_feed_follows_an_order_on_tansu(tansu_services: Services) -> N
 
 def test_demo_runs_on_tansu_when_asked(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "admin", "demo", "--orders", "2", "--no-keep-running"],
+        [
+            sys.executable,
+            "-m",
+            "admin",
+            "demo",
+            "--orders",
+            "2",
+            "--no-keep-running",
+            "--inbox",
+            "maildir",
+        ],
         cwd=tmp_path,
         env={
             "PATH": "/usr/bin:/bin",
