@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -13,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from admin.stack import EmbeddedStack, StackPorts, free_port, producer_healthy
+from admin.stack import EmbeddedStack, StackPorts, free_port
 from pedidos.records import header_value
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from tests.conftest import Services
@@ -191,7 +193,6 @@ def test_sigterm_drains_in_flight_calls_and_loses_no_accepted_order(services: Se
             future.result()
     assert producer.process is not None
     assert producer.process.wait(20) == 0
-    assert not producer_healthy(env["PRODUCER_ADDRESS"])
     # Calls gRPC had queued but not started are CANCELLED at shutdown, later ones UNAVAILABLE:
     # both are safe to retry with the same key. Every call got an answer.
     assert set(refused) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
@@ -200,3 +201,62 @@ def test_sigterm_drains_in_flight_calls_and_loses_no_accepted_order(services: Se
     on_topic = {key.decode() for key, _, _ in records if key}
     assert set(accepted) <= on_topic
     assert "producer stopped" in producer.log()
+
+
+def test_while_sigterm_drains_health_is_not_serving_and_a_call_begun_before_completes(
+    services: Services,
+) -> None:
+    producer = services.producer()
+    env = services.env
+    address = env["PRODUCER_ADDRESS"]
+    channel = grpc.insecure_channel(address)
+    # A load balancer's view: a health watch, open before the signal.
+    health = health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service="pedidos.v1.OrderService"), timeout=60
+    )
+    assert next(health).status == health_pb2.HealthCheckResponse.SERVING
+    # A CreateOrders stream begun before the signal and fed orders after it.
+    outbox: queue.Queue[orders_pb2.CreateOrderRequest | None] = queue.Queue()
+
+    def requests() -> Iterator[orders_pb2.CreateOrderRequest]:
+        while (request := outbox.get()) is not None:
+            yield request
+
+    stream = orders_pb2_grpc.OrderServiceStub(channel).CreateOrders(requests(), timeout=60)
+    outbox.put(order_request())
+    results = [next(stream)]  # answered: the call is in flight on the server
+
+    producer.signal(signal.SIGTERM)
+    assert next(health).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    health.cancel()
+    producer.wait_log("producer stopping: draining in-flight calls", timeout=10)
+    # Still draining (the stream is open): a new health check is refused, never SERVING.
+    assert _health_check(address) == grpc.StatusCode.UNAVAILABLE
+    assert producer.running
+    for _ in range(3):
+        outbox.put(order_request())
+    results += [next(stream) for _ in range(3)]
+    outbox.put(None)
+    assert list(stream) == []
+    assert stream.code() == grpc.StatusCode.OK
+    assert [r.WhichOneof("outcome") for r in results] == ["accepted"] * 4
+
+    assert producer.process is not None
+    assert producer.process.wait(20) == 0
+    records = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 4)
+    assert sorted(key.decode() for key, _, _ in records if key) == sorted(
+        r.accepted.order_id for r in results
+    )
+
+
+def _health_check(address: str) -> grpc.StatusCode | int:
+    """The serving status a new health check gets, or the code it is refused with."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+                .status
+            )
+        except grpc.RpcError as exc:
+            return exc.code()
