@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 import uuid
 from datetime import UTC
 
@@ -30,6 +29,9 @@ WALK = [
     orders_pb2.ORDER_STATE_FINALIZADO,
 ]
 FAST_STAGES = {"STAGE_DELAY_MIN_S": 0.2, "STAGE_DELAY_MAX_S": 0.5}
+# Not an order id: WatchOrder refuses it at once, and its "watch ended" log line still reports
+# how many watches the producer holds.
+PROBE_ID = "sonda"
 
 
 def stub(address: str) -> orders_pb2_grpc.OrderServiceStub:
@@ -58,9 +60,24 @@ def watch(
     return list(client.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order_id), timeout=timeout))
 
 
-def watch_log(producer: ServiceProcess) -> list[dict[str, object]]:
+def watch_log(producer: ServiceProcess, order_id: str | None = None) -> list[dict[str, object]]:
+    """The producer's "watch ended" lines: of one order id, or of every watch but probes."""
     lines = [json.loads(line) for line in producer.log().splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("message") == "watch ended"]
+    return [
+        line
+        for line in lines
+        if line.get("message") == "watch ended"
+        and (line.get("order_id") == order_id if order_id else line.get("order_id") != PROBE_ID)
+    ]
+
+
+def registered_watchers(client: orders_pb2_grpc.OrderServiceStub, producer: ServiceProcess) -> int:
+    """How many watches the producer holds, as the log line of a probe watch reports it."""
+    before = len(watch_log(producer, PROBE_ID))
+    with pytest.raises(grpc.RpcError):  # INVALID_ARGUMENT at once, by design
+        watch(client, PROBE_ID, timeout=5)
+    wait_for(lambda: len(watch_log(producer, PROBE_ID)) > before, 10, "the probe's log line")
+    return int(watch_log(producer, PROBE_ID)[-1]["watchers"])  # type: ignore[call-overload]
 
 
 def registry_empty_after(producer: ServiceProcess, ended: int) -> bool:
@@ -172,7 +189,13 @@ def test_two_hundred_watchers_see_all_five_states_of_their_orders(services: Serv
                 return [change.state async for change in call]
 
             watchers = [asyncio.create_task(follow(order_id)) for order_id in ids]
-            await asyncio.sleep(1)
+            await asyncio.to_thread(
+                wait_for,
+                lambda: registered_watchers(stub(address), producer) == len(ids),
+                30,
+                "every watcher registered",
+                0.2,
+            )
             report = await send_bulk(channel, requests, window=200, timeout_s=30)
             seen = await asyncio.gather(*watchers)
             return dict(zip(ids, seen, strict=True)), report.order_ids()
@@ -195,11 +218,11 @@ def test_a_watcher_that_disconnects_is_unregistered(services: Services) -> None:
     in_flight = client.WatchOrder(orders_pb2.WatchOrderRequest(order_id=created.order_id))
     next(in_flight)
     waiting = client.WatchOrder(orders_pb2.WatchOrderRequest(order_id=str(uuid.uuid4())))
+    wait_for(lambda: registered_watchers(client, producer) == 2, 10, "the unknown id's watch")
     expiring = client.WatchOrder(
         orders_pb2.WatchOrderRequest(order_id=created.order_id), timeout=1.5
     )
     next(expiring)
-    time.sleep(0.5)  # the unknown id's watch is registered and waiting
     in_flight.cancel()
     waiting.cancel()
     with pytest.raises(grpc.RpcError) as caught:
