@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint bench bench-long chaos proto stack-up stack-down clean
+.PHONY: install demo test test-fast lint bench bench-long chaos proto stack-up stack-down clean emails
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## The five e-mails of a sample order as HTML and PNG in docs/emails (needs chromium).
+emails: install
+	$(PY) -m pedidos.notifications.preview --out docs/emails
 
 bench: install
 	$(PY) -m bench

@@ -1,1 +1,1 @@
-"""Customer e-mails: one Spanish template per state, rendered to HTML and plain text."""
+"""Customer e-mails in Spanish: one HTML and one plain-text template, the wording per state."""

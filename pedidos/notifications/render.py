@@ -11,6 +11,7 @@ from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
+from babel.dates import get_month_names
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from pedidos.domain.money import Money
@@ -24,6 +25,14 @@ SUBJECTS = {
     OrderState.ENTREGADO: "Tu pedido fue entregado: {product}",
     OrderState.FINALIZADO: "Pedido finalizado: {product}",
 }
+# The inbox shows the preheader beside the subject; it must add to it, not repeat it.
+PREHEADERS = {
+    OrderState.PROCESANDO: "Confirmamos tu compra de {product}. Te avisaremos en cada paso.",
+    OrderState.PREPARACION: "Estamos empacando {product} en nuestra bodega.",
+    OrderState.ENVIADO: "{product} salió de nuestra bodega y va hacia tu dirección.",
+    OrderState.ENTREGADO: "{product} llegó a su destino. ¡Que lo disfrutes!",
+    OrderState.FINALIZADO: "Tu pedido de {product} está cerrado. Gracias por tu compra.",
+}
 HEADLINES = {
     OrderState.PROCESANDO: "Pedido recibido",
     OrderState.PREPARACION: "Pedido en preparación",
@@ -31,6 +40,24 @@ HEADLINES = {
     OrderState.ENTREGADO: "Pedido entregado",
     OrderState.FINALIZADO: "Pedido finalizado",
 }
+MESSAGES = {
+    OrderState.PROCESANDO: "Estamos procesando tu pedido y validando el pago. "
+    "Te avisaremos por correo en cada paso, hasta que esté finalizado.",
+    OrderState.PREPARACION: "Tu pedido está en preparación: lo estamos empacando en nuestra "
+    "bodega para enviártelo cuanto antes.",
+    OrderState.ENVIADO: "Tu pedido fue enviado y va en camino a la dirección de despacho.",
+    OrderState.ENTREGADO: "Tu pedido fue entregado. ¡Esperamos que lo disfrutes!",
+    OrderState.FINALIZADO: "Tu pedido está finalizado. Gracias por comprar con nosotros; "
+    "esperamos verte pronto.",
+}
+# The call to action: follow a live order; once it is closed, look up its history.
+TRACK_COMMAND = "python -m client watch {order_id}"
+STATUS_COMMAND = "python -m client status {order_id}"
+FOLLOW_TITLE, FOLLOW_TEXT = (
+    "Sigue tu pedido en vivo",
+    "Para ver cada cambio de estado apenas ocurra",
+)
+HISTORY_TITLE, HISTORY_TEXT = "Consulta tu pedido", "Para ver su historial completo cuando quieras"
 GATEWAYS = {
     "MERCADO_PAGO": "MercadoPago",
     "PAYPAL": "PayPal",
@@ -44,6 +71,45 @@ BRANDS = {
     "DISCOVER": "Discover",
 }
 
+# Spanish month names from CLDR, looked up once: Babel's formatter costs more than a template.
+_MONTHS = get_month_names("abbreviated", locale="es")
+_MONTHS_WIDE = get_month_names("wide", locale="es")
+
+
+def _step_time(at: datetime) -> str:
+    """Short, for a tracker step: '23 nov, 12:05'."""
+    return f"{at.day} {_MONTHS[at.month]}, {at:%H:%M}"
+
+
+def _sent_time(at: datetime) -> str:
+    """Long, for the footer: '23 de noviembre de 2026, 12:05'."""
+    return f"{at.day} de {_MONTHS_WIDE[at.month]} de {at.year}, {at:%H:%M}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerStep:
+    """One of the five steps as the e-mail shows it: done, current or pending."""
+
+    label: str
+    status: str
+    when: str
+
+
+def tracker(order: Order, state: OrderState, entered_at: datetime) -> list[TrackerStep]:
+    """The walk as of `state`: earlier steps with the time the order reached them (when known)."""
+    steps = []
+    for step in ALL_STATES:
+        if step.position < state.position:
+            reached = order.reached.get(step)
+            when = _step_time(reached) if reached is not None else "completado"
+            steps.append(TrackerStep(step.value, "done", when))
+        elif step is state:
+            steps.append(TrackerStep(step.value, "current", _step_time(entered_at)))
+        else:
+            steps.append(TrackerStep(step.value, "pending", "pendiente"))
+    return steps
+
+
 _environment = Environment(
     loader=PackageLoader("pedidos.notifications", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
@@ -53,6 +119,8 @@ _environment = Environment(
     auto_reload=False,  # templates ship with the package; no stat() per e-mail
 )
 
+_HTML_TEMPLATE = _environment.get_template("email.html.j2")
+_TEXT_TEMPLATE = _environment.get_template("email.txt.j2")
 
 # "Shortest" encoding measures quoted-printable length per character; base64 is as valid and cheap.
 _HEADER_CHARSET = Charset("utf-8")
@@ -169,32 +237,52 @@ class EmailRenderer:
         self._from_header = formataddr((name, address), charset="utf-8")
         self._from_line = _fold("From", self._from_header)
         self._domain = address.rsplit("@", 1)[1]
+        self._shop_name = name or self._domain
 
     def render(self, order: Order, state: OrderState, entered_at: datetime) -> OutgoingEmail:
+        """The e-mail for `order` entering `state` at `entered_at`.
+
+        The tracker shows the earlier steps with their times from `order.reached`, which the
+        consumer fills as the order walks; a step missing there shows as done without a time.
+        """
         details = order.details
         payment = GATEWAYS[details.payment_gateway.value]
         if details.card_brand is not None:
             payment += f" · {BRANDS[details.card_brand.value]} · {details.bank}"
         else:
             payment += f" · {details.bank}"
-        subject = SUBJECTS[state].format(product=details.product_name)
+        product = details.product_name
+        subject = SUBJECTS[state].format(product=product)
         context = {
             "subject": subject,
+            "preheader": PREHEADERS[state].format(product=product),
             "headline": HEADLINES[state],
             "greeting": "Hola:",
+            "message": MESSAGES[state],
+            "shop_name": self._shop_name,
+            "shop_address": self._sender_address,
             "order_id": order.order_id,
-            "product_name": details.product_name,
-            "price": _price(details.price),
-            "payment": payment,
-            "shipping_address": details.shipping_address,
-            "shipping_region": details.shipping_region,
             "state": state.value,
             "step": state.position + 1,
             "steps": len(ALL_STATES),
-            "entered_at": entered_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "tracker": tracker(order, state, entered_at),
+            "cta_title": HISTORY_TITLE if state.is_final else FOLLOW_TITLE,
+            "cta_text": HISTORY_TEXT if state.is_final else FOLLOW_TEXT,
+            "track_command": (STATUS_COMMAND if state.is_final else TRACK_COMMAND).format(
+                order_id=order.order_id
+            ),
+            # (label, value, emphasised)
+            "summary": [
+                ("N° de pedido", order.order_id, False),
+                ("Producto", product, False),
+                ("Total", _price(details.price), True),
+                ("Pago", payment, False),
+                ("Envío a", f"{details.shipping_address}, {details.shipping_region}", False),
+            ],
+            "sent_at": _sent_time(entered_at),
         }
-        text = _environment.get_template(f"{state.slug}.txt.j2").render(context)
-        html = _environment.get_template(f"{state.slug}.html.j2").render(context)
+        text = _TEXT_TEMPLATE.render(context)
+        html = _HTML_TEMPLATE.render(context)
         identifier = message_id(order.order_id, state, self._domain)
         # A fixed boundary spares drawing one and scanning the body for it; base64 bodies cannot
         # contain it ("-" is not in the base64 alphabet). Header values are safe here: the domain

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.charset import BASE64, Charset
 from email.header import Header
@@ -6,6 +6,7 @@ from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, parseaddr
+from html.parser import HTMLParser
 
 import pytest
 from hypothesis import assume, given, settings
@@ -192,3 +193,103 @@ def test_wire_bytes_are_what_the_stdlib_generator_writes(
 def test_header_lines_fold_like_the_stdlib(name: str, value: str) -> None:
     """The shortcut for one-line printable ASCII headers writes what compat32 would."""
     assert _fold(name, value) == policy.compat32.clone(linesep="\r\n").fold_binary(name, value)
+
+
+class _Tracker(HTMLParser):
+    """Each tracker step's attributes and its text, as a mail client would read them."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.steps: list[dict[str, str | None]] = []
+        self.texts: list[list[str]] = []
+        self._depth = 0
+        self.feed(markup)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "td" and found.get("class") == "tracker-step":
+            self.steps.append(found)
+            self.texts.append([])
+            self._depth = 1
+        elif tag == "td" and self._depth:
+            self._depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._depth:
+            self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._depth and data.strip():
+            self.texts[-1].append(data.strip())
+
+
+def test_tracker_marks_the_current_step_and_shows_each_reached_time() -> None:
+    order = Order(ORDER_ID, make_details(), T0)
+    for minutes, state in enumerate(ALL_STATES[:3]):
+        order.enter(state, T0 + timedelta(minutes=5 * minutes))
+    email = EmailRenderer("Tienda <ventas@tienda.cl>").render(
+        order, OrderState.ENVIADO, order.reached[OrderState.ENVIADO]
+    )
+    parsed = message_from_bytes(email.data, policy=policy.default)
+    tracker = _Tracker(parsed.get_body(("html",)).get_content())
+    assert [step["data-status"] for step in tracker.steps] == [
+        "done", "done", "current", "pending", "pending"
+    ]  # fmt: skip
+    assert [step.get("aria-current") for step in tracker.steps] == [None, None, "step", None, None]
+    assert tracker.texts == [
+        ["✓", "Procesando", "23 nov, 12:00"],
+        ["✓", "Preparación", "23 nov, 12:05"],
+        ["3", "Enviado", "23 nov, 12:10"],
+        ["4", "Entregado", "pendiente"],
+        ["5", "Finalizado", "pendiente"],
+    ]
+    text = parsed.get_body(("plain",)).get_content()
+    assert "  [x] Preparación  23 nov, 12:05\n" in text
+    assert "  [>] Enviado      23 nov, 12:10  <- estado actual\n" in text
+    assert "  [ ] Entregado    pendiente\n" in text
+
+
+def test_steps_reached_before_the_renderer_knew_them_show_as_done_without_a_time() -> None:
+    html = render(OrderState.ENTREGADO).get_body(("html",)).get_content()
+    assert [texts[-1] for texts in _Tracker(html).texts] == [
+        "completado", "completado", "completado", "23 nov, 12:00", "pendiente"
+    ]  # fmt: skip
+
+
+def test_each_state_has_its_own_hidden_preheader_first_in_the_body() -> None:
+    preheaders = []
+    for state in ALL_STATES:
+        html = render(state, product_name="Silla & Mesa").get_body(("html",)).get_content()
+        first = html.split("<body", 1)[1].split(">", 2)
+        assert first[1].startswith('\n<div style="display: none;')
+        preheaders.append(first[2].split("</div>", 1)[0])
+    assert len(set(preheaders)) == 5
+    assert all("Silla &amp; Mesa" in preheader for preheader in preheaders)
+
+
+@pytest.mark.parametrize(
+    ("state", "command"),
+    [
+        (OrderState.PROCESANDO, "watch"),
+        (OrderState.ENTREGADO, "watch"),
+        (OrderState.FINALIZADO, "status"),
+    ],
+)
+def test_call_to_action_gives_the_command_to_follow_the_order(
+    state: OrderState, command: str
+) -> None:
+    message = render(state)
+    for subtype in ("plain", "html"):
+        assert (
+            f"python -m client {command} {ORDER_ID}" in message.get_body((subtype,)).get_content()
+        )
+
+
+def test_layout_is_a_600px_table_with_light_and_dark_colour_schemes() -> None:
+    html = render(OrderState.PROCESANDO).get_body(("html",)).get_content()
+    assert 'class="container" width="600"' in html
+    assert "max-width: 600px" in html
+    assert '<meta name="color-scheme" content="light dark">' in html
+    assert "@media (prefers-color-scheme: dark)" in html
+    # The footer names the sender.
+    assert "<strong>Tienda</strong> · ventas@tienda.cl" in html
