@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
@@ -23,6 +24,13 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 log = logging.getLogger(__name__)
+COORDINATOR_STARTING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
 # librdkafka's connection errors go to logging, not straight to stderr: the CLI says it in one
 # line, and an application that configures logging still sees them.
 log.addHandler(logging.NullHandler())
@@ -30,6 +38,10 @@ log.addHandler(logging.NullHandler())
 
 class LagError(RuntimeError):
     """Kafka could not be asked (unreachable, refused): one line for the operator."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class UnknownGroup(LagError):
@@ -89,8 +101,12 @@ class LagReader:
             return future.result(timeout=self._timeout_s * 2)
         except KafkaException as exc:
             error = exc.args[0]
-            detail = error.str() if isinstance(error, KafkaError) else str(exc)
-            raise LagError(f"Kafka at {self.bootstrap_servers}: {detail}") from None
+            if not isinstance(error, KafkaError):
+                raise LagError(f"Kafka at {self.bootstrap_servers}: {exc}") from None
+            detail = error.str().rstrip(": ") or error.name()
+            raise LagError(
+                f"Kafka at {self.bootstrap_servers}: {detail} ({error.name()})", error.code()
+            ) from None
         except TimeoutError:
             raise LagError(f"cannot reach Kafka at {self.bootstrap_servers}") from None
 
@@ -115,10 +131,7 @@ class LagReader:
         if not groups:
             return []
         topics = self._topic_partitions()
-        futures = self._admin.describe_consumer_groups(
-            list(groups), request_timeout=self._timeout_s
-        )
-        descriptions = {group: self._result(futures[group]) for group in groups}
+        descriptions = self._describe(groups)
         committed: dict[str, dict[tuple[str, int], int]] = {}
         for group in groups:
             # The API takes one group per request.
@@ -181,6 +194,21 @@ class LagReader:
             for group in groups
             if group in partitions
         ]
+
+    def _describe(self, groups: Sequence[str]) -> dict[str, Any]:
+        # On a cluster where no group has committed yet, the offsets topic (and so every group
+        # coordinator) is created by the first lookup: NOT_COORDINATOR until it is ready.
+        deadline = time.monotonic() + self._timeout_s * 3
+        while True:
+            futures = self._admin.describe_consumer_groups(
+                list(groups), request_timeout=self._timeout_s
+            )
+            try:
+                return {group: self._result(futures[group]) for group in groups}
+            except LagError as exc:
+                if exc.code not in COORDINATOR_STARTING or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
 
     def _offsets(
         self, partitions: Iterable[tuple[str, int]]
