@@ -132,6 +132,9 @@ class OrderWorkflow:
         if recorded is not None:
             # An earlier attempt e-mailed and indexed this step; its Kafka record may be missing.
             order.enter(state, datetime.fromisoformat(recorded["@timestamp"]))
+            # A copy of the order published again (another replica, a restart) has its own
+            # acceptance time; the one already recorded stands.
+            order.accepted_at = datetime.fromisoformat(recorded["accepted_at"])
             email_status = str(recorded["email_status"])
         else:
             order.enter(state, self._clock())
