@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
 import grpc
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from admin.stack import EmbeddedStack
 from pedidos.records import header_value
 from pedidos.v1 import orders_pb2_grpc
 from tests.conftest import REJECTED_DOMAIN, Services
 from tests.requests import order_request
-from tests.support import STATE_SLUGS, Inbox, read_topic, search_docs, wait_for
+from tests.support import STATE_SLUGS, Inbox, ServiceProcess, read_topic, search_docs, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +36,75 @@ def wait_all_emails(
         return states if all(len(states.get(o, [])) >= 5 for o in order_ids) else None
 
     return wait_for(complete, timeout, f"5 e-mails for each of {len(order_ids)} orders", 0.5)
+
+
+def wait_all_consumed(env: dict[str, str], timeout: float = 60) -> None:
+    """Until the consumer group has committed every record of `Pedidos` and `Pedidos.estados`.
+
+    A record is committed only once its step is done (its e-mail sent, its documents written,
+    the next state published), so then no step is running or left to run: an e-mail that has
+    not arrived will not. Committed offsets are read before end offsets, so a step still
+    running, or a record published meanwhile, keeps the two apart.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+            "group.id": env["KAFKA_CONSUMER_GROUP"],  # only read, never joined
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in (env["PEDIDOS_TOPIC"], env["PEDIDOS_STATES_TOPIC"])
+            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+
+        def caught_up() -> bool:
+            committed = consumer.committed(partitions, timeout=10)
+            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+            return all(max(c.offset, 0) == end for c, end in zip(committed, ends, strict=True))
+
+        wait_for(caught_up, timeout, "the consumer group to commit every record", 0.2)
+    finally:
+        consumer.close()
+
+
+def partition_owners(*processes: ServiceProcess) -> dict[int, set[str]]:
+    """The partitions each consumer process (by pid) holds now, from its rebalance log lines."""
+    owners: dict[int, set[str]] = {}
+    for process in processes:
+        for line in process.log().splitlines():
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            held = owners.setdefault(entry["pid"], set())
+            if entry.get("message") == "partitions assigned":
+                held.update(entry["partitions"])
+            elif entry.get("message") == "partitions revoked":
+                held.difference_update(entry["partitions"])
+    return owners
+
+
+def wait_partitions_shared(
+    env: dict[str, str], *processes: ServiceProcess, members: int = 2
+) -> None:
+    """Until `members` consumer processes each hold a share and together every partition."""
+    every = {
+        f"{topic}-{partition}"
+        for topic in (env["PEDIDOS_TOPIC"], env["PEDIDOS_STATES_TOPIC"])
+        for partition in range(int(env["KAFKA_TOPIC_PARTITIONS"]))
+    }
+
+    def shared() -> bool:
+        shares = [held for held in partition_owners(*processes).values() if held]
+        return (
+            len(shares) == members
+            and sum(map(len, shares)) == len(every)
+            and set().union(*shares) == every
+        )
+
+    wait_for(shared, 60, f"{members} consumers to share every partition", 0.2)
 
 
 def assert_documents(env: dict[str, str], order_ids: list[str]) -> None:
@@ -63,7 +133,7 @@ def test_every_order_gets_five_emails_in_order_and_its_documents(
     order_ids = send_orders(services.env["PRODUCER_ADDRESS"], 20)
     inbox = Inbox(stack.maildir)
     wait_all_emails(inbox, order_ids)
-    time.sleep(1.5)  # anything extra would arrive now
+    wait_all_consumed(services.env)  # anything extra would have arrived by now
     states = inbox.states_by_order(order_ids)
     assert all(states[o] == STATE_SLUGS for o in order_ids), states
     assert_documents(services.env, order_ids)
@@ -76,12 +146,11 @@ def test_two_consumers_in_one_group_share_the_work_without_duplicates(
     first = services.consumer()
     second = services.consumer(wait_assigned=False)
     # Wait for the rebalance that gives the second member its share.
-    second.wait_log("partitions assigned", timeout=60)
-    time.sleep(1)
+    wait_partitions_shared(services.env, first, second)
     order_ids = send_orders(services.env["PRODUCER_ADDRESS"], 40)
     inbox = Inbox(stack.maildir)
     wait_all_emails(inbox, order_ids)
-    time.sleep(1.5)
+    wait_all_consumed(services.env)
     states = inbox.states_by_order(order_ids)
     assert all(states[o] == STATE_SLUGS for o in order_ids)
     assert first.log().count("order state reached") > 0
@@ -104,7 +173,7 @@ def test_a_consumer_killed_mid_run_resumes_every_order(
     assert sum(map(len, before.values())) < 200, "the kill came too late to prove anything"
     services.consumer(STAGE_DELAY_MIN_S=1.0, STAGE_DELAY_MAX_S=2.0)
     states = wait_all_emails(inbox, order_ids)
-    time.sleep(1.5)
+    wait_all_consumed(services.env)
     states = inbox.states_by_order(order_ids)
     for order_id in order_ids:
         # Every state reached, in order; a kill may repeat the e-mail that was in flight.
@@ -124,13 +193,13 @@ def test_an_smtp_outage_delays_emails_but_loses_none(
     try:
         order_ids = send_orders(services.env["PRODUCER_ADDRESS"], 10)
         consumer.wait_log("sending e-mail failed", timeout=30)
-        time.sleep(3)
+        time.sleep(3)  # the outage's length, not a wait: e-mails are retried all along it
     finally:
         stack.start("smtp")
     assert consumer.running
     inbox = Inbox(stack.maildir)
     wait_all_emails(inbox, order_ids, timeout=120)
-    time.sleep(1.5)
+    wait_all_consumed(services.env)
     states = inbox.states_by_order(order_ids)
     assert all(states[o] == STATE_SLUGS for o in order_ids)
     assert_documents(services.env, order_ids)
@@ -199,7 +268,7 @@ def test_sigterm_stops_the_consumer_gracefully_and_a_new_one_resumes_without_dup
     assert done_before < 150, "the stop came too late to prove anything"
     services.consumer(STAGE_DELAY_MIN_S=1.0, STAGE_DELAY_MAX_S=2.0)
     wait_all_emails(inbox, order_ids)
-    time.sleep(1.5)
+    wait_all_consumed(services.env)
     states = inbox.states_by_order(order_ids)
     # A graceful stop finishes or hands back its work: no e-mail is repeated.
     assert all(states[o] == STATE_SLUGS for o in order_ids)

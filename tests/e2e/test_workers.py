@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import grpc
 import psutil
@@ -13,7 +12,12 @@ import pytest
 from admin.stack import EmbeddedStack
 from pedidos.v1 import orders_pb2_grpc
 from tests.conftest import Services
-from tests.e2e.test_pipeline import assert_documents, wait_all_emails
+from tests.e2e.test_pipeline import (
+    assert_documents,
+    wait_all_consumed,
+    wait_all_emails,
+    wait_partitions_shared,
+)
 from tests.requests import order_request
 from tests.support import STATE_SLUGS, Inbox, ServiceProcess, wait_for
 
@@ -44,8 +48,7 @@ def test_two_workers_per_service_share_the_port_and_the_partitions(
     consumer = services.consumer(wait_assigned=False, CONSUMER_WORKERS=2)
     assert len(workers_of(producer)) == 2
     assert len(workers_of(consumer)) == 2
-    wait_for(lambda: len(log_pids(consumer, "partitions assigned")) == 2, 60, "both members")
-    time.sleep(1)
+    wait_partitions_shared(services.env, consumer)  # both workers hold a share
 
     order_ids = []
     for index in range(CHANNELS * 3):
@@ -62,7 +65,7 @@ def test_two_workers_per_service_share_the_port_and_the_partitions(
 
     inbox = Inbox(stack.maildir)
     wait_all_emails(inbox, order_ids, timeout=120)
-    time.sleep(1.5)
+    wait_all_consumed(services.env)
     states = inbox.states_by_order(order_ids)
     assert all(states[o] == STATE_SLUGS for o in order_ids)
     assert len(log_pids(consumer, "order state reached")) == 2
