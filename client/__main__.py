@@ -14,14 +14,21 @@ from rich.console import Console
 from client.batch_sender import MAX_BATCH_SIZE
 from client.orders import DEFAULT_CUSTOMER_EMAIL, InvalidEmail, check_email, random_requests
 from client.progress import progress_for
-from client.prompts import ask_batch, stream_io
+from client.prompts import ask_batch, ask_follow, stream_io
 from client.report import render_summary, summary_as_json
 from client.sender import DEFAULT_RETRIES, ProducerUnreachable, send_to_producer
-from client.tracking import connected, follow_orders, get_order, problem, watch_order
-from client.views import FollowView, describe_change, render_order
+from client.tracking import (
+    WatchFailure,
+    connected,
+    explain,
+    follow_order,
+    follow_orders,
+    get_order,
+    problem,
+)
+from client.views import WATCH_COMMAND, FollowView, WatchLines, render_order, render_order_ids
 from pedidos.config import ConfigError, Settings, load_settings
 from pedidos.domain.order import InvalidOrder, validate_order_id
-from pedidos.domain.states import OrderState
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 EXIT_OK = 0
@@ -224,8 +231,14 @@ def send_command(args: argparse.Namespace, settings: Settings) -> int:
         print(summary_as_json(report))
     else:
         render_summary(report, console)
+        if report.order_ids:
+            render_order_ids(report.order_ids, console)
     outcome = EXIT_OK if report.all_accepted else EXIT_FAILURES
-    if args.follow and report.order_ids:
+    follow = args.follow
+    if not (follow or args.yes or args.json) and report.order_ids:
+        # Asked interactively: offer what --follow does.
+        follow = ask_follow(ask, say, len(report.order_ids))
+    if follow and report.order_ids:
         # With --json, stdout carries only the JSON document.
         view_console = Console(highlight=False, stderr=True) if args.json else console
         followed = _follow(
@@ -274,6 +287,15 @@ def _follow(
     except ProducerUnreachable as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILURES
+    except KeyboardInterrupt:
+        # The live view is closed by now; the orders go on without us.
+        example = WATCH_COMMAND.format(order_id=order_ids[0])
+        console.print(
+            f"\nDejaste de seguir los pedidos; siguen avanzando. Para retomarlo: {example}",
+            markup=False,
+            soft_wrap=True,
+        )
+        return EXIT_INTERRUPTED
     if code == EXIT_OK:
         console.print(
             "El pedido llegó a «Finalizado»."
@@ -305,34 +327,38 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def watch_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Each change until Finalizado; a watch that breaks (the producer restarting) is reopened."""
     address, deadline_s = _address_and_deadline(args, settings)
     console = Console(highlight=False)
+    lines = WatchLines(console, Console(highlight=False, stderr=True))
 
-    async def run() -> OrderState | None:
-        last: OrderState | None = None
+    async def run() -> WatchFailure | None:
         async with connected(address, deadline_s, settings.grpc_tls_ca) as channel:
             console.print(
                 f"Siguiendo el pedido {args.order_id} (Ctrl-C para salir)",
                 markup=False,
                 soft_wrap=True,
             )
-            async for change in watch_order(
-                orders_pb2_grpc.OrderServiceStub(channel), args.order_id
-            ):
-                console.print(describe_change(change), markup=False, soft_wrap=True)
-                last = change.state
-        return last
+            return await follow_order(
+                orders_pb2_grpc.OrderServiceStub(channel),
+                args.order_id,
+                lines.change,
+                missing_is_final=True,
+                on_retry=lines.retry,
+            )
 
     try:
-        last = asyncio.run(run())
+        failure = asyncio.run(run())
     except ProducerUnreachable as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILURES
-    except grpc.aio.AioRpcError as exc:
-        print(problem(exc, args.order_id), file=sys.stderr)
-        return EXIT_FAILURES
-    if last is None or not last.is_final:
-        print("El seguimiento terminó antes de «Finalizado».", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\nDejaste de seguir el pedido {args.order_id}; sigue avanzando.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if failure is not None:
+        print(explain(failure.code, failure.message, args.order_id), file=sys.stderr)
+        if lines.last is not None:
+            print("El seguimiento terminó antes de «Finalizado».", file=sys.stderr)
         return EXIT_FAILURES
     console.print("El pedido llegó a «Finalizado».")
     return EXIT_OK

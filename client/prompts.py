@@ -58,6 +58,23 @@ def confirm(ask: Ask, say: Say, count: int, email: str) -> bool:
         say("Responde «s» para sí o «n» para no.")
 
 
+def ask_follow(ask: Ask, say: Say, count: int) -> bool:
+    """After an interactive send: follow the accepted orders live? End of input means no."""
+    what = "el pedido" if count == 1 else f"los {count} pedidos"
+    try:
+        while True:
+            answer = ask(f"¿Quieres seguir {what} en vivo hasta «Finalizado»? (s/n) ")
+            answer = answer.strip().lower()
+            if answer in YES:
+                return True
+            if answer in NO:
+                return False
+            say("Responde «s» para sí o «n» para no.")
+    except EOFError:
+        say("")
+        return False
+
+
 def ask_batch(
     ask: Ask,
     say: Say,

@@ -20,6 +20,7 @@ from pedidos.v1 import orders_pb2, orders_pb2_grpc
 # A watch that broke (producer restarting, order not consumed yet) is opened again; after this
 # many failures in a row without progress the order is given up.
 MAX_FAILURES_WITHOUT_PROGRESS = 20
+GAP_LOOKUP_TIMEOUT_S = 5.0
 RETRYABLE_WATCH_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -74,6 +75,22 @@ async def watch_order(
         call.cancel()
 
 
+async def _passed_between(
+    stub: orders_pb2_grpc.OrderServiceStub, order_id: str, position: int, change: Change
+) -> list[Change]:
+    """The states reached after `position` and before `change`; none if GetOrder fails."""
+    try:
+        order = await get_order(stub, order_id, GAP_LOOKUP_TIMEOUT_S)
+    except grpc.aio.AioRpcError:
+        return []  # the lines are missing, not the order: following goes on
+    passed = []
+    for item in order.reached:
+        state = state_from_proto(item.state)
+        if state is not None and position < state.position < change.state.position:
+            passed.append(Change(order_id, state, datetime_from_timestamp(item.reached_at)))
+    return sorted(passed, key=lambda missed: missed.state.position)
+
+
 async def follow_order(
     stub: orders_pb2_grpc.OrderServiceStub,
     order_id: str,
@@ -82,8 +99,14 @@ async def follow_order(
     rng: random.Random | None = None,
     max_failures: int = MAX_FAILURES_WITHOUT_PROGRESS,
     pause_s: float = 0.2,
+    missing_is_final: bool = False,
+    on_retry: Callable[[WatchFailure], None] | None = None,
 ) -> WatchFailure | None:
-    """Watch until Finalizado, opening the watch again when it breaks; None when finalized."""
+    """Watch until Finalizado, opening the watch again when it breaks; None when finalized.
+
+    `missing_is_final`: NOT_FOUND before the first change means the order does not exist (for
+    an id someone typed); afterwards it is retried like a restart. `on_retry` hears each break.
+    """
     rng = rng or random.Random()
     failures = 0
     position = -1
@@ -91,6 +114,10 @@ async def follow_order(
         try:
             async for change in watch_order(stub, order_id):
                 if change.state.position > position:
+                    if 0 <= position < change.state.position - 1:
+                        # Reopened after a break: the states passed meanwhile, from GetOrder.
+                        for missed in await _passed_between(stub, order_id, position, change):
+                            on_change(missed)
                     position = change.state.position
                     failures = 0
                     on_change(change)
@@ -99,11 +126,14 @@ async def follow_order(
             code, message = grpc.StatusCode.UNAVAILABLE, "the watch ended early"
         except grpc.aio.AioRpcError as exc:
             code, message = exc.code(), exc.details() or ""
-            if code not in RETRYABLE_WATCH_CODES:
+            unknown = missing_is_final and position < 0 and code == grpc.StatusCode.NOT_FOUND
+            if code not in RETRYABLE_WATCH_CODES or unknown:
                 return WatchFailure(order_id, code, message)
         failures += 1
         if failures >= max_failures:
             return WatchFailure(order_id, code, message)
+        if on_retry is not None:
+            on_retry(WatchFailure(order_id, code, message))
         # Exponential backoff with jitter, capped at 5 s.
         await asyncio.sleep(rng.uniform(pause_s, max(pause_s, min(5.0, pause_s * 2**failures))))
 
@@ -149,7 +179,10 @@ async def connected(
 
 def problem(exc: grpc.aio.AioRpcError, order_id: str) -> str:
     """What a failed GetOrder/WatchOrder means, for the user."""
-    code, details = exc.code(), exc.details() or ""
+    return explain(exc.code(), exc.details() or "", order_id)
+
+
+def explain(code: grpc.StatusCode, details: str, order_id: str) -> str:
     if code == grpc.StatusCode.NOT_FOUND:
         return f"No existe el pedido {order_id}."
     if code == grpc.StatusCode.INVALID_ARGUMENT:

@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from client.tracking import Change
+from client.tracking import Change, WatchFailure
 from pedidos.domain.money import InvalidMoney, Money
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.proto_mapping import datetime_from_timestamp, state_from_proto
@@ -40,6 +40,9 @@ STATE_STYLES = {
 WAITING = "En espera"
 # Rows shown by the live table; the rest are counted in its caption.
 MAX_ROWS = 25
+# Order ids listed after a send; the rest are counted.
+MAX_LISTED_IDS = 10
+WATCH_COMMAND = "python -m client watch {order_id}"
 
 
 def when(value: datetime) -> str:
@@ -103,6 +106,46 @@ def render_order(order: orders_pb2.Order, console: Console) -> None:
 
 def describe_change(change: Change) -> str:
     return f"{when(change.reached_at)}  {change.state.value}"
+
+
+def render_order_ids(order_ids: Sequence[str], console: Console) -> None:
+    """After a send: the accepted ids, so each order can be looked up or followed later."""
+    noun = "Pedido aceptado" if len(order_ids) == 1 else "Pedidos aceptados"
+    console.print(f"{noun}:")
+    for number, order_id in enumerate(order_ids[:MAX_LISTED_IDS], 1):
+        console.print(f"  {number:>2}. {order_id}", markup=False)
+    if len(order_ids) > MAX_LISTED_IDS:
+        console.print(f"  … y {len(order_ids) - MAX_LISTED_IDS} más")
+    console.print(
+        "Para seguir uno: " + WATCH_COMMAND.format(order_id="ID"), markup=False, soft_wrap=True
+    )
+
+
+class WatchLines:
+    """`watch ORDER_ID`: a line per change on `out`; on `notes`, when the connection drops and
+    when it is back (the watch is opened again until the order is finalized)."""
+
+    def __init__(self, out: Console, notes: Console) -> None:
+        self._out = out
+        self._notes = notes
+        self._broken = False
+        self.last: OrderState | None = None
+
+    def change(self, change: Change) -> None:
+        if self._broken:
+            self._notes.print("Conexión recuperada.")
+            self._broken = False
+        self._out.print(describe_change(change), markup=False, soft_wrap=True)
+        self.last = change.state
+
+    def retry(self, failure: WatchFailure) -> None:
+        if not self._broken:
+            self._notes.print(
+                f"Se perdió el seguimiento ({failure.code.name}: {failure.message}); reintentando…",
+                markup=False,
+                soft_wrap=True,
+            )
+            self._broken = True
 
 
 class FollowView:

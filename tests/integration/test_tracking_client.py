@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,7 +19,7 @@ from pedidos.v1 import orders_pb2_grpc
 from tests.conftest import Services
 from tests.integration.test_tracking import start_pipeline
 from tests.requests import order_request
-from tests.support import REPO
+from tests.support import REPO, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +112,112 @@ def test_the_console_script_follows_with_json_on_stdout(services: Services) -> N
     )
     assert status.returncode == 0, status.stderr
     assert "Estado actual: Finalizado" in status.stdout
+
+
+# Slow enough that a walk outlasts a producer restart or a Ctrl-C, even on a busy machine.
+SLOW_STAGES = {"STAGE_DELAY_MIN_S": 3, "STAGE_DELAY_MAX_S": 4}
+
+
+class ClientProcess:
+    """`python -m client ...` with its output in files, read while it runs."""
+
+    def __init__(self, tmp_path: Path, address: str, *argv: str, stdin: str = "") -> None:
+        self.out, self.err = tmp_path / "client.out", tmp_path / "client.err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "client", *argv],
+                env={**os.environ, "PRODUCER_ADDRESS": address, "PYTHONUNBUFFERED": "1"},
+                cwd=REPO,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=err,
+            )
+        assert self.process.stdin is not None
+        self.process.stdin.write(stdin.encode())
+        self.process.stdin.close()
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(
+                f"client still running:\n{self.stdout()}\n{self.stderr()}"
+            ) from None
+
+
+def test_interactive_send_lists_the_ids_and_follows_them_when_asked(
+    services: Services, tmp_path: Path
+) -> None:
+    address, _ = start_pipeline(services)
+    # How many, e-mail (default), confirm, then yes to following them.
+    client = ClientProcess(tmp_path, address, stdin="2\n\ns\ns\n")
+    assert client.wait(180) == 0, client.stderr()
+    out = client.stdout()
+    ids = re.findall(r"^ +(\d)\. ([0-9a-f-]{36})$", out, flags=re.MULTILINE)
+    assert [number for number, _ in ids] == ["1", "2"]
+    assert "¿Quieres seguir los 2 pedidos en vivo hasta «Finalizado»? (s/n)" in out
+    assert "Los 2 pedidos llegaron a «Finalizado»." in out
+    for _, order_id in ids:
+        reached = re.findall(rf"Pedido \d \({order_id}\): (\S+)", out)
+        assert reached == STATES[STATES.index(reached[0]) :]
+        assert reached[-1] == "Finalizado"
+
+
+def test_interactive_send_without_following_ends_after_the_ids(
+    services: Services, tmp_path: Path
+) -> None:
+    address, _ = start_pipeline(services)
+    client = ClientProcess(tmp_path, address, stdin="1\n\ns\nn\n")
+    assert client.wait(120) == 0, client.stderr()
+    out = client.stdout()
+    assert re.search(r"^Pedido aceptado:\n +1\. [0-9a-f-]{36}$", out, flags=re.MULTILINE), out
+    assert "¿Quieres seguir el pedido en vivo hasta «Finalizado»? (s/n)" in out
+    assert "Pedido 1 (" not in out
+
+
+def test_ctrl_c_while_following_leaves_cleanly(services: Services, tmp_path: Path) -> None:
+    address, _ = start_pipeline(services, **SLOW_STAGES)
+    client = ClientProcess(tmp_path, address, stdin="1\n\ns\ns\n")
+    first = wait_for(
+        # Not at a line start: the prompt before it has no newline when stdin is not a terminal.
+        lambda: re.search(r"Pedido 1 \((\S+)\): Procesando", client.stdout()),
+        90,
+        "the client to show the order following",
+    )
+    client.process.send_signal(signal.SIGINT)
+    assert client.wait(30) == 130
+    out, err = client.stdout(), client.stderr()
+    assert "Traceback" not in err + out
+    assert (
+        "Dejaste de seguir los pedidos; siguen avanzando. "
+        f"Para retomarlo: python -m client watch {first.group(1)}"
+    ) in out
+    assert "): Finalizado" not in out, "interrupted before the walk ended"
+    assert "llegó a «Finalizado»" not in out
+
+
+def test_watch_reconnects_when_the_producer_restarts(services: Services, tmp_path: Path) -> None:
+    address, producer = start_pipeline(services, **SLOW_STAGES)
+    stub = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+    order_id = stub.CreateOrder(order_request(), timeout=10).order_id
+    client = ClientProcess(tmp_path, address, "watch", order_id)
+    wait_for(lambda: "  Procesando" in client.stdout(), 90, "the watch to show Procesando")
+
+    producer.stop()  # SIGTERM: the producer ends every watch with UNAVAILABLE
+    wait_for(lambda: "Se perdió el seguimiento" in client.stderr(), 30, "the client to notice")
+    assert client.process.poll() is None, client.stderr()
+    restarted = services.producer()
+    restarted.wait_log("state feed assigned", timeout=60)
+
+    assert client.wait(180) == 0, client.stderr()
+    shown = re.findall(r"^\d\d-\d\d-\d{4} [\d:.]+  (\S+)$", client.stdout(), re.MULTILINE)
+    assert shown == STATES, "each state once, in order, across the restart"
+    assert "El pedido llegó a «Finalizado»." in client.stdout()
+    assert "Conexión recuperada." in client.stderr()

@@ -6,7 +6,7 @@ import pytest
 
 from client.__main__ import main
 from client.orders import DEFAULT_CUSTOMER_EMAIL
-from client.prompts import Batch, ask_batch
+from client.prompts import Batch, ask_batch, ask_follow
 
 
 class ScriptedTerminal:
@@ -108,3 +108,16 @@ def test_main_without_count_is_interactive_and_n_sends_nothing(
     assert "Por favor, ingresa un número entero mayor que cero." in out
     assert "Envío cancelado." in out
     assert len(terminal.prompts) == 4
+
+
+def test_following_is_offered_in_spanish_and_end_of_input_means_no() -> None:
+    terminal = ScriptedTerminal("quizás", "S")
+    assert ask_follow(terminal.ask, terminal.say, 3) is True
+    assert (
+        terminal.prompts == ["¿Quieres seguir los 3 pedidos en vivo hasta «Finalizado»? (s/n) "] * 2
+    )
+    assert terminal.said == ["Responde «s» para sí o «n» para no."]
+    terminal = ScriptedTerminal("no")
+    assert ask_follow(terminal.ask, terminal.say, 1) is False
+    assert terminal.prompts == ["¿Quieres seguir el pedido en vivo hasta «Finalizado»? (s/n) "]
+    assert ask_follow(ScriptedTerminal().ask, print, 1) is False

@@ -16,8 +16,8 @@ from rich.console import Console
 
 from admin.stack import free_port
 from client.__main__ import build_parser, main, send_command, status_command, watch_command
-from client.tracking import Change, follow_order, follow_orders
-from client.views import FollowView, render_order
+from client.tracking import Change, WatchFailure, follow_order, follow_orders
+from client.views import FollowView, WatchLines, render_order, render_order_ids
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.proto_mapping import order_to_proto, state_to_proto, timestamp
@@ -27,7 +27,7 @@ from tests.unit.factories import make_details
 from tests.unit.test_client_sender import ProducerThread
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-FINE, FLAKY, LATE, GONE, NEVER = "fine", "flaky", "late", "gone", "never"
+FINE, FLAKY, LATE, GONE, NEVER, GAP = "fine", "flaky", "late", "gone", "never", "gap"
 
 
 def stamp(position: int) -> datetime:
@@ -42,7 +42,8 @@ def change(order_id: str, state: OrderState) -> orders_pb2.OrderStateChange:
 
 class FakeTracking(orders_pb2_grpc.OrderServiceServicer):
     """WatchOrder by behaviour (the order id's prefix): fine; flaky (breaks after the first
-    change once); late (NOT_FOUND twice first); gone (INVALID_ARGUMENT); never (NOT_FOUND)."""
+    change once); late (NOT_FOUND twice first); gone (INVALID_ARGUMENT); never (NOT_FOUND);
+    gap (breaks after Procesando, and the order is at Entregado when watched again)."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -71,9 +72,13 @@ class FakeTracking(orders_pb2_grpc.OrderServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "order_id: must be a UUID")
             if behaviour == NEVER or (behaviour == LATE and attempt <= 2):
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"order {order_id} not found")
-            if behaviour == FLAKY and attempt == 1:
+            if behaviour in (FLAKY, GAP) and attempt == 1:
                 yield change(order_id, OrderState.PROCESANDO)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the producer is shutting down")
+            if behaviour == GAP:
+                for state in (OrderState.ENTREGADO, OrderState.FINALIZADO):
+                    yield change(order_id, state)
+                return
             # A new watch starts at the current state: the flaky one sees Procesando again.
             for state in ALL_STATES:
                 await asyncio.sleep(0.01)
@@ -252,3 +257,91 @@ def test_commands_without_a_producer_say_so(capsys: pytest.CaptureFixture[str]) 
     for command in ("status", "watch"):
         assert main([command, str(uuid.uuid4()), "--address", address, "--deadline", "0.3"]) == 1
         assert "No se pudo conectar con el productor" in capsys.readouterr().err
+
+
+def test_a_watch_reopened_after_a_break_fills_the_states_passed_meanwhile() -> None:
+    order_id = f"{GAP}-{uuid.uuid4()}"
+    servicer = FakeTracking()
+    servicer.orders[order_id] = order_message(OrderState.ENTREGADO)
+    breaks: list[grpc.StatusCode] = []
+
+    async def run() -> list[Change]:
+        server, address = await start_order_service(servicer)
+        seen: list[Change] = []
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = orders_pb2_grpc.OrderServiceStub(channel)
+                failure = await follow_order(
+                    stub,
+                    order_id,
+                    seen.append,
+                    pause_s=0.01,
+                    on_retry=lambda failure: breaks.append(failure.code),
+                )
+        finally:
+            await server.stop(None)
+        assert failure is None
+        return seen
+
+    seen = asyncio.run(run())
+    assert [c.state for c in seen] == list(ALL_STATES)
+    assert [c.reached_at for c in seen] == [stamp(i) for i in range(5)]
+    assert breaks == [grpc.StatusCode.UNAVAILABLE]
+
+
+def test_an_unknown_order_fails_at_once_when_missing_is_final() -> None:
+    never, late = f"{NEVER}-{uuid.uuid4()}", f"{LATE}-{uuid.uuid4()}"
+    servicer = FakeTracking()
+
+    async def run() -> list:
+        server, address = await start_order_service(servicer)
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = orders_pb2_grpc.OrderServiceStub(channel)
+                return [
+                    await follow_order(stub, order_id, print, pause_s=0.01, missing_is_final=True)
+                    for order_id in (never, late)
+                ]
+        finally:
+            await server.stop(None)
+
+    missing, late_failure = asyncio.run(run())
+    assert missing.code == grpc.StatusCode.NOT_FOUND
+    assert servicer.calls[never] == 1, "an id nobody knows is not retried"
+    assert late_failure.code == grpc.StatusCode.NOT_FOUND
+    assert servicer.calls[late] == 1
+
+
+def test_watch_lines_note_a_break_once_and_the_recovery() -> None:
+    out, notes = io.StringIO(), io.StringIO()
+    lines = WatchLines(Console(file=out, width=200), Console(file=notes, width=200))
+    order_id = str(uuid.uuid4())
+    broken = WatchFailure(order_id, grpc.StatusCode.UNAVAILABLE, "shutting down")
+    lines.change(Change(order_id, OrderState.PROCESANDO, stamp(0)))
+    lines.retry(broken)
+    lines.retry(broken)
+    lines.change(Change(order_id, OrderState.PREPARACION, stamp(1)))
+    assert [line.split("  ")[1] for line in out.getvalue().splitlines()] == [
+        "Procesando",
+        "Preparación",
+    ]
+    assert notes.getvalue().splitlines() == [
+        "Se perdió el seguimiento (UNAVAILABLE: shutting down); reintentando…",
+        "Conexión recuperada.",
+    ]
+    assert lines.last is OrderState.PREPARACION
+
+
+def test_order_ids_after_a_send_are_listed_up_to_ten() -> None:
+    ids = [str(uuid.uuid4()) for _ in range(12)]
+    shown = printed(render_order_ids, ids)
+    assert shown.splitlines() == [
+        "Pedidos aceptados:",
+        *[f"  {n:>2}. {order_id}" for n, order_id in enumerate(ids[:10], 1)],
+        "  … y 2 más",
+        "Para seguir uno: python -m client watch ID",
+    ]
+    assert printed(render_order_ids, ids[:1]).splitlines()[:2] == [
+        "Pedido aceptado:",
+        f"   1. {ids[0]}",
+    ]
