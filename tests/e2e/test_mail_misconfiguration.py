@@ -1,0 +1,151 @@
+"""A mail server the consumer cannot use (no credentials, 4xx replies) delays e-mails, never loses
+or dead-letters them, and pauses intake until it can send again."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
+from tests.conftest import Services
+from tests.e2e.test_pipeline import assert_documents, send_orders, wait_all_emails
+from tests.support import STATE_SLUGS, Inbox, search_docs, wait_for
+
+pytestmark = [
+    pytest.mark.e2e,
+    # The sink requires AUTH without TLS (plain loopback) and aiosmtpd warns about it.
+    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
+]
+
+USER, PASSWORD = "tienda", "correct horse battery staple"  # pragma: allowlist secret
+OUTAGE_LINE = "sending e-mail failed"
+
+
+def start_sink(root: Path, options: MailSinkOptions) -> EmbeddedStack:
+    sink = EmbeddedStack(
+        root, StackPorts(free_port(), free_port(), free_port()), options, tied_to_parent=True
+    )
+    sink.start("smtp")
+    return sink
+
+
+@pytest.fixture
+def auth_sink(tmp_path: Path) -> Iterator[EmbeddedStack]:
+    sink = start_sink(
+        tmp_path / "auth-sink", MailSinkOptions(auth_user=USER, auth_password=PASSWORD)
+    )
+    try:
+        yield sink
+    finally:
+        sink.stop("smtp")
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """Records ever written to `topic` (the sum of its partitions' end offsets)."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"size-{uuid.uuid4()}"})
+    try:
+        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        reader.close()
+
+
+def outage_lines(log: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in log.splitlines():
+        if OUTAGE_LINE in line and line.startswith("{"):
+            record = json.loads(line)
+            if record.get("message", "").startswith(OUTAGE_LINE):
+                lines.append(record)
+    return lines
+
+
+def test_no_credentials_dead_letter_nothing_and_a_restart_with_them_delivers_each_email_once(
+    services: Services, auth_sink: EmbeddedStack
+) -> None:
+    env = services.env
+    port = str(auth_sink.ports.smtp)
+    services.producer()
+    consumer = services.consumer(SMTP_PORT=port)
+    first = send_orders(env["PRODUCER_ADDRESS"], 10)
+    wait_for(lambda: outage_lines(consumer.log()), 60, "the outage to be logged", 0.2)
+    # Orders accepted during the outage must wait on Kafka: intake is paused.
+    second = send_orders(env["PRODUCER_ADDRESS"], 10)
+    seen = len(outage_lines(consumer.log()))
+    # Two more interval lines: the later one comes at least one interval after `second` was sent.
+    lines = wait_for(
+        lambda: (found := outage_lines(consumer.log()))[seen + 1 :] and found,
+        90,
+        "two more outage log lines",
+        0.5,
+    )
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    assert topic_size(bootstrap, env["PEDIDOS_DEAD_LETTER_TOPIC"]) == 0
+    assert topic_size(bootstrap, env["PEDIDOS_STATES_TOPIC"]) == 0  # no order moved on
+    assert Inbox(auth_sink.maildir).states_by_order(first + second) == {}
+    assert consumer.running
+    last = lines[-1]
+    print(
+        f"outage: {len(lines)} log lines in {last['outage_s']}s, {last['failed_attempts']} failed "
+        f"attempts, {last['waiting']} e-mails waiting"
+    )
+    assert "530 5.7.0 Authentication required" in last["message"]
+    assert "SMTP_USER/SMTP_PASSWORD" in last["message"]
+    assert "intake paused" in last["message"]
+    assert 1 <= last["waiting"] <= len(first), last  # no order of `second` was started
+    # One line per interval (10 s), not one per attempt.
+    assert len(lines) <= last["outage_s"] / 10 + 2, [line["outage_s"] for line in lines]
+    assert last["failed_attempts"] > 2 * len(lines), last
+
+    assert consumer.stop(timeout=60) == 0
+    services.consumer(SMTP_PORT=port, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD)
+    orders = first + second
+    inbox = Inbox(auth_sink.maildir)
+    wait_all_emails(inbox, orders, timeout=180)
+    assert_documents(env, orders)  # every order Finalizado, 5 event documents each
+    states = inbox.states_by_order(orders)
+    assert all(states[o] == STATE_SLUGS for o in orders), states  # each e-mail exactly once
+    events = search_docs(env["ELASTICSEARCH_URL"], env["ELASTICSEARCH_EVENTS_INDEX"], orders)
+    assert {d["email_status"] for d in events} == {"sent"}
+    assert topic_size(bootstrap, env["PEDIDOS_DEAD_LETTER_TOPIC"]) == 0
+
+
+@pytest.fixture
+def deferring_sink(tmp_path: Path) -> Iterator[EmbeddedStack]:
+    options = MailSinkOptions(defer=("mail:421:3", "rcpt:451:2", "data:451:3"))
+    sink = start_sink(tmp_path / "deferring-sink", options)
+    try:
+        yield sink
+    finally:
+        sink.stop("smtp")
+
+
+def test_421_and_451_replies_are_retried_and_every_email_arrives_once(
+    services: Services, deferring_sink: EmbeddedStack
+) -> None:
+    env = services.env
+    services.producer()
+    consumer = services.consumer(SMTP_PORT=deferring_sink.ports.smtp)
+    orders = send_orders(env["PRODUCER_ADDRESS"], 5)
+    inbox = Inbox(deferring_sink.maildir)
+    wait_all_emails(inbox, orders, timeout=120)
+    assert_documents(env, orders)
+    states = inbox.states_by_order(orders)
+    assert all(states[o] == STATE_SLUGS for o in orders), states
+    events = search_docs(env["ELASTICSEARCH_URL"], env["ELASTICSEARCH_EVENTS_INDEX"], orders)
+    assert {d["email_status"] for d in events} == {"sent"}
+    assert topic_size(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_DEAD_LETTER_TOPIC"]) == 0
+    # The deferrals really happened (an outage for 421/451 at MAIL or DATA, a deferral at RCPT).
+    log = consumer.log()
+    assert "deferred all mail (421 4.3.2" in log
+    assert "deferred all mail (451 4.3.0" in log
+    assert "recipient deferred: 451 4.3.0" in log
