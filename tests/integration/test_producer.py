@@ -15,7 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from admin import setup
 from admin.stack import EmbeddedStack, StackPorts, free_port
+from pedidos.config import load_settings
 from pedidos.records import header_value
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from tests.conftest import Services
@@ -153,6 +155,9 @@ def test_broker_down_gives_unavailable_within_the_deadline_then_recovers(
     )
     broker.start("kafka")
     try:
+        # A new broker has none of the topics (Apache Kafka does not create them on first use).
+        env = {**services.env, **env_overrides}
+        setup.create_topics(load_settings(**{k.lower(): v for k, v in env.items()}))
         response = wait_for(
             lambda: _try_create(client), 60, "producer to reach the new broker", 0.5
         )
