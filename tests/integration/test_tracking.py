@@ -177,6 +177,7 @@ def test_two_hundred_watchers_see_all_five_states_of_their_orders(services: Serv
     ]
     # Idempotency keys fix the ids, so every watcher is in place before its order exists.
     ids = [new_order_id(email, r.idempotency_key) for r in requests]
+    probe_client = stub(address)
 
     async def scenario() -> tuple[dict[str, list[int]], list[str]]:
         async with grpc.aio.insecure_channel(address) as channel:
@@ -191,7 +192,7 @@ def test_two_hundred_watchers_see_all_five_states_of_their_orders(services: Serv
             watchers = [asyncio.create_task(follow(order_id)) for order_id in ids]
             await asyncio.to_thread(
                 wait_for,
-                lambda: registered_watchers(stub(address), producer) == len(ids),
+                lambda: registered_watchers(probe_client, producer) == len(ids),
                 30,
                 "every watcher registered",
                 0.2,
