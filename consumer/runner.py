@@ -188,6 +188,8 @@ class ConsumerRunner:
                 if paused != self._paused:
                     self._paused = paused
                     await self._source.pause_topics(paused)
+                    if self._mail_outage is not None and self._mail_outage.active:
+                        log.warning("intake paused during the mail outage")
                 if self._forget_open_orders:
                     self._forget_open_orders = False
                     self._open_orders.clear()

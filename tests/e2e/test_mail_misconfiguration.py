@@ -78,6 +78,7 @@ def test_no_credentials_dead_letter_nothing_and_a_restart_with_them_delivers_eac
     consumer = services.consumer(SMTP_PORT=port)
     first = send_orders(env["PRODUCER_ADDRESS"], 10)
     wait_for(lambda: outage_lines(consumer.log()), 60, "the outage to be logged", 0.2)
+    consumer.wait_log("intake paused during the mail outage", timeout=30)
     # Orders accepted during the outage must wait on Kafka: intake is paused.
     second = send_orders(env["PRODUCER_ADDRESS"], 10)
     seen = len(outage_lines(consumer.log()))
@@ -104,7 +105,7 @@ def test_no_credentials_dead_letter_nothing_and_a_restart_with_them_delivers_eac
     assert 1 <= last["waiting"] <= len(first), last  # no order of `second` was started
     # One line per interval (10 s), not one per attempt.
     assert len(lines) <= last["outage_s"] / 10 + 2, [line["outage_s"] for line in lines]
-    assert last["failed_attempts"] > 2 * len(lines), last
+    assert last["failed_attempts"] > len(lines), last
 
     assert consumer.stop(timeout=60) == 0
     services.consumer(SMTP_PORT=port, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD)
