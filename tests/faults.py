@@ -40,6 +40,7 @@ class _RequestFault:
     status: int
     remaining: int
     path_part: str
+    body_part: bytes
     # Forward first, then answer the error: the cluster did the work but the answer was lost.
     after_forward: bool
 
@@ -88,11 +89,19 @@ class FaultyElasticsearch:
 
     # -- arming (test thread) ----------------------------------------------------------------
     def fail_requests(
-        self, count: int, status: int, path_part: str = "", *, after_forward: bool = False
+        self,
+        count: int,
+        status: int,
+        path_part: str = "",
+        *,
+        body_part: bytes = b"",
+        after_forward: bool = False,
     ) -> None:
-        """Answer `status` to the next `count` requests whose path contains `path_part`."""
+        """Answer `status` to the next `count` requests whose path contains `path_part` and
+        body `body_part`; with `after_forward`, only once the upstream has done the work."""
+        fault = _RequestFault(status, count, path_part, body_part, after_forward)
         with self._lock:
-            self._request_faults.append(_RequestFault(status, count, path_part, after_forward))
+            self._request_faults.append(fault)
 
     def reject_bulk_items(self, count: int, action: str) -> None:
         """Answer 429 to the next `count` bulk items of `action` ("create", "index"...)."""
@@ -128,10 +137,10 @@ class FaultyElasticsearch:
         if self._session is not None:
             await self._session.close()
 
-    def _take_request_fault(self, path: str) -> _RequestFault | None:
+    def _take_request_fault(self, path: str, body: bytes) -> _RequestFault | None:
         with self._lock:
             for fault in self._request_faults:
-                if fault.remaining > 0 and fault.path_part in path:
+                if fault.remaining > 0 and fault.path_part in path and fault.body_part in body:
                     fault.remaining -= 1
                     self.injected[f"request {fault.status}"] += 1
                     return fault
@@ -149,10 +158,11 @@ class FaultyElasticsearch:
         body = await request.read()
         path = request.rel_url.path
         self.requests["bulk" if path.endswith("/_bulk") else path.rsplit("/", 1)[-1]] += 1
-        fault = self._take_request_fault(path)
+        fault = self._take_request_fault(path, body)
         if fault is not None and not fault.after_forward:
             return self._json(fault.status, _error_body(fault.status))
-        if path.endswith("/_bulk") and request.method in ("POST", "PUT"):
+        # A request answered with an error after forwarding was done whole: no item refused.
+        if fault is None and path.endswith("/_bulk") and request.method in ("POST", "PUT"):
             response = await self._bulk(request, body)
         else:
             response = await self._forward(request, body)

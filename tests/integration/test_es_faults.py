@@ -109,8 +109,8 @@ def test_a_consumer_behind_a_busy_elasticsearch_loses_and_repeats_nothing(
         proxy.fail_requests(2, 429)  # whatever the first requests are
         proxy.fail_requests(2, 503, "/_mget")  # ledger lookups
         proxy.fail_requests(2, 503, "/_bulk")
-        # Written, but the answer is lost: the retry meets its own documents (409).
-        proxy.fail_requests(1, 504, "/_bulk", after_forward=True)
+        # Events written, but the answer is lost: the retry meets its own documents (409).
+        proxy.fail_requests(1, 504, "/_bulk", body_part=b'{"create"', after_forward=True)
         proxy.reject_bulk_items(15, "create")  # event documents, the e-mail ledger
         proxy.reject_bulk_items(10, "index")  # current-state documents
         consumer = services.consumer(ELASTICSEARCH_URL=proxy.url)
