@@ -293,3 +293,28 @@ def test_layout_is_a_600px_table_with_light_and_dark_colour_schemes() -> None:
     assert "@media (prefers-color-scheme: dark)" in html
     # The footer names the sender.
     assert "<strong>Tienda</strong> · ventas@tienda.cl" in html
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    product_name=NAMES,
+    shipping_address=NAMES,
+    state=st.sampled_from(ALL_STATES),
+    reached=st.integers(0, 5),
+)
+def test_filled_skeletons_are_what_the_templates_render(
+    product_name: str, shipping_address: str, state: OrderState, reached: int
+) -> None:
+    """render() fills per-state skeletons for speed; it must write what Jinja2 renders."""
+    try:
+        details = make_details(product_name=product_name, shipping_address=shipping_address)
+    except InvalidOrder:
+        assume(False)
+    order = Order(ORDER_ID, details, T0)
+    for minutes, step in enumerate(ALL_STATES[:reached]):
+        order.enter(step, T0 + timedelta(minutes=minutes))
+    renderer = EmailRenderer("Tienda <ventas@tienda.cl>")
+    parsed = message_from_bytes(renderer.render(order, state, T0).data, policy=policy.default)
+    expected = renderer.bodies_from_templates(state, renderer.values(order, state, T0))
+    assert parsed.get_body(("plain",)).get_content() == expected[0]
+    assert parsed.get_body(("html",)).get_content() == expected[1]
