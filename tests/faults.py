@@ -1,7 +1,7 @@
 """A fault-injecting HTTP reverse proxy for Elasticsearch (aiohttp, on its own thread).
 
 It sits between a service and the ES stand-in and answers what a busy or failing cluster
-answers: 429/503 for whole requests, or 429 for single items inside a `_bulk` response. Items it
+answers: 429/503 for whole requests, or for single items inside a `_bulk` response. Items it
 rejects are taken out of the request before it is forwarded, so, as with a real cluster, a
 rejected item was not written. Everything it injects is counted, so a test can prove that the
 faults really happened.
@@ -74,12 +74,13 @@ class FaultyElasticsearch:
         self.upstream = upstream.rstrip("/")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # What was injected: "request 429", "item 429", ...; and every request by kind.
+        # What was injected: "request 429", "item 503 create", ...; and every request by kind.
         self.injected: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._request_faults: list[_RequestFault] = []
-        self._item_faults: dict[str, int] = {}
+        # (action, status) → how many more items of that action to answer with that status.
+        self._item_faults: dict[tuple[str, int], int] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -103,10 +104,11 @@ class FaultyElasticsearch:
         with self._lock:
             self._request_faults.append(fault)
 
-    def reject_bulk_items(self, count: int, action: str) -> None:
-        """Answer 429 to the next `count` bulk items of `action` ("create", "index"...)."""
+    def reject_bulk_items(self, count: int, action: str, status: int = 429) -> None:
+        """Answer `status` to the next `count` bulk items of `action` ("create", "index"...)."""
         with self._lock:
-            self._item_faults[action] = self._item_faults.get(action, 0) + count
+            key = (action, status)
+            self._item_faults[key] = self._item_faults.get(key, 0) + count
 
     def armed(self) -> int:
         """Faults armed and not injected yet."""
@@ -146,13 +148,14 @@ class FaultyElasticsearch:
                     return fault
         return None
 
-    def _take_item_fault(self, action: str) -> bool:
+    def _take_item_fault(self, action: str) -> int | None:
         with self._lock:
-            if self._item_faults.get(action, 0) > 0:
-                self._item_faults[action] -= 1
-                self.injected[f"item 429 {action}"] += 1
-                return True
-        return False
+            for (name, status), remaining in self._item_faults.items():
+                if name == action and remaining > 0:
+                    self._item_faults[(name, status)] -= 1
+                    self.injected[f"item {status} {action}"] += 1
+                    return status
+        return None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -196,13 +199,14 @@ class FaultyElasticsearch:
         for position, (action_line, source) in enumerate(operations):
             action = orjson.loads(action_line)
             name, meta = next(iter(action.items()))
-            if self._take_item_fault(name):
+            status = self._take_item_fault(name)
+            if status is not None:
                 rejected[position] = {
                     name: {
                         "_index": meta.get("_index", ""),
                         "_id": meta.get("_id"),
-                        "status": 429,
-                        "error": _error_body(429)["error"],
+                        "status": status,
+                        "error": _error_body(status)["error"],
                     }
                 }
             else:

@@ -111,8 +111,10 @@ def test_a_consumer_behind_a_busy_elasticsearch_loses_and_repeats_nothing(
         proxy.fail_requests(2, 503, "/_bulk")
         # Events written, but the answer is lost: the retry meets its own documents (409).
         proxy.fail_requests(1, 504, "/_bulk", body_part=b'{"create"', after_forward=True)
-        proxy.reject_bulk_items(15, "create")  # event documents, the e-mail ledger
-        proxy.reject_bulk_items(10, "index")  # current-state documents
+        proxy.reject_bulk_items(10, "create")  # event documents, the e-mail ledger
+        proxy.reject_bulk_items(5, "create", status=503)
+        proxy.reject_bulk_items(6, "index")  # current-state documents
+        proxy.reject_bulk_items(4, "index", status=503)
         consumer = services.consumer(ELASTICSEARCH_URL=proxy.url)
         order_ids = publish_order_records(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 10)
         inbox = Inbox(stack.maildir)
