@@ -50,7 +50,8 @@ def _headers(message: Message) -> Headers:
 def read_topic_to_end(
     bootstrap_servers: str, topic: str, timeout_s: float = 60.0
 ) -> Iterator[DeadLetter]:
-    """Every record of `topic` up to its end offsets as read at the start, in partition order.
+    """Every record of `topic` up to its end offsets as read at the start; each partition's
+    records in offset order (partitions are read side by side).
 
     `timeout_s` bounds the time without progress, not the whole read.
     """

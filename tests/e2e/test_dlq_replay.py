@@ -229,6 +229,7 @@ def test_records_dead_lettered_by_a_broken_index_complete_once_when_replayed(
     assert replay.stdout.rstrip().endswith(f"{len(dead)} replayed"), replay.stdout
     wait_for(lambda: consumer_caught_up(env), 90, "the consumer to finish the replay", 0.5)
     assert_complete(env, order_ids)
+    assert len(dead_letters(env)) == len(dead), "a replayed record was dead-lettered again"
     after = emails(maildir, order_ids)
     assert after == {o: STATE_SLUGS for o in order_ids}, (before, after)
 

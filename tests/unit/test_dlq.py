@@ -254,13 +254,19 @@ def test_an_email_is_sent_only_while_the_ledger_says_rejected_then_it_says_sent(
     assert len(mailer.sent) == 1
 
 
-def test_the_same_email_twice_in_one_run_is_sent_once() -> None:
-    ledger = FakeLedger({(ORDER_ID, OrderState.ENVIADO): "rejected"})
-    mailer = FakeMailer()
-    run = replayer(mailer, ledger)
+def test_the_same_email_dead_lettered_twice_is_handled_once_per_run() -> None:
+    # A redone step can dead-letter the same e-mail twice: a dry run counts it once, and one
+    # refused again is not tried a second time in the same run.
+    step = (ORDER_ID, OrderState.ENVIADO)
+    dry = replayer(FakeMailer(), FakeLedger({step: "rejected"}), dry_run=True)
+    outcomes = [dry.replay(notification(offset=1)), dry.replay(notification(offset=2))]
+    assert [o.action for o in outcomes] == ["would send", SKIPPED]
+
+    mailer = FakeMailer(PermanentMailError("550 no"), PermanentMailError("550 no"))
+    run = replayer(mailer, FakeLedger({step: "rejected"}))
     outcomes = [run.replay(notification(offset=1)), run.replay(notification(offset=2))]
-    assert [o.action for o in outcomes] == [SENT, SKIPPED]
-    assert len(mailer.sent) == 1
+    assert [o.action for o in outcomes] == [FAILED, SKIPPED]
+    assert len(mailer.failures) == 1  # the second refusal was never asked for
 
 
 def test_a_dry_run_sends_nothing_and_records_nothing() -> None:
