@@ -13,7 +13,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from admin.dlq_reader import TopicReadError, read_topic_to_end
 from admin.dlq_records import (
@@ -29,6 +29,9 @@ from admin.dlq_records import (
     summarise,
 )
 from pedidos.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # the replay's imports (Elasticsearch, SMTP) load only for `replay`
+    from admin.dlq_replay import Outcome
 
 
 def _time(text: str) -> Any:
@@ -122,12 +125,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    from admin.dlq_replay import (
-        Ledger,
-        NotificationReplayer,
-        Outcome,
-        RecordReplayer,
-    )
+    from admin.dlq_replay import SKIPPED, Ledger, NotificationReplayer, Outcome, RecordReplayer
 
     settings = _settings()
     records = RecordReplayer(None if args.dry_run else _producer(settings), args.dry_run)
@@ -144,11 +142,12 @@ def cmd_replay(args: argparse.Namespace) -> None:
             elif record.kind == KIND_NOTIFICATION:
                 outcome = notifications.replay(record)
             else:
-                outcome = Outcome(record, "skipped", f"unknown kind {record.kind!r}")
+                outcome = Outcome(record, SKIPPED, f"unknown kind {record.kind!r}")
             if outcome is not None:
                 _report(outcome)
                 outcomes.append(outcome)
-        for outcome in records.finish(timeout_s=60):
+        # Longer than the producer's own delivery timeout (60 s), so every record is reported.
+        for outcome in records.finish(timeout_s=90):
             _report(outcome)
             outcomes.append(outcome)
     finally:
@@ -162,7 +161,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-def _report(outcome: Any) -> None:
+def _report(outcome: Outcome) -> None:
     print(f"{outcome.record.position}  {outcome.action}  {outcome.detail}")
 
 

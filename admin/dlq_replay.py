@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
-from elasticsearch import ConflictError, Elasticsearch, NotFoundError
+from elastic_transport import TransportError
+from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError
 
 from admin.dlq_records import (
     REPLAYED_FROM_HEADER,
@@ -55,6 +56,7 @@ class RecordReplayer:
         self._producer = producer
         self._dry_run = dry_run
         self._delivered: list[Outcome] = []
+        self._sent: list[DeadLetter] = []
 
     def replay(self, record: DeadLetter) -> Outcome | None:
         """An outcome now (dry run, or nothing to replay to), else None: see `finish`."""
@@ -84,6 +86,7 @@ class RecordReplayer:
             partition=source.partition,
             on_delivery=delivered,
         )
+        self._sent.append(record)
         self._producer.poll(0)
         return None
 
@@ -91,7 +94,13 @@ class RecordReplayer:
         """Wait for the broker's acknowledgements; a record not acknowledged is a failure."""
         if self._producer is not None:
             self._producer.flush(timeout_s)
-        return self._delivered
+        reported = {outcome.record.position for outcome in self._delivered}
+        unanswered = [
+            Outcome(record, FAILED, f"not acknowledged within {timeout_s:g}s")
+            for record in self._sent
+            if record.position not in reported
+        ]
+        return self._delivered + unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +185,14 @@ class NotificationReplayer:
         if step in self._seen:
             return Outcome(record, SKIPPED, f"{what}: handled earlier in this run")
         self._seen.add(step)
+        try:
+            return self._replay(record, rejected.email, step, what)
+        except (ApiError, TransportError) as exc:
+            return Outcome(record, FAILED, f"{what}: the ledger (Elasticsearch) failed: {exc}")
+
+    def _replay(
+        self, record: DeadLetter, email: OutgoingEmail, step: tuple[str, OrderState], what: str
+    ) -> Outcome:
         entry = self._ledger.entry(*step)
         if entry is None:
             return Outcome(record, PENDING, f"{what}: not in the ledger yet; replay it later")
@@ -185,7 +202,7 @@ class NotificationReplayer:
             return Outcome(record, FAILED, f"{what}: unexpected ledger status {entry.email_status}")
         if self._dry_run or self._mailer is None:
             return Outcome(record, WOULD_SEND, what)
-        problem = self._send(rejected.email)
+        problem = self._send(email)
         if problem is not None:
             return Outcome(record, FAILED, f"{what}: {problem}")
         if not self._ledger.mark_sent(entry):

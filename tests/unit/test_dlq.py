@@ -10,6 +10,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from confluent_kafka import Producer
+from elastic_transport import ConnectionError as ElasticsearchUnreachable
 
 from admin.dlq_records import (
     DeadLetter,
@@ -23,7 +25,15 @@ from admin.dlq_records import (
     rejected_email,
     summarise,
 )
-from admin.dlq_replay import FAILED, PENDING, SENT, SKIPPED, LedgerEntry, NotificationReplayer
+from admin.dlq_replay import (
+    FAILED,
+    PENDING,
+    SENT,
+    SKIPPED,
+    LedgerEntry,
+    NotificationReplayer,
+    RecordReplayer,
+)
 from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
 from pedidos.domain.order import Order, OrderDetails
 from pedidos.domain.states import OrderState
@@ -302,3 +312,38 @@ def test_transient_failures_are_retried_and_a_refusal_leaves_the_ledger_alone() 
     assert outcome.action == FAILED
     assert "not sent after 3 attempts" in outcome.detail
     assert ledger.statuses[step] == "rejected"
+
+
+class UnreachableLedger(FakeLedger):
+    def entry(self, order_id: str, state: OrderState) -> LedgerEntry | None:
+        raise ElasticsearchUnreachable("connection refused")
+
+
+def test_an_unreachable_ledger_fails_that_email_and_sends_nothing() -> None:
+    mailer = FakeMailer()
+    outcome = replayer(mailer, UnreachableLedger({})).replay(notification())
+    assert (outcome.action, outcome.ok) == (FAILED, False)
+    assert "the ledger (Elasticsearch) failed" in outcome.detail
+    assert mailer.sent == []
+
+
+def unreachable_producer(timeout_ms: int) -> Producer:
+    # A real librdkafka producer with no broker behind it: nothing is ever acknowledged.
+    return Producer(
+        {"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": timeout_ms, "log_level": 0}
+    )
+
+
+def test_a_record_kafka_does_not_take_is_a_failure() -> None:
+    replay = RecordReplayer(unreachable_producer(300), dry_run=False)
+    assert replay.replay(dead_letter()) is None
+    (outcome,) = replay.finish(timeout_s=10)
+    assert (outcome.action, outcome.ok) == (FAILED, False)
+    assert "to Pedidos[2]: Local: Message timed out" in outcome.detail
+
+
+def test_a_record_not_acknowledged_in_time_is_a_failure_too() -> None:
+    replay = RecordReplayer(unreachable_producer(60_000), dry_run=False)
+    replay.replay(dead_letter())
+    (outcome,) = replay.finish(timeout_s=0.2)
+    assert (outcome.action, outcome.detail) == (FAILED, "not acknowledged within 0.2s")
