@@ -1,0 +1,183 @@
+"""Partitions added mid-run (`python -m admin topics --partitions 6`) under three consumers.
+
+Running clients keep their old partition count until their next metadata refresh (librdkafka:
+every 5 minutes; 290 s measured here), so the scenario does what an operator does to adopt the
+change at once: three new consumers join, the three old ones leave gracefully, the producer is
+restarted. Orders keep coming meanwhile, so walks are in flight throughout; consumers with the
+old and the new count publish state records side by side, and an order's later records land on
+another partition than its earlier ones. Its walk must still be whole and in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from admin.stack import EmbeddedStack
+from tests.chaos.test_chaos import (
+    CHAOS_CONSUMER_SMTP,
+    account,
+    progress,
+    send,
+    wait_complete,
+)
+from tests.conftest import Services
+from tests.support import REPO, STATE_SLUGS, Inbox, ServiceProcess, wait_for
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
+
+BEFORE, AFTER = 3, 6
+# Walks long enough to be in flight through the change and the rolling restart.
+SLOW_WALKS: dict[str, object] = {"STAGE_DELAY_MIN_S": 3.0, "STAGE_DELAY_MAX_S": 5.0}
+
+
+@pytest.fixture
+def orders(request: pytest.FixtureRequest) -> int:
+    return int(request.config.getoption("--chaos-orders"))
+
+
+def partitions_by_order(bootstrap: str, topic: str) -> dict[str, set[int]]:
+    """Every partition each order's records sit on, read from the start to the end offsets."""
+    reader = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+    )
+    try:
+        count = len(reader.list_topics(topic, timeout=30).topics[topic].partitions)
+        ends = {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in range(count)
+        }
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(count)])
+        found: dict[str, set[int]] = defaultdict(set)
+        position = dict.fromkeys(range(count), 0)
+
+        def read_all() -> bool:
+            for message in reader.consume(1000, 0.5):
+                partition, offset = message.partition(), message.offset()
+                if message.error() is None and partition is not None and offset is not None:
+                    found[(message.key() or b"").decode()].add(partition)
+                    position[partition] = offset + 1
+            return all(position[p] >= ends[p] for p in range(count))
+
+        wait_for(read_all, 120, f"all of {topic}")
+        return found
+    finally:
+        reader.close()
+
+
+def assigned_partitions(consumers: list[ServiceProcess], topic: str) -> set[int]:
+    """Partitions of `topic` in the consumers' latest assignments (from their JSON logs)."""
+    found: set[int] = set()
+    for consumer in consumers:
+        assignments = [
+            json.loads(line)["partitions"]
+            for line in consumer.log().splitlines()
+            if '"partitions assigned"' in line
+        ]
+        for name in assignments[-1] if assignments else []:
+            name_topic, _, number = name.rpartition("-")
+            if name_topic == topic:
+                found.add(int(number))
+    return found
+
+
+def test_partitions_added_mid_run_with_three_consumers(
+    services: Services, stack: EmbeddedStack, orders: int
+) -> None:
+    env = services.env
+    settings: dict[str, Any] = {**SLOW_WALKS, **CHAOS_CONSUMER_SMTP}
+    producer = services.producer()
+    consumers = [services.consumer(**settings)]
+    for _ in range(2):
+        consumers.append(services.consumer(wait_assigned=False, **settings))
+        consumers[-1].wait_log("partitions assigned", timeout=120)
+    inbox = Inbox(stack.maildir)
+    first = send(env["PRODUCER_ADDRESS"], orders)
+    wait_for(lambda: progress(inbox, first) >= len(first) // 2, 300, "walks under way", 0.2)
+    # Orders keep coming through the change, so walks are in flight whatever the timing.
+    swapped = threading.Event()
+    during: list[str] = []
+
+    def keep_sending() -> None:
+        # Ten orders every half second, up to half a wave: a slow swap must not flood it.
+        while not swapped.wait(0.5) and len(during) < max(50, orders // 2):
+            during.extend(send(env["PRODUCER_ADDRESS"], 10))
+
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    sender.start()
+
+    started = time.monotonic()
+    grown = subprocess.run(
+        [sys.executable, "-m", "admin", "topics", "--partitions", str(AFTER)],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert grown.returncode == 0, grown.stderr
+    assert all(f"{BEFORE} -> {AFTER} partitions" in line for line in grown.stdout.splitlines())
+    # The consumers are replaced (new ones join, then the old ones leave gracefully): each new
+    # process starts with the new count.
+    replacements = []
+    for _ in consumers:
+        replacements.append(services.consumer(wait_assigned=False, **settings))
+        replacements[-1].wait_log("partitions assigned", timeout=120)
+    for old in consumers:
+        old.signal(signal.SIGTERM)
+    assert [old.stop(timeout=60) for old in consumers] == [0, 0, 0]
+    consumers = replacements
+    swapped.set()
+    sender.join()
+    first += during
+    wait_for(
+        lambda: assigned_partitions(consumers, env["PEDIDOS_STATES_TOPIC"]) == set(range(AFTER)),
+        120,
+        f"all {AFTER} partitions assigned",
+    )
+    assert producer.stop() == 0
+    services.producer()
+    second = send(env["PRODUCER_ADDRESS"], max(30, orders // 4))
+    order_ids = first + second
+    recovery = wait_complete(inbox, order_ids, 900)
+    print(
+        f"partitions added after {len(first)} orders were sent; all done {recovery:.0f} s "
+        f"after the restarts ({time.monotonic() - started:.0f} s after the change)"
+    )
+
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    accepted = partitions_by_order(bootstrap, env["PEDIDOS_TOPIC"])
+    reached = partitions_by_order(bootstrap, env["PEDIDOS_STATES_TOPIC"])
+    # New orders use the new partitions, and the consumers read them.
+    assert any(accepted[o] & set(range(BEFORE, AFTER)) for o in second)
+    moved = [o for o in first if len(accepted[o] | reached[o]) > 1]
+    print(f"{len(moved)} of {len(first)} orders in flight moved to another partition mid-walk")
+    assert moved, "no order in flight had its later records on another partition"
+    states = inbox.states_by_order(moved)
+    repeated = sum(len(states.get(o, [])) - 5 for o in moved)
+    print(f"{repeated} repeated e-mails among the moved orders")
+    broken = {
+        o: states.get(o) for o in moved if list(dict.fromkeys(states.get(o, []))) != STATE_SLUGS
+    }
+    assert not broken, broken
+
+    row = account(
+        f"partitions {BEFORE} -> {AFTER} mid-run", services, stack, order_ids, recovery, 1
+    )
+    assert row.lost == 0
+    if row.duplicate_emails:
+        # Known and measured (README, "Adding partitions"): a state record re-published after
+        # the rebalance can land on another partition than its original, so two consumers run
+        # the next step at once and both e-mail before either has written the ledger. The
+        # same replacement without a partition change repeats none (issue 12 report).
+        pytest.xfail(f"{row.duplicate_emails} e-mails repeated across the partition move")
