@@ -287,7 +287,7 @@ class ConsumerRunner:
             if not self._start_work(tp, generation):
                 return  # the partition is moving to another consumer; it redoes this record
             worked = True
-            await self._workflow.enter(record.order, target, record.correlation_id)
+            await self._workflow.enter(record.order, target, record.correlation_id, tp[1])
             if target.is_final:
                 self._open_orders.pop(record.order.order_id, None)
         except asyncio.CancelledError:

@@ -104,8 +104,15 @@ class OrderWorkflow:
         # repeat at most this many e-mails (those accepted by the server but not yet recorded).
         self._send_slots = asyncio.Semaphore(unrecorded_sends)
 
-    async def enter(self, order: Order, state: OrderState, correlation_id: str) -> None:
-        """Move `order` (as last recorded) into `state` with all effects, exactly once in effect."""
+    async def enter(
+        self, order: Order, state: OrderState, correlation_id: str, partition: int | None = None
+    ) -> None:
+        """Move `order` (as last recorded) into `state` with all effects, exactly once in effect.
+
+        `partition` is where the triggering record was: the state record goes to the same
+        partition of the co-partitioned states topic, so an order's whole walk stays with one
+        consumer even after partitions are added (the key's hash would move it mid-walk, and a
+        step redone after the rebalance could then run at two consumers at once)."""
         key = (order.order_id, state)
         if key in self._completed:
             return
@@ -117,7 +124,7 @@ class OrderWorkflow:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         try:
-            await self._enter(order, state, correlation_id)
+            await self._enter(order, state, correlation_id, partition)
             self._completed[key] = True
             future.set_result(None)
         except BaseException as exc:
@@ -127,7 +134,9 @@ class OrderWorkflow:
         finally:
             del self._running[key]
 
-    async def _enter(self, order: Order, state: OrderState, correlation_id: str) -> None:
+    async def _enter(
+        self, order: Order, state: OrderState, correlation_id: str, partition: int | None
+    ) -> None:
         recorded = await self._index.recorded_event(order.order_id, state.value)
         if recorded is not None:
             # An earlier attempt e-mailed and indexed this step; its Kafka record may be missing.
@@ -148,12 +157,24 @@ class OrderWorkflow:
             correlation_id=correlation_id,
         )
         value = encode_state_reached(event)
-        await self._backoff.retry_forever(
-            "publishing state",
-            lambda: self._publisher.publish(
-                self._states_topic, order.order_id, value, headers_for(STATE_SCHEMA, correlation_id)
-            ),
-        )
+        headers = headers_for(STATE_SCHEMA, correlation_id)
+        pinned = [partition]
+
+        async def publish() -> None:
+            try:
+                await self._publisher.publish(
+                    self._states_topic, order.order_id, value, headers, pinned[0]
+                )
+            except PublishError as exc:
+                if not exc.unknown_partition or pinned[0] is None:
+                    raise
+                # The states topic has fewer partitions than the one the order came from
+                # (grown unequally): the key decides, as it would without pinning.
+                log.warning("states topic lacks partition %s; publishing by key", pinned[0])
+                pinned[0] = None
+                raise
+
+        await self._backoff.retry_forever("publishing state", publish)
         await order_written
         log.info(
             "order state reached",

@@ -22,5 +22,10 @@ class OrderIndex(Protocol):
 
 class Publisher(Protocol):
     def publish(
-        self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
     ) -> asyncio.Future[Any]: ...

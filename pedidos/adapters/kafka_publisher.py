@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 class PublishError(Exception):
     """The broker did not acknowledge the record; nothing may be reported as done."""
 
+    def __init__(self, message: str, unknown_partition: bool = False) -> None:
+        super().__init__(message)
+        # The record named a partition the topic does not have (topics grown unequally).
+        self.unknown_partition = unknown_partition
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -79,15 +84,22 @@ class KafkaPublisher:
                 loop.call_soon_threadsafe(_settle_all, batch)
 
     def publish(
-        self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
     ) -> asyncio.Future[Delivery]:
-        """Queue one record; the future resolves when the broker acknowledged it (acks=all)."""
+        """Queue one record; the future resolves when the broker acknowledged it (acks=all).
+        Without `partition` the key picks it (murmur2, like every Java client)."""
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             report: _Report
             if error is not None:
-                report = (future, PublishError(error.str()), None)
+                unknown = error.code() == KafkaError._UNKNOWN_PARTITION
+                report = (future, PublishError(error.str(), unknown), None)
             else:
                 delivery = Delivery(
                     str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
@@ -97,13 +109,28 @@ class KafkaPublisher:
                 self._reports.append(report)
 
         try:
-            self._producer.produce(
-                topic, key=key.encode(), value=value, headers=list(headers), on_delivery=on_delivery
-            )
+            if partition is None:
+                self._producer.produce(
+                    topic,
+                    key=key.encode(),
+                    value=value,
+                    headers=list(headers),
+                    on_delivery=on_delivery,
+                )
+            else:
+                self._producer.produce(
+                    topic,
+                    key=key.encode(),
+                    value=value,
+                    headers=list(headers),
+                    on_delivery=on_delivery,
+                    partition=partition,
+                )
         except BufferError:
             _fail(future, PublishError("local produce queue is full"))
         except KafkaException as exc:
-            _fail(future, PublishError(str(exc)))
+            unknown = exc.args[0].code() == KafkaError._UNKNOWN_PARTITION
+            _fail(future, PublishError(str(exc), unknown))
         return future
 
     def flush(self, timeout_s: float) -> int:

@@ -9,6 +9,7 @@ from email import message_from_bytes
 from typing import Any
 
 from consumer.workflow import Backoff, OrderWorkflow, StageDelays
+from pedidos.adapters.kafka_publisher import PublishError
 from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
@@ -72,11 +73,18 @@ class FakeIndex:
 class FakePublisher:
     def __init__(self) -> None:
         self.records: list[tuple[str, str, bytes, list[tuple[str, bytes]]]] = []
+        self.partitions: list[int | None] = []
 
     def publish(
-        self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
     ) -> asyncio.Future[Any]:
         self.records.append((topic, key, value, headers))
+        self.partitions.append(partition)
         return done()
 
 
@@ -133,6 +141,45 @@ def test_a_step_emails_indexes_and_records_the_state() -> None:
     assert record.state is OrderState.PROCESANDO
     assert record.stage_ends_at == T0 + timedelta(seconds=1)  # the drawn stage duration
     assert record.correlation_id == "corr"
+
+
+def test_the_state_record_stays_on_the_partition_of_its_trigger() -> None:
+    harness = Harness()
+    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=4))
+    assert harness.publisher.partitions == [4]
+    later = fresh_order()
+    later.enter(OrderState.PROCESANDO, T0)
+    asyncio.run(harness.workflow.enter(later, OrderState.PREPARACION, "c"))
+    assert harness.publisher.partitions == [4, None]  # no trigger partition: the key decides
+
+
+class ShortStatesTopic(FakePublisher):
+    """A states topic with fewer partitions than the trigger's (topics grown unequally)."""
+
+    def publish(
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
+    ) -> asyncio.Future[Any]:
+        if partition is not None and partition >= 3:
+            self.partitions.append(partition)
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_exception(PublishError("Local: Unknown partition", unknown_partition=True))
+            return future
+        return super().publish(topic, key, value, headers, partition)
+
+
+def test_a_missing_partition_falls_back_to_the_key_instead_of_retrying_forever() -> None:
+    harness = Harness()
+    harness.publisher = ShortStatesTopic()
+    harness.workflow._publisher = harness.publisher
+    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=5))
+    assert harness.publisher.partitions == [5, None]
+    (record,) = harness.states_published()
+    assert record.state is OrderState.PROCESANDO
 
 
 def test_a_redelivered_step_after_a_crash_does_not_email_again() -> None:
