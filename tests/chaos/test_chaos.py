@@ -309,10 +309,13 @@ def test_producer_sigkilled_while_clients_retry_with_keys(
     recovery = wait_complete(Inbox(stack.maildir), order_ids, 600)
     row = account("producer SIGKILL, clients retry", services, stack, order_ids, recovery, 1)
     assert row.lost == 0
-    # One order in effect each, although some are twice on Pedidos: a call whose record Kafka
-    # had acknowledged died with the producer before it answered; the retry, with the same key,
-    # reached a new process that does not remember the key and published the order again.
-    assert row.repeated_orders >= 1
+    # One order in effect each, although some may be twice on Pedidos: a call whose record
+    # Kafka had acknowledged died with the producer before it answered; the retry, with the same
+    # key, reached a new process that does not remember the key and published the order again.
+    # Whether any cut call was past the broker's ack at the kill is timing (2, 7, 11 and 0 in
+    # four runs), so it is reported, not required; each is one order in effect (checked above and
+    # below), and there can be no more of them than calls retried.
+    print(f"orders twice on Pedidos: {row.repeated_orders}")
     assert row.repeated_orders <= len(retried)
     assert row.duplicate_emails == 0
     assert row.redone_steps == 0
@@ -325,15 +328,11 @@ def test_broker_restarted_mid_run(
     stack: EmbeddedStack,
     orders: int,
     how: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The broker goes down while clients send and the consumer walks, and comes back on the
-    same log dir: SIGKILL stays down a while (a crash), SIGTERM restarts at once (an upgrade)."""
-    # The stack ties the broker to pytest with a preexec_fn (PR_SET_PDEATHSIG), Python code run
-    # in the forked child: with the clients' gRPC threads running, that child segfaulted in 3 of
-    # 6 restarts, even with prctl resolved before the fork. Untied, the restarted broker is
-    # still stopped by the session's `stack.down()`; only a SIGKILLed pytest would leave it.
-    monkeypatch.setattr(stack, "tied_to_parent", False)
+    same log dir: SIGKILL stays down a while (a crash), SIGTERM restarts at once (an upgrade).
+    It is restarted from a worker thread while gRPC threads run: the stack's tether
+    (admin/tether.py) keeps it tied to pytest without a preexec_fn."""
     sig = signal.Signals[how]
     pause_s = (15 if orders >= 1000 else 5) if sig == signal.SIGKILL else 0
     env = services.env

@@ -1,0 +1,38 @@
+"""`python admin/tether.py CMD ARGS...`: run CMD, and kill it when the process that started the
+tether dies, whichever of its threads started it.
+
+The tether's stdin is a pipe whose only writer is the starting process, so end-of-file means that
+process is gone. (PR_SET_PDEATHSIG fires when the starting *thread* exits, and setting it needs a
+`preexec_fn`, which is unsafe in a process running gRPC threads: forked children crashed.) The
+test stacks use it so a killed pytest leaves no server behind. Kept free of project imports: it
+runs as a plain script.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+
+def _watch_parent(child: subprocess.Popen[bytes]) -> None:
+    while os.read(0, 4096):
+        pass
+    child.kill()
+
+
+def main(argv: list[str]) -> int:
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    # Both share a process group: a signal to the group reaches the child itself, and the tether
+    # leaves with it. Ignored only now, since an ignored signal stays ignored across exec.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(child,), daemon=True).start()
+    code = child.wait()
+    return 128 - code if code < 0 else code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,69 @@
+"""A test stack's servers die with the process that started them, whichever of its threads did,
+and survive that thread (the broker is restarted from worker threads in the chaos suite)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, wait_for
+
+pytestmark = pytest.mark.integration
+
+STARTER = textwrap.dedent(
+    """
+    import sys, threading, time
+    from pathlib import Path
+    from admin.stack import EmbeddedStack, StackPorts, free_port
+
+    stack = EmbeddedStack(
+        Path(sys.argv[1]), StackPorts(free_port(), free_port(), free_port()),
+        tied_to_parent=True, kafka="tansu",
+    )
+    worker = threading.Thread(target=stack.start, args=("smtp",))
+    worker.start()
+    worker.join()  # the thread that started the sink is gone now
+    print(stack.pid("smtp"), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # A zombie is dead for our purpose.
+    return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1].split()[0]
+
+
+def test_a_server_outlives_the_starting_thread_and_dies_with_the_process(tmp_path: Path) -> None:
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert starter.stdout is not None
+        sink = int(starter.stdout.readline())
+        children = Path(f"/proc/{sink}/task/{sink}/children").read_text().split()
+        assert len(children) == 1, "the tether runs the mail sink as its one child"
+        server = int(children[0])
+        wait_for(lambda: alive(server), 5, "the mail sink running")
+        # Still up well after its starting thread ended.
+        with pytest.raises(AssertionError):
+            wait_for(lambda: not alive(server), 2, "the sink to stay up")
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+        wait_for(lambda: not alive(server) and not alive(sink), 10, "the sink and its tether gone")
+    finally:
+        starter.kill()
