@@ -7,8 +7,8 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from pedidos.bootstrap import blocking_search_client
 from pedidos.config import ConfigError, Settings, load_settings
 
 STACK_DIR = Path(".stack")
@@ -20,20 +20,6 @@ def _settings() -> Settings:
     except ConfigError as exc:
         print(f"admin: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _es_client(settings: Settings):  # type: ignore[no-untyped-def]
-    from elasticsearch import Elasticsearch
-
-    auth: dict[str, Any] = {}
-    if settings.elasticsearch_api_key:
-        auth["api_key"] = settings.elasticsearch_api_key.get_secret_value()
-    elif settings.elasticsearch_username and settings.elasticsearch_password:
-        auth["basic_auth"] = (
-            settings.elasticsearch_username,
-            settings.elasticsearch_password.get_secret_value(),
-        )
-    return Elasticsearch(settings.elasticsearch_url, request_timeout=30, **auth)
 
 
 def _retry(what: str, action, wait_s: float):  # type: ignore[no-untyped-def]
@@ -56,7 +42,7 @@ def cmd_setup(args: argparse.Namespace) -> None:
     topics = _retry("creating topics", lambda: setup.create_topics(settings), args.wait)
     for name, outcome in topics.items():
         print(f"topic {name}: {outcome}")
-    es = _es_client(settings)
+    es = blocking_search_client(settings)
     indices = _retry(
         "creating index templates", lambda: setup.create_index_templates(settings, es), args.wait
     )

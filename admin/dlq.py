@@ -28,6 +28,7 @@ from admin.dlq_records import (
     parse_time,
     summarise,
 )
+from pedidos.bootstrap import blocking_search_client
 from pedidos.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # the replay's imports (Elasticsearch, SMTP) load only for `replay`
@@ -129,7 +130,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     settings = _settings()
     records = RecordReplayer(None if args.dry_run else _producer(settings), args.dry_run)
-    es = _es_client(settings)
+    es = blocking_search_client(settings)
     mailer = None if args.dry_run else _mailer(settings)
     notifications = NotificationReplayer(
         mailer, Ledger(es, settings.elasticsearch_events_index), args.dry_run
@@ -180,17 +181,3 @@ def _mailer(settings: Settings) -> Any:
     from pedidos.adapters.smtp_mailer import SmtpMailer
 
     return SmtpMailer(smtp_settings(settings))
-
-
-def _es_client(settings: Settings) -> Any:
-    from elasticsearch import Elasticsearch
-
-    auth: dict[str, Any] = {}
-    if settings.elasticsearch_api_key:
-        auth["api_key"] = settings.elasticsearch_api_key.get_secret_value()
-    elif settings.elasticsearch_username and settings.elasticsearch_password:
-        auth["basic_auth"] = (
-            settings.elasticsearch_username,
-            settings.elasticsearch_password.get_secret_value(),
-        )
-    return Elasticsearch(settings.elasticsearch_url, request_timeout=30, **auth)
