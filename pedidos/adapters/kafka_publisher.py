@@ -109,23 +109,15 @@ class KafkaPublisher:
                 self._reports.append(report)
 
         try:
-            if partition is None:
-                self._producer.produce(
-                    topic,
-                    key=key.encode(),
-                    value=value,
-                    headers=list(headers),
-                    on_delivery=on_delivery,
-                )
-            else:
-                self._producer.produce(
-                    topic,
-                    key=key.encode(),
-                    value=value,
-                    headers=list(headers),
-                    on_delivery=on_delivery,
-                    partition=partition,
-                )
+            self._producer.produce(
+                topic,
+                key=key.encode(),
+                value=value,
+                headers=list(headers),
+                on_delivery=on_delivery,
+                # -1 (RD_KAFKA_PARTITION_UA): the configured partitioner picks by key.
+                partition=-1 if partition is None else partition,
+            )
         except BufferError:
             _fail(future, PublishError("local produce queue is full"))
         except KafkaException as exc:

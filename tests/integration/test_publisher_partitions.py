@@ -1,0 +1,43 @@
+"""KafkaPublisher on Apache Kafka: the key picks the partition unless one is named, and a named
+partition the topic lacks is a PublishError that says so (the consumer then falls back)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from admin.stack import EmbeddedStack
+from pedidos.adapters.kafka_publisher import KafkaPublisher, PublishError, producer_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_key_named_and_missing_partitions(stack: EmbeddedStack) -> None:
+    bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
+    topic = f"partitions-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+
+    async def run() -> tuple[list[int], list[int], PublishError]:
+        publisher = KafkaPublisher(producer_config(bootstrap, "test", 10))
+        try:
+            keyed = [
+                (await publisher.publish(topic, "pedido-1", b"{}", [])).partition for _ in "ab"
+            ]
+            named = [
+                (await publisher.publish(topic, "pedido-1", b"{}", [], p)).partition
+                for p in (0, 1, 2)
+            ]
+            with pytest.raises(PublishError) as missing:
+                await publisher.publish(topic, "pedido-1", b"{}", [], 7)
+            return keyed, named, missing.value
+        finally:
+            publisher.close()
+
+    keyed, named, missing = asyncio.run(run())
+    assert len(set(keyed)) == 1  # the same key, the same partition
+    assert named == [0, 1, 2]
+    assert missing.unknown_partition
