@@ -18,7 +18,7 @@ from cachetools import TTLCache
 
 from consumer.mail_outage import MailOutage
 from consumer.offsets import PartitionOffsets
-from consumer.workflow import OrderWorkflow
+from consumer.workflow import OrderWorkflow, StepHandedBack
 from pedidos.adapters.kafka_consumer import ConsumedRecord, KafkaRecordSource
 from pedidos.adapters.search_index import PermanentIndexError
 from pedidos.domain.order import utc_now
@@ -247,6 +247,16 @@ class ConsumerRunner:
             assignment.working += 1
             return True
 
+    def _still_ours(self, tp: TopicPartition, generation: int) -> bool:
+        """The partition is still assigned here and not being handed over."""
+        with self._lock:
+            assignment = self._assignments.get(tp)
+            return (
+                assignment is not None
+                and assignment.generation == generation
+                and not assignment.revoking
+            )
+
     def _finish(
         self, tp: TopicPartition, offset: int, generation: int, worked: bool = False
     ) -> None:
@@ -287,13 +297,23 @@ class ConsumerRunner:
             if not self._start_work(tp, generation):
                 return  # the partition is moving to another consumer; it redoes this record
             worked = True
-            await self._workflow.enter(record.order, target, record.correlation_id, tp[1])
+            await self._workflow.enter(
+                record.order,
+                target,
+                record.correlation_id,
+                tp[1],
+                lambda: self._still_ours(tp, generation),
+            )
             if target.is_final:
                 self._open_orders.pop(record.order.order_id, None)
         except asyncio.CancelledError:
             if worked:
                 self._release(tp, generation)
             raise
+        except StepHandedBack:
+            self._release(tp, generation)
+            log.info("step handed back to the partition's next owner", extra={"source": source})
+            return
         except Exception as exc:
             if isinstance(exc, PoisonRecord | IllegalTransition | PermanentIndexError):
                 log.error("record dead-lettered", extra={"source": source, "reason": str(exc)})

@@ -70,6 +70,11 @@ class Backoff:
             await asyncio.sleep(delay)
 
 
+class StepHandedBack(Exception):
+    """The step's partition went to another consumer before its e-mail was sent: it is left
+    undone here (not committed) for the next owner to do."""
+
+
 class OrderWorkflow:
     def __init__(
         self,
@@ -105,7 +110,12 @@ class OrderWorkflow:
         self._send_slots = asyncio.Semaphore(unrecorded_sends)
 
     async def enter(
-        self, order: Order, state: OrderState, correlation_id: str, partition: int | None = None
+        self,
+        order: Order,
+        state: OrderState,
+        correlation_id: str,
+        partition: int | None = None,
+        still_ours: Callable[[], bool] = lambda: True,
     ) -> None:
         """Move `order` (as last recorded) into `state` with all effects, exactly once in effect.
 
@@ -124,7 +134,7 @@ class OrderWorkflow:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         try:
-            await self._enter(order, state, correlation_id, partition)
+            await self._enter(order, state, correlation_id, partition, still_ours)
             self._completed[key] = True
             future.set_result(None)
         except BaseException as exc:
@@ -135,7 +145,12 @@ class OrderWorkflow:
             del self._running[key]
 
     async def _enter(
-        self, order: Order, state: OrderState, correlation_id: str, partition: int | None
+        self,
+        order: Order,
+        state: OrderState,
+        correlation_id: str,
+        partition: int | None,
+        still_ours: Callable[[], bool],
     ) -> None:
         recorded = await self._index.recorded_event(order.order_id, state.value)
         if recorded is not None:
@@ -147,7 +162,7 @@ class OrderWorkflow:
             email_status = str(recorded["email_status"])
         else:
             order.enter(state, self._clock())
-            email_status = await self._notify_and_record(order, state, correlation_id)
+            email_status = await self._notify_and_record(order, state, correlation_id, still_ours)
         order_written = self._index.write_order(order_document(order))
         event = StateReached(
             order=order,
@@ -186,14 +201,18 @@ class OrderWorkflow:
             },
         )
 
-    async def _send(self, message: OutgoingEmail) -> None:
+    async def _send(self, message: OutgoingEmail, still_ours: Callable[[], bool]) -> None:
         """Sends until the server takes `message`; PermanentMailError if it refuses it for good.
 
         An outage is the server's or our setup's fault, never this message's: it is retried for
         as long as it lasts and reported to the MailOutage (which pauses intake and logs it).
+        Before every attempt the step must still own its partition: once a rebalance gave the
+        partition away, the next owner redoes the step, so sending here would e-mail twice.
         """
         with self._mail_outage.step() as step:
             for delay in self._backoff.delays():
+                if not still_ours():
+                    raise StepHandedBack(message.message_id)
                 try:
                     await self._mailer.send_async(message)
                 except MailOutageError as exc:
@@ -209,12 +228,18 @@ class OrderWorkflow:
                     return
                 await asyncio.sleep(delay)
 
-    async def _notify_and_record(self, order: Order, state: OrderState, correlation_id: str) -> str:
+    async def _notify_and_record(
+        self,
+        order: Order,
+        state: OrderState,
+        correlation_id: str,
+        still_ours: Callable[[], bool],
+    ) -> str:
         message = self._renderer.render(order, state, order.reached[state])
         status, error = EMAIL_SENT, None
         async with self._send_slots:
             try:
-                await self._send(message)
+                await self._send(message, still_ours)
             except PermanentMailError as exc:
                 status, error = EMAIL_REJECTED, str(exc)
                 log.error(

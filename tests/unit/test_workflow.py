@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from typing import Any
 
-from consumer.workflow import Backoff, OrderWorkflow, StageDelays
+import pytest
+
+from consumer.workflow import Backoff, OrderWorkflow, StageDelays, StepHandedBack
 from pedidos.adapters.kafka_publisher import PublishError
 from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
 from pedidos.domain.order import Order
@@ -180,6 +182,22 @@ def test_a_missing_partition_falls_back_to_the_key_instead_of_retrying_forever()
     assert harness.publisher.partitions == [5, None]
     (record,) = harness.states_published()
     assert record.state is OrderState.PROCESANDO
+
+
+def test_a_step_whose_partition_was_handed_over_sends_nothing() -> None:
+    harness = Harness()
+    with pytest.raises(StepHandedBack):
+        asyncio.run(
+            harness.workflow.enter(
+                fresh_order(), OrderState.PROCESANDO, "c", partition=1, still_ours=lambda: False
+            )
+        )
+    assert harness.mailer.sent == []
+    assert harness.index.events == {}
+    assert harness.states_published() == []
+    # The next owner redoes it in full.
+    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=1))
+    assert len(harness.mailer.sent) == 1
 
 
 def test_a_redelivered_step_after_a_crash_does_not_email_again() -> None:
