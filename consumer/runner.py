@@ -333,7 +333,9 @@ class ConsumerRunner:
                 await asyncio.wait_for(stop.wait(), COMMIT_INTERVAL_S)
             with self._lock:
                 offsets = self._collect_commits()
-            await self._source.commit(offsets)
+            # Queued, not awaited: a commit waiting for a coordinator (the broker restarting)
+            # must not hold the consumer thread, or the group drops us for not polling.
+            await self._source.commit(offsets, wait=False)
 
     async def _shutdown(self, committer: asyncio.Task[None], grace_s: float) -> None:
         log.info("consumer stopping", extra={"in_flight": len(self._tasks)})

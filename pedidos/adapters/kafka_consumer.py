@@ -79,6 +79,7 @@ class KafkaRecordSource:
         self._consumer: Consumer | None = None
         # Topics whose partitions stay paused, newly assigned ones included.
         self._paused_topics: frozenset[str] = frozenset()
+        self._partitions_lost = False
 
     @property
     def topics(self) -> frozenset[str]:
@@ -104,9 +105,16 @@ class KafkaRecordSource:
         def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
             self._on_revoke([(p.topic, p.partition) for p in partitions])
 
-        self._consumer.subscribe(
-            self._topics, on_assign=assigned, on_revoke=revoked, on_lost=revoked
-        )
+        def lost(_: Consumer, partitions: list[TopicPartition]) -> None:
+            # The group already gave them away: a commit cannot succeed, and a synchronous one
+            # would block this thread while the coordinator is unknown (the broker restarting).
+            self._partitions_lost = True
+            try:
+                self._on_revoke([(p.topic, p.partition) for p in partitions])
+            finally:
+                self._partitions_lost = False
+
+        self._consumer.subscribe(self._topics, on_assign=assigned, on_revoke=revoked, on_lost=lost)
 
     async def start(self) -> None:
         await self._run(self._subscribe)
@@ -126,20 +134,22 @@ class KafkaRecordSource:
     async def fetch(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
         return list(await self._run(self._consume, max_records, timeout_s))
 
-    def commit_now(self, offsets: list[tuple[str, int, int]]) -> None:
-        """Synchronous commit; only call on the consumer thread (e.g. from on_revoke)."""
-        if not offsets or self._consumer is None:
+    def commit_now(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
+        """Commit on the consumer thread (e.g. from on_revoke); `wait=False` only queues it."""
+        if not offsets or self._consumer is None or self._partitions_lost:
             return
+        partitions = [TopicPartition(t, p, o) for t, p, o in offsets]
         try:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for t, p, o in offsets], asynchronous=False
-            )
+            if wait:
+                self._consumer.commit(offsets=partitions, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=partitions, asynchronous=True)
         except KafkaException as exc:
             # A failed commit means a redelivery, which the effects are idempotent for.
             log.warning("kafka commit failed: %s", exc)
 
-    async def commit(self, offsets: list[tuple[str, int, int]]) -> None:
-        await self._run(self.commit_now, offsets)
+    async def commit(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
+        await self._run(self.commit_now, offsets, wait)
 
     def _pause_topics(self, topics: frozenset[str]) -> None:
         assert self._consumer is not None

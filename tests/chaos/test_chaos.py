@@ -405,7 +405,10 @@ def test_broker_restarted_mid_run(
     assert set(order_ids) <= {key.decode() for key, _, _ in on_topic if key is not None}
     assert set(codes) <= {grpc.StatusCode.OK, *TIMED_OUT}, codes
     timed_out = sum(codes[code] for code in TIMED_OUT)
-    assert timed_out > 0, "no call met the outage"
+    if sig == signal.SIGKILL:
+        # Seconds without a broker: calls waiting for an ack end UNAVAILABLE. A SIGTERM restart
+        # can be short enough that every waiting call is acknowledged after it, answered OK.
+        assert timed_out > 0, "no call met the outage"
     try:
         wait_complete(inbox, order_ids, 120 + 0.3 * orders)
     except AssertionError as exc:
