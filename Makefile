@@ -32,7 +32,7 @@ lint: install
 
 ## The five e-mails of a sample order as HTML and PNG in docs/emails (needs chromium).
 emails: install
-	$(PY) -m pedidos.notifications.preview --out docs/emails
+	$(PY) -m pedidos.adapters.email.preview --out docs/emails
 
 bench: install
 	$(PY) -m bench
@@ -45,7 +45,7 @@ chaos: install
 
 ## Regenerate the gRPC stubs after editing protos/ (a test fails when they are stale).
 proto: install
-	$(PY) -m pedidos.protobuf_stubs
+	$(PY) -m pedidos.wire.protobuf_stubs
 
 stack-up: install
 	$(PY) -m admin stack up

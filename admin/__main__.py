@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pedidos.bootstrap import blocking_search_client
-from pedidos.config import ConfigError, Settings, load_settings
+from pedidos.runtime.config import ConfigError, Settings, load_settings
 
 STACK_DIR = Path(".stack")
 

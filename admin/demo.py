@@ -20,8 +20,8 @@ from rich.table import Table
 from admin import maildev, setup
 from admin.stack import EmbeddedStack, StackPorts, StackSetupError, free_port, producer_healthy
 from client.orders import random_requests
-from pedidos.config import load_settings
 from pedidos.domain.states import ALL_STATES
+from pedidos.runtime.config import load_settings
 from pedidos.v1 import orders_pb2_grpc
 
 console = Console()

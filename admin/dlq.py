@@ -29,7 +29,7 @@ from admin.dlq_records import (
     summarise,
 )
 from pedidos.bootstrap import blocking_search_client
-from pedidos.config import ConfigError, Settings, load_settings
+from pedidos.runtime.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # the replay's imports (Elasticsearch, SMTP) load only for `replay`
     from admin.dlq_replay import Outcome
@@ -169,7 +169,7 @@ def _report(outcome: Outcome) -> None:
 def _producer(settings: Settings) -> Any:
     from confluent_kafka import Producer
 
-    from pedidos.adapters.kafka_publisher import producer_config
+    from pedidos.adapters.kafka.publisher import producer_config
 
     config = producer_config(settings.kafka_bootstrap_servers, "pedidos-admin-dlq", 60)
     # A record the broker does not take is reported by its delivery report, once.

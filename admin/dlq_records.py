@@ -22,7 +22,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.notifications.render import OutgoingEmail
+from pedidos.ports import OutgoingEmail
 
 KIND_HEADER = "pedidos-dlq-kind"
 ERROR_HEADER = "pedidos-error"

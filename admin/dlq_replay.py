@@ -23,10 +23,9 @@ from admin.dlq_records import (
     rejected_email,
 )
 from consumer.workflow import EMAIL_REJECTED, EMAIL_SENT
-from pedidos.adapters.search_index import event_id
-from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
+from pedidos.adapters.elasticsearch.search_index import event_id
 from pedidos.domain.states import OrderState
-from pedidos.notifications.render import OutgoingEmail
+from pedidos.ports import OutgoingEmail, PermanentMailError, TransientMailError
 
 REPLAYED = "replayed"
 SENT = "sent"

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from elasticsearch import Elasticsearch
 
-from pedidos.config import Settings
+from pedidos.runtime.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from bench.checks import delivery_problems
 from bench.figures import Figure
 from bench.payloads import order_records
-from pedidos.adapters.kafka_publisher import producer_config
-from pedidos.records import Headers
+from pedidos.adapters.kafka.publisher import producer_config
+from pedidos.wire.records import Headers
 
 
 class _Deliveries:

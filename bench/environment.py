@@ -15,7 +15,7 @@ from elasticsearch import ApiError, Elasticsearch
 from admin import setup
 from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
 from bench.payloads import SENDER
-from pedidos.config import Settings, load_settings
+from pedidos.runtime.config import Settings, load_settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,10 @@ from bench.checks import PipelineCounts, pipeline_problems
 from bench.figures import Figure
 from bench.payloads import accepted_orders
 from bench.probe import PipelineProbe
-from pedidos.adapters import search_index
+from pedidos.adapters.elasticsearch import search_index
 from pedidos.domain.order import utc_now
 from pedidos.domain.states import ALL_STATES
-from pedidos.search_documents import event_document, order_document
+from pedidos.wire.search_documents import event_document, order_document
 
 
 async def _walk(es_url: str, events_index: str, orders_index: str, count: int) -> float:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import random
 
+from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.catalogue import random_order
 from pedidos.domain.order import Order, OrderDetails, new_order_id, utc_now
 from pedidos.domain.states import ALL_STATES
-from pedidos.notifications.render import EmailRenderer, OutgoingEmail
-from pedidos.proto_mapping import details_to_proto
-from pedidos.records import ORDER_SCHEMA, Headers, encode_order_accepted, headers_for
+from pedidos.ports import OutgoingEmail
 from pedidos.v1 import orders_pb2
+from pedidos.wire.proto_mapping import details_to_proto
+from pedidos.wire.records import ORDER_SCHEMA, Headers, encode_order_accepted, headers_for
 
 # Also the consumer's SMTP_FROM in the end-to-end runs, so both render identical e-mails.
 SENDER = "Pedidos <pedidos@tienda.test>"

@@ -27,8 +27,8 @@ from client.tracking import (
     problem,
 )
 from client.views import WATCH_COMMAND, FollowView, WatchLines, render_order, render_order_ids
-from pedidos.config import ConfigError, Settings, load_settings
 from pedidos.domain.order import InvalidOrder, validate_order_id
+from pedidos.runtime.config import ConfigError, Settings, load_settings
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 EXIT_OK = 0

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 from pedidos.domain.catalogue import RandomOrder, random_order
 from pedidos.domain.order import InvalidOrder, OrderDetails
-from pedidos.proto_mapping import details_to_proto
 from pedidos.v1 import orders_pb2
+from pedidos.wire.proto_mapping import details_to_proto
 
 CATALOGUE_CURRENCY = "CLP"
 # Where orders go when nobody says otherwise; example.com is reserved, so no real inbox gets mail.

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from pedidos.grpc_tls import open_channel
+from pedidos.runtime.grpc_tls import open_channel
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 # Only these mean "Kafka may not have the order yet": the same idempotency key makes a retry safe.

@@ -13,9 +13,9 @@ import grpc
 
 from client.sender import ProducerUnreachable
 from pedidos.domain.states import OrderState
-from pedidos.grpc_tls import open_channel
-from pedidos.proto_mapping import datetime_from_timestamp, state_from_proto
+from pedidos.runtime.grpc_tls import open_channel
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from pedidos.wire.proto_mapping import datetime_from_timestamp, state_from_proto
 
 # A watch that broke (producer restarting, order not consumed yet) is opened again; after this
 # many failures in a row without progress the order is given up.

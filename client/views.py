@@ -15,8 +15,8 @@ from rich.text import Text
 from client.tracking import Change, WatchFailure
 from pedidos.domain.money import InvalidMoney, Money
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.proto_mapping import datetime_from_timestamp, state_from_proto
 from pedidos.v1 import orders_pb2
+from pedidos.wire.proto_mapping import datetime_from_timestamp, state_from_proto
 
 GATEWAY_LABELS = {
     orders_pb2.PAYMENT_GATEWAY_MERCADO_PAGO: "Mercado Pago",

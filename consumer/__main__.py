@@ -6,9 +6,9 @@ import asyncio
 import sys
 
 from consumer.app import run_consumer
-from pedidos.config import ConfigError, load_settings
-from pedidos.logs import configure_logging
-from pedidos.workers import is_worker, supervise
+from pedidos.runtime.config import ConfigError, load_settings
+from pedidos.runtime.logs import configure_logging
+from pedidos.runtime.supervisor import is_worker, supervise
 
 
 def main() -> None:

@@ -9,13 +9,13 @@ import signal
 from consumer.mail_outage import MailOutage
 from consumer.runner import ConsumerRunner, DeadLetters
 from consumer.workflow import OrderWorkflow, StageDelays
-from pedidos.adapters import search_index
-from pedidos.adapters.kafka_consumer import KafkaRecordSource, consumer_config
-from pedidos.adapters.kafka_publisher import KafkaPublisher, producer_config
+from pedidos.adapters.elasticsearch import search_index
+from pedidos.adapters.email.render import EmailRenderer
+from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
+from pedidos.adapters.kafka.record_source import KafkaRecordSource, consumer_config
 from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings
 from pedidos.bootstrap import search_client
-from pedidos.config import Settings
-from pedidos.notifications.render import EmailRenderer
+from pedidos.runtime.config import Settings
 
 log = logging.getLogger(__name__)
 

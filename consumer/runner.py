@@ -19,12 +19,11 @@ from cachetools import TTLCache
 from consumer.mail_outage import MailOutage
 from consumer.offsets import PartitionOffsets
 from consumer.workflow import OrderWorkflow, StepHandedBack
-from pedidos.adapters.kafka_consumer import ConsumedRecord, KafkaRecordSource
-from pedidos.adapters.search_index import PermanentIndexError
+from pedidos.adapters.kafka.record_source import ConsumedRecord, KafkaRecordSource
 from pedidos.domain.order import utc_now
 from pedidos.domain.states import FIRST_STATE, IllegalTransition
-from pedidos.ports import Publisher
-from pedidos.records import DetailsCache, OrderAccepted, PoisonRecord, decode
+from pedidos.ports import PermanentIndexError, Publisher
+from pedidos.wire.records import DetailsCache, OrderAccepted, PoisonRecord, decode
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,22 @@ from datetime import datetime, timedelta
 from cachetools import LRUCache
 
 from consumer.mail_outage import MailOutage
-from pedidos.adapters.kafka_publisher import PublishError
-from pedidos.adapters.smtp_mailer import MailOutageError, PermanentMailError, TransientMailError
+from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import Order, utc_now
 from pedidos.domain.states import OrderState
-from pedidos.logs import mask_email
-from pedidos.notifications.render import EmailRenderer, OutgoingEmail
-from pedidos.ports import Mailer, OrderIndex, Publisher
-from pedidos.records import STATE_SCHEMA, StateReached, encode_state_reached, headers_for
-from pedidos.search_documents import event_document, order_document
+from pedidos.ports import (
+    Mailer,
+    MailOutageError,
+    OrderIndex,
+    OutgoingEmail,
+    PermanentMailError,
+    Publisher,
+    PublishError,
+    TransientMailError,
+)
+from pedidos.runtime.logs import mask_email
+from pedidos.wire.records import STATE_SCHEMA, StateReached, encode_state_reached, headers_for
+from pedidos.wire.search_documents import event_document, order_document
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pedidos.adapters import search_index
-from pedidos.config import Settings
+from pedidos.adapters.elasticsearch import search_index
+from pedidos.runtime.config import Settings
 
 
 def search_client(settings: Settings) -> search_index.AsyncElasticsearch:

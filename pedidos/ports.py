@@ -1,11 +1,55 @@
-"""The narrow interfaces the consumer's workflow needs; adapters and test fakes implement them."""
+"""The narrow interfaces the services need, and the errors they may raise; adapters and
+test fakes implement them, so services never import an adapter."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pedidos.notifications.render import OutgoingEmail
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    """A rendered e-mail, ready for the wire."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+class TransientMailError(Exception):
+    """Worth retrying this e-mail later: the server deferred it (4xx for this recipient)."""
+
+
+class MailOutageError(TransientMailError):
+    """The server or our own settings fail every e-mail alike (down, 421, TLS, credentials,
+    relay refused): not this message's fault, so it is retried and never dead-lettered."""
+
+
+class PermanentMailError(Exception):
+    """The server refused this message or recipient for good; retrying cannot help."""
+
+
+class PublishError(Exception):
+    """The broker did not acknowledge the record; nothing may be reported as done."""
+
+    def __init__(self, message: str, unknown_partition: bool = False) -> None:
+        super().__init__(message)
+        # The record named a partition the topic does not have (topics grown unequally).
+        self.unknown_partition = unknown_partition
+
+
+class PermanentIndexError(Exception):
+    """Elasticsearch rejected a document for good (e.g. a mapping conflict)."""
+
+
+class LookupUnavailable(Exception):
+    """Elasticsearch could not answer (down, overloaded, timed out)."""
+
+
+class CorruptOrderDocument(Exception):
+    """The stored document does not describe a valid order."""
 
 
 class Mailer(Protocol):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from pedidos.config import ConfigError, load_settings
-from pedidos.logs import configure_logging
-from pedidos.workers import is_worker, supervise
+from pedidos.runtime.config import ConfigError, load_settings
+from pedidos.runtime.logs import configure_logging
+from pedidos.runtime.supervisor import is_worker, supervise
 from producer.server import serve
 
 

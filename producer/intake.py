@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import grpc
 from cachetools import TTLCache
 
-from pedidos.adapters.kafka_publisher import KafkaPublisher
+from pedidos.adapters.kafka.publisher import KafkaPublisher
 from pedidos.domain.order import (
     InvalidOrder,
     Order,
@@ -24,9 +24,9 @@ from pedidos.domain.order import (
     validate_idempotency_key,
 )
 from pedidos.domain.states import FIRST_STATE
-from pedidos.proto_mapping import details_from_proto, state_to_proto, timestamp
-from pedidos.records import ORDER_SCHEMA, encode_order_accepted, headers_for
 from pedidos.v1 import orders_pb2
+from pedidos.wire.proto_mapping import details_from_proto, state_to_proto, timestamp
+from pedidos.wire.records import ORDER_SCHEMA, encode_order_accepted, headers_for
 
 log = logging.getLogger(__name__)
 

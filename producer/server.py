@@ -12,12 +12,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pedidos.adapters.kafka_publisher import KafkaPublisher, producer_config
-from pedidos.adapters.order_lookup import OrderLookup
-from pedidos.adapters.state_feed import KafkaStateFeed, StateProgress, feed_config
+from pedidos.adapters.elasticsearch.order_lookup import OrderLookup
+from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
+from pedidos.adapters.kafka.state_feed import KafkaStateFeed, StateProgress, feed_config
 from pedidos.bootstrap import search_client
-from pedidos.config import Settings
-from pedidos.grpc_tls import server_credentials
+from pedidos.runtime.config import Settings
+from pedidos.runtime.grpc_tls import server_credentials
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from producer.intake import OrderIntake
 from producer.service import OrderService

@@ -12,9 +12,9 @@ from functools import partial
 
 import grpc
 
-from pedidos.logs import mask_email
-from pedidos.proto_mapping import order_to_proto, state_change_to_proto
+from pedidos.runtime.logs import mask_email
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from pedidos.wire.proto_mapping import order_to_proto, state_change_to_proto
 from producer.intake import Accepted, OrderIntake, OrderRejected, correlation_id, not_acknowledged
 from producer.tracking import OrderTracking, StateFanout, TrackingError, checked_order_id
 

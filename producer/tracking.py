@@ -1,6 +1,6 @@
 """GetOrder and WatchOrder: the current state from Elasticsearch, changes from one shared feed.
 
-The process's single state feed (`pedidos.adapters.state_feed`) hands its batches to
+The process's single state feed (`pedidos.adapters.kafka.state_feed`) hands its batches to
 `StateFanout.publish`, which keeps the latest walk of recently changed orders and pushes each
 change into the queues of the watchers of that order: a watcher costs one lookup when it starts
 and nothing after.
@@ -17,11 +17,15 @@ from datetime import datetime
 import grpc
 from cachetools import LRUCache
 
-from pedidos.adapters.order_lookup import CorruptOrderDocument, LookupUnavailable, OrderLookup
-from pedidos.adapters.state_feed import StateProgress, Walk
+from pedidos.adapters.elasticsearch.order_lookup import (
+    CorruptOrderDocument,
+    LookupUnavailable,
+    OrderLookup,
+)
+from pedidos.adapters.kafka.state_feed import StateProgress, Walk
 from pedidos.domain.order import InvalidOrder, Order, validate_order_id
 from pedidos.domain.states import OrderState
-from pedidos.records import PoisonRecord, StateReached, decode
+from pedidos.wire.records import PoisonRecord, StateReached, decode
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port, producer_healthy
-from pedidos.config import load_settings
+from pedidos.runtime.config import load_settings
 from tests.support import ServiceProcess, wait_for
 
 BACKEND = os.environ.get("PEDIDOS_TEST_BACKEND", "embedded")

@@ -326,7 +326,7 @@ def publish_order_records(
     from confluent_kafka import Producer
 
     from pedidos.domain.order import Order, OrderDetails, utc_now
-    from pedidos.records import ORDER_SCHEMA, encode_order_accepted, headers_for
+    from pedidos.wire.records import ORDER_SCHEMA, encode_order_accepted, headers_for
 
     details = OrderDetails.create(
         product_name="Silla Gamer",

@@ -11,22 +11,9 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pedidos.notifications.render import OutgoingEmail
+from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError, TransientMailError
 
 log = logging.getLogger(__name__)
-
-
-class TransientMailError(Exception):
-    """Worth retrying this e-mail later: the server deferred it (4xx for this recipient)."""
-
-
-class MailOutageError(TransientMailError):
-    """The server or our own settings fail every e-mail alike (down, 421, TLS, credentials,
-    relay refused): not this message's fault, so it is retried and never dead-lettered."""
-
-
-class PermanentMailError(Exception):
-    """The server refused this message or recipient for good; retrying cannot help."""
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from client.orders import random_requests
 from client.sender import Accepted, Outcome, SendReport, send_orders, send_to_producer
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-from pedidos.records import StateReached, encode_state_reached, header_value
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from pedidos.wire.records import StateReached, encode_state_reached, header_value
 from tests.chaos.accounting import (
     Offsets,
     account,

@@ -19,9 +19,9 @@ from elasticsearch import Elasticsearch
 from admin.stack import EmbeddedStack, free_port
 from pedidos.domain.order import Order, utc_now
 from pedidos.domain.states import OrderState
-from pedidos.records import STATE_SCHEMA, encode_order_accepted, header_value, headers_for
-from pedidos.search_documents import iso
 from pedidos.v1 import orders_pb2_grpc
+from pedidos.wire.records import STATE_SCHEMA, encode_order_accepted, header_value, headers_for
+from pedidos.wire.search_documents import iso
 from tests.conftest import Services
 from tests.e2e.test_pipeline import assert_documents, wait_all_emails
 from tests.requests import order_request

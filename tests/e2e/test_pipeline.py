@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from admin.stack import EmbeddedStack
-from pedidos.records import header_value
 from pedidos.v1 import orders_pb2_grpc
+from pedidos.wire.records import header_value
 from tests.conftest import REJECTED_DOMAIN, Services
 from tests.requests import order_request
 from tests.support import STATE_SLUGS, Inbox, ServiceProcess, read_topic, search_docs, wait_for

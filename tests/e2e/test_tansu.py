@@ -31,7 +31,7 @@ def test_every_order_walks_all_five_states_on_tansu(
 
 def test_the_state_feed_follows_an_order_on_tansu(tansu_services: Services) -> None:
     """The feed's start by time is exact on Apache Kafka; on Tansu its timestamp filter must
-    still deliver this order's states and nothing older (see pedidos/adapters/state_feed.py)."""
+    still deliver this order's states and nothing older (see adapters/kafka/state_feed.py)."""
     address, _ = start_pipeline(tansu_services)
     client = stub(address)
     created = client.CreateOrder(order_request(), timeout=10)

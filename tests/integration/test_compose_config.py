@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pedidos.config import Settings
+from pedidos.runtime.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = [
@@ -223,7 +223,9 @@ def test_python_services_only_set_known_settings(everything: dict[str, Any]) -> 
     known = {name.upper() for name in Settings.model_fields}
     for name in PYTHON_SERVICES:
         unknown = set(everything["services"][name].get("environment", {})) - known
-        assert not unknown, f"{name} sets variables pedidos/config.py does not read: {unknown}"
+        assert not unknown, (
+            f"{name} sets variables pedidos/runtime/config.py does not read: {unknown}"
+        )
 
 
 def test_python_services_build_existing_dockerfile_targets(everything: dict[str, Any]) -> None:

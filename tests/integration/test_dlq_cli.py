@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from admin.dlq_reader import READER_GROUP, read_topic_to_end
 from consumer.runner import DeadLetters
-from pedidos.adapters.kafka_publisher import KafkaPublisher, producer_config
+from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
 from tests.support import REPO
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from pedidos.adapters.email.chromium import dump_dom, find_chromium, screenshot
+from pedidos.adapters.email.preview import SCREENSHOT_HEIGHT, body, sample_email
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.notifications.chromium import dump_dom, find_chromium, screenshot
-from pedidos.notifications.preview import SCREENSHOT_HEIGHT, body, sample_email
 
 pytestmark = [
     pytest.mark.integration,

@@ -12,8 +12,8 @@ from babel.dates import format_datetime
 
 from admin.stack import EmbeddedStack
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.proto_mapping import datetime_from_timestamp, state_from_proto
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from pedidos.wire.proto_mapping import datetime_from_timestamp, state_from_proto
 from tests.conftest import Services
 from tests.integration.test_tracking import start_pipeline
 from tests.requests import order_request

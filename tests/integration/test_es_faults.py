@@ -16,8 +16,12 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from admin.stack import EmbeddedStack
-from pedidos.adapters.search_index import OrderSearchIndex, PermanentIndexError, connect
-from pedidos.records import header_value
+from pedidos.adapters.elasticsearch.search_index import (
+    OrderSearchIndex,
+    PermanentIndexError,
+    connect,
+)
+from pedidos.wire.records import header_value
 from tests.conftest import REJECTED_DOMAIN, Services
 from tests.e2e.test_pipeline import assert_documents, wait_all_emails
 from tests.faults import FaultyElasticsearch
@@ -58,7 +62,7 @@ def test_a_refused_document_fails_only_its_own_write_not_its_batch_mates(
 ) -> None:
     from pedidos.domain.order import Order, utc_now
     from pedidos.domain.states import OrderState
-    from pedidos.search_documents import event_document
+    from pedidos.wire.search_documents import event_document
 
     env = pipeline_env
     events_index = create_legacy_events_index(env["ELASTICSEARCH_URL"])

@@ -17,9 +17,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from admin import setup
 from admin.stack import EmbeddedStack, StackPorts, free_port
-from pedidos.config import load_settings
-from pedidos.records import header_value
+from pedidos.runtime.config import load_settings
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from pedidos.wire.records import header_value
 from tests.conftest import Services
 from tests.requests import order_request
 from tests.support import read_topic, wait_for

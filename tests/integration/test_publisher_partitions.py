@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from admin.stack import EmbeddedStack
-from pedidos.adapters.kafka_publisher import KafkaPublisher, PublishError, producer_config
+from pedidos.adapters.kafka.publisher import KafkaPublisher, PublishError, producer_config
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pedidos.adapters.search_index import OrderSearchIndex, connect
+from pedidos.adapters.elasticsearch.search_index import OrderSearchIndex, connect
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.search_documents import event_document, order_document
+from pedidos.wire.search_documents import event_document, order_document
 from tests.support import search_docs
 from tests.unit.factories import make_details
 

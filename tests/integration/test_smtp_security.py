@@ -13,6 +13,7 @@ import trustme
 
 from admin.mailsink import Deferral, build_controller
 from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
+from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.smtp_mailer import (
     MailOutageError,
     SmtpMailer,
@@ -21,7 +22,7 @@ from pedidos.adapters.smtp_mailer import (
 )
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-from pedidos.notifications.render import EmailRenderer, OutgoingEmail
+from pedidos.ports import OutgoingEmail
 from tests.support import Inbox
 from tests.unit.factories import make_details
 

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from pedidos.batching import MicroBatcher
+from pedidos.runtime.batching import MicroBatcher
 
 
 def test_concurrent_submissions_share_one_batch_and_get_their_own_result() -> None:

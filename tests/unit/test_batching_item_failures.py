@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from pedidos.batching import MicroBatcher
+from pedidos.runtime.batching import MicroBatcher
 
 
 def test_an_item_the_batch_refused_fails_alone() -> None:

@@ -20,8 +20,8 @@ from client.tracking import Change, WatchFailure, follow_order, follow_orders
 from client.views import FollowView, WatchLines, render_order, render_order_ids
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.proto_mapping import order_to_proto, state_to_proto, timestamp
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from pedidos.wire.proto_mapping import order_to_proto, state_to_proto, timestamp
 from tests.support import start_order_service
 from tests.unit.factories import make_details
 from tests.unit.test_client_sender import ProducerThread

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from pedidos.config import ConfigError, load_settings
+from pedidos.runtime.config import ConfigError, load_settings
 
 
 def test_defaults_match_the_documented_contract(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

@@ -34,10 +34,11 @@ from admin.dlq_replay import (
     NotificationReplayer,
     RecordReplayer,
 )
+from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
 from pedidos.domain.order import Order, OrderDetails
 from pedidos.domain.states import OrderState
-from pedidos.notifications.render import EmailRenderer, OutgoingEmail
+from pedidos.ports import OutgoingEmail
 
 T0 = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 ORDER_ID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"

@@ -13,9 +13,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
+from pedidos.adapters.email.render import SUBJECTS, EmailRenderer, _fold, message_id
 from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.notifications.render import SUBJECTS, EmailRenderer, _fold, message_id
 from tests.unit.factories import make_details
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

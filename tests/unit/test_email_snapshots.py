@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pedidos.adapters.email.preview import body, sample_email
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.notifications.preview import body, sample_email
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("PEDIDOS_UPDATE_SNAPSHOTS") == "1"

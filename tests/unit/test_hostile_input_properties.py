@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails
 from pedidos.domain.states import ALL_STATES
-from pedidos.notifications.render import EmailRenderer
 from tests.unit.factories import details_kwargs, make_details
 
 HOSTILE_FRAGMENTS = st.sampled_from(

@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from admin.stack import free_port
-from pedidos.adapters.kafka_publisher import KafkaPublisher, PublishError, producer_config
+from pedidos.adapters.kafka.publisher import KafkaPublisher, PublishError, producer_config
 
 
 def test_a_delivery_that_times_out_fails_quietly_when_nobody_awaits_it(

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pedidos.protobuf_stubs import generate
+from pedidos.wire.protobuf_stubs import generate
 
 STUBS = Path(__file__).resolve().parents[2] / "pedidos" / "v1"
 

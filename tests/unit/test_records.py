@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import OrderState
-from pedidos.records import (
+from pedidos.wire.records import (
     MAX_RECORD_BYTES,
     DetailsCache,
     OrderAccepted,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.search_documents import event_document, iso, order_document
+from pedidos.wire.search_documents import event_document, iso, order_document
 from tests.unit.factories import make_details
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from elasticsearch.serializer import JsonSerializer, NdjsonSerializer
 
-from pedidos.adapters.search_index import OrjsonNdjsonSerializer, connect
+from pedidos.adapters.elasticsearch.search_index import OrjsonNdjsonSerializer, connect
 
 DOCS = [
     {"create": {"_index": "pedidos-order-events", "_id": "o-1:Preparación"}},

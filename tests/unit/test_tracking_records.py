@@ -8,18 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pedidos.adapters.order_lookup import CorruptOrderDocument, order_from_document
-from pedidos.adapters.state_feed import read_progress
+from pedidos.adapters.elasticsearch.order_lookup import CorruptOrderDocument, order_from_document
+from pedidos.adapters.kafka.state_feed import read_progress
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.proto_mapping import details_to_proto, order_to_proto
-from pedidos.records import (
+from pedidos.v1 import orders_pb2
+from pedidos.wire.proto_mapping import details_to_proto, order_to_proto
+from pedidos.wire.records import (
     StateReached,
     encode_order_accepted,
     encode_state_reached,
 )
-from pedidos.search_documents import order_document
-from pedidos.v1 import orders_pb2
+from pedidos.wire.search_documents import order_document
 from tests.unit.factories import make_details
 
 START = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -12,11 +12,11 @@ from typing import TypeVar
 import grpc
 import pytest
 
-from pedidos.adapters.order_lookup import LookupUnavailable
-from pedidos.adapters.state_feed import StateProgress, read_progress
+from pedidos.adapters.elasticsearch.order_lookup import LookupUnavailable
+from pedidos.adapters.kafka.state_feed import StateProgress, read_progress
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.records import StateReached, encode_state_reached
+from pedidos.wire.records import StateReached, encode_state_reached
 from producer.tracking import OrderTracking, StateFanout, TrackingError
 from tests.unit.factories import make_details
 

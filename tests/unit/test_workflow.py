@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from consumer.workflow import Backoff, OrderWorkflow, StageDelays, StepHandedBack
-from pedidos.adapters.kafka_publisher import PublishError
+from pedidos.adapters.email.render import EmailRenderer
+from pedidos.adapters.kafka.publisher import PublishError
 from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-from pedidos.notifications.render import EmailRenderer, OutgoingEmail
-from pedidos.records import StateReached, decode
+from pedidos.ports import OutgoingEmail
+from pedidos.wire.records import StateReached, decode
 from tests.unit.factories import make_details
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

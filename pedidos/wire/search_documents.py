@@ -7,7 +7,7 @@ from typing import Any
 
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.timestamps import iso_z
+from pedidos.wire.timestamps import iso_z
 
 
 def iso(value: datetime) -> str:

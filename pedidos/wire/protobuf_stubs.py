@@ -7,7 +7,7 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
-PROTO_ROOT = Path(__file__).resolve().parent.parent / "protos"
+PROTO_ROOT = Path(__file__).resolve().parents[2] / "protos"
 PROTO_FILES = ("pedidos/v1/orders.proto",)
 
 

@@ -13,27 +13,21 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, AsyncElasticsearch
 
-from pedidos.batching import MicroBatcher
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails
 from pedidos.domain.states import ALL_STATES, IllegalTransition
+from pedidos.ports import CorruptOrderDocument, LookupUnavailable
+from pedidos.runtime.batching import MicroBatcher
 
 log = logging.getLogger(__name__)
+
 
 Doc = dict[str, Any]
 LOOKUP_TIMEOUT_S = 5.0
 _MISSING_INDEX = "index_not_found_exception"
 
 
-class LookupUnavailable(Exception):
-    """Elasticsearch could not answer (down, overloaded, timed out)."""
-
-
-class CorruptOrderDocument(Exception):
-    """The stored document does not describe a valid order."""
-
-
 def order_from_document(doc: Doc) -> Order:
-    """The inverse of `pedidos.search_documents.order_document`, through the domain's rules."""
+    """The inverse of `pedidos.wire.search_documents.order_document`, through the domain's rules."""
     try:
         details = OrderDetails.create(
             product_name=doc.get("product_name"),

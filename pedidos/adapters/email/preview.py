@@ -1,4 +1,4 @@
-"""`python -m pedidos.notifications.preview --out docs/emails`: the five e-mails of one sample
+"""`python -m pedidos.adapters.email.preview --out docs/emails`: the five e-mails of one sample
 order, as HTML, plain text and a Chromium screenshot each, for readers of the docs."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
+from pedidos.adapters.email.chromium import ChromiumMissing, screenshot
+from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import Order, OrderDetails
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.notifications.chromium import ChromiumMissing, screenshot
-from pedidos.notifications.render import EmailRenderer
 
 SAMPLE_SENDER = "Tienda Pedidos <ventas@tienda.cl>"
 SAMPLE_ORDER_ID = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
@@ -83,7 +83,7 @@ def write_previews(out: Path, pictures: bool = True) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pedidos.notifications.preview",
+        prog="python -m pedidos.adapters.email.preview",
         description="Writes the five e-mails of a sample order as HTML and PNG screenshots.",
     )
     parser.add_argument("--out", type=Path, default=Path("docs/emails"), help="output folder")

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     consumer_max_open_orders: Annotated[int, Field(ge=1)] = 2000
     # Keys one producer process remembers (~0.9 KB each) to answer retries from the first publish.
     producer_idempotency_keys: Annotated[int, Field(ge=1)] = 20_000
-    # Processes per service (one core each); see pedidos/workers.py.
+    # Processes per service (one core each); see pedidos/runtime/supervisor.py.
     producer_workers: Annotated[int, Field(ge=1, le=64)] = 1
     consumer_workers: Annotated[int, Field(ge=1, le=64)] = 1
     # E-mails accepted by SMTP but not yet in the ledger: the most one crash can repeat.

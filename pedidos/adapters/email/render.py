@@ -20,6 +20,7 @@ from markupsafe import escape
 from pedidos.domain.money import Money
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
+from pedidos.ports import OutgoingEmail
 
 SUBJECTS = {
     OrderState.PROCESANDO: "Recibimos tu pedido: {product}",
@@ -152,7 +153,7 @@ class _Skeleton:
 
 
 _environment = Environment(
-    loader=PackageLoader("pedidos.notifications", "templates"),
+    loader=PackageLoader("pedidos.adapters.email", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
     undefined=StrictUndefined,
     trim_blocks=True,
@@ -252,16 +253,6 @@ def _text_part(subtype: str, body: str) -> bytes:
     # encodebytes draws 76-character lines like email.base64mime; SMTP wants CRLF after each.
     encoded = encodebytes(body.encode("utf-8")).replace(b"\n", _CRLF)
     return _PART_HEADERS[subtype] + _CRLF + encoded
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingEmail:
-    """A rendered e-mail, ready for the wire."""
-
-    sender: str
-    recipient: str
-    message_id: str
-    data: bytes
 
 
 def message_id(order_id: str, state: OrderState, domain: str) -> str:

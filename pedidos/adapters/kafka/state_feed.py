@@ -45,7 +45,7 @@ from confluent_kafka import (
 )
 
 from pedidos.domain.states import ALL_STATES, OrderState, UnknownState
-from pedidos.records import SCHEMA_VERSION, STATE_SCHEMA
+from pedidos.wire.records import SCHEMA_VERSION, STATE_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ Walk = tuple[tuple[OrderState, datetime], ...]
 class StateProgress:
     """What a `pedidos.state` record says about the walk: every state reached so far, in order.
 
-    `value` is the record itself, for `pedidos.records.decode` when the details are wanted.
+    `value` is the record itself, for `pedidos.wire.records.decode` when the details are wanted.
     """
 
     order_id: str
@@ -77,7 +77,7 @@ class StateProgress:
 def read_progress(value: bytes | None) -> StateProgress | None:
     """The walk of a state record, or None for anything else.
 
-    A cheap subset of `pedidos.records.decode` (which also validates the order's details and
+    A cheap subset of `pedidos.wire.records.decode` (which also validates the order's details and
     costs ~10x more): enough to fan out state changes. The consumer dead-letters bad records.
     """
     if not value:

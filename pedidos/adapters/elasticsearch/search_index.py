@@ -18,16 +18,14 @@ from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
-from pedidos.batching import MicroBatcher
+from pedidos.ports import PermanentIndexError
+from pedidos.runtime.batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 
+
 Doc = dict[str, Any]
 _RETRYABLE_STATUS = {429, 502, 503, 504}
-
-
-class PermanentIndexError(Exception):
-    """Elasticsearch rejected a document for good (e.g. a mapping conflict)."""
 
 
 def event_id(order_id: str, state: str) -> str:

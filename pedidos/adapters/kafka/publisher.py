@@ -11,16 +11,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from pedidos.ports import PublishError
+
 log = logging.getLogger(__name__)
-
-
-class PublishError(Exception):
-    """The broker did not acknowledge the record; nothing may be reported as done."""
-
-    def __init__(self, message: str, unknown_partition: bool = False) -> None:
-        super().__init__(message)
-        # The record named a partition the topic does not have (topics grown unequally).
-        self.unknown_partition = unknown_partition
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from cachetools import LRUCache
 
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails, validate_order_id
 from pedidos.domain.states import OrderState, UnknownState
-from pedidos.timestamps import iso_z
+from pedidos.wire.timestamps import iso_z
 
 CONTENT_TYPE = "application/json"
 ORDER_SCHEMA = "pedidos.order"

@@ -1,0 +1,1 @@
+"""Elasticsearch adapters: the order index (writes) and the order lookup (reads)."""

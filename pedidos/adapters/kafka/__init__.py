@@ -1,0 +1,1 @@
+"""Kafka adapters: the publisher, the record source and the state feed."""

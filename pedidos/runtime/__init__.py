@@ -1,0 +1,1 @@
+"""Runtime plumbing shared by every component: config, logs, supervision, retry, batching."""

@@ -1,0 +1,1 @@
+"""Wire formats: Kafka records, protobuf mapping, Elasticsearch documents."""
