@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
+
+from pedidos.domain.order import Order
+from pedidos.domain.states import OrderState
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,12 @@ class LookupUnavailable(Exception):
 
 class CorruptOrderDocument(Exception):
     """The stored document does not describe a valid order."""
+
+
+class Renderer(Protocol):
+    """Turns an order entering a state into the customer's e-mail."""
+
+    def render(self, order: Order, state: OrderState, entered_at: datetime) -> OutgoingEmail: ...
 
 
 class Mailer(Protocol):
