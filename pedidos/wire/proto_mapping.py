@@ -66,11 +66,16 @@ def details_to_proto(details: OrderDetails) -> orders_pb2.OrderDetails:
         price=orders_pb2.Money(
             currency_code=details.price.currency, amount_minor=details.price.amount_minor
         ),
-        payment_gateway=orders_pb2.PaymentGateway.Value(
-            _GATEWAY_PREFIX + details.payment_gateway.value
+        # Value() is typed as returning int; the number is this enum's.
+        payment_gateway=cast(
+            orders_pb2.PaymentGateway,
+            orders_pb2.PaymentGateway.Value(_GATEWAY_PREFIX + details.payment_gateway.value),
         ),
         card_brand=(
-            orders_pb2.CardBrand.Value(_BRAND_PREFIX + details.card_brand.value)
+            cast(
+                orders_pb2.CardBrand,
+                orders_pb2.CardBrand.Value(_BRAND_PREFIX + details.card_brand.value),
+            )
             if details.card_brand
             else orders_pb2.CARD_BRAND_UNSPECIFIED
         ),
