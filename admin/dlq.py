@@ -177,7 +177,6 @@ def _producer(settings: Settings) -> Any:
 
 
 def _mailer(settings: Settings) -> Any:
-    from consumer.app import smtp_settings
-    from pedidos.adapters.smtp_mailer import SmtpMailer
+    from pedidos.adapters.smtp_mailer import SmtpMailer, smtp_settings
 
     return SmtpMailer(smtp_settings(settings))

@@ -22,7 +22,7 @@ from admin.dlq_records import (
     DeadLetterError,
     rejected_email,
 )
-from consumer.workflow import EMAIL_REJECTED, EMAIL_SENT
+from pedidos.services.order_walk import EMAIL_REJECTED, EMAIL_SENT
 from pedidos.adapters.elasticsearch.search_index import event_id
 from pedidos.domain.states import OrderState
 from pedidos.ports import OutgoingEmail, PermanentMailError, TransientMailError

@@ -6,35 +6,25 @@ import asyncio
 import logging
 import signal
 
-from consumer.mail_outage import MailOutage
-from consumer.runner import ConsumerRunner, DeadLetters
-from consumer.workflow import OrderWorkflow, StageDelays
+from consumer.admission import Admission
+from consumer.assignments import Assignments
+from consumer.dead_letters import DeadLetters
+from consumer.loop import ConsumerLoop
+from consumer.scheduling import StepScheduler
 from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
 from pedidos.adapters.kafka.record_source import KafkaRecordSource, consumer_config
-from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings
+from pedidos.adapters.smtp_mailer import SmtpMailer, smtp_settings
 from pedidos.bootstrap import search_client
 from pedidos.runtime.config import Settings
+from pedidos.services.mail_outage import MailOutage
+from pedidos.services.order_walk import OrderWalk, StageDelays
 
 log = logging.getLogger(__name__)
 
-# State records are retried by the workflow itself, so librdkafka may give up early.
+# State records are retried by the order walk itself, so librdkafka may give up early.
 STATE_PUBLISH_TIMEOUT_S = 30.0
-
-
-def smtp_settings(settings: Settings) -> SmtpSettings:
-    return SmtpSettings(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        user=settings.smtp_user,
-        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        starttls=settings.smtp_starttls,
-        ssl=settings.smtp_ssl,
-        timeout_s=settings.smtp_timeout_s,
-        connections=settings.smtp_connections,
-        ca_file=settings.smtp_ca_file,
-    )
 
 
 async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -56,38 +46,41 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
     )
     dead_letters = DeadLetters(publisher, settings.pedidos_dead_letter_topic)
     mail_outage = MailOutage()
-    workflow = OrderWorkflow(
+    walk = OrderWalk(
         mailer=mailer,
         index=index,
         publisher=publisher,
         renderer=EmailRenderer(settings.smtp_from),
         states_topic=settings.pedidos_states_topic,
         delays=StageDelays(settings.stage_delay_min_s, settings.stage_delay_max_s),
-        dead_letter=dead_letters.for_workflow,
+        dead_letter=dead_letters.for_walk,
         unrecorded_sends=settings.consumer_max_unrecorded_emails,
         mail_outage=mail_outage,
     )
-    config = consumer_config(
-        settings.kafka_bootstrap_servers,
-        settings.kafka_consumer_group,
-        settings.kafka_session_timeout_ms,
-    )
-    runner = ConsumerRunner(
-        lambda assigned, revoked: KafkaRecordSource(
-            config, [settings.pedidos_topic, settings.pedidos_states_topic], assigned, revoked
+    # The consumer reads back the states topic it publishes to: each state record triggers the
+    # order's next step, so a walk survives restarts and rebalances.
+    source = KafkaRecordSource(
+        consumer_config(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_consumer_group,
+            settings.kafka_session_timeout_ms,
         ),
-        workflow,
-        dead_letters,
-        settings.consumer_max_in_flight,
-        orders_topic=settings.pedidos_topic,
-        max_open_orders=settings.consumer_max_open_orders,
-        mail_outage=mail_outage,
+        [settings.pedidos_topic, settings.pedidos_states_topic],
+    )
+    assignments = Assignments()
+    admission = Admission(settings.pedidos_topic, settings.consumer_max_open_orders, mail_outage)
+    consumer = ConsumerLoop(
+        source,
+        StepScheduler(walk, assignments, admission, dead_letters),
+        assignments,
+        admission,
+        max_in_flight=settings.consumer_max_in_flight,
     )
     log.info("consumer started", extra={"group": settings.kafka_consumer_group})
     try:
-        await runner.run(stop)
+        await consumer.run(stop)
     finally:
         await index.close()
         await asyncio.to_thread(publisher.close, 10)
         await asyncio.to_thread(mailer.close)
-        log.info("consumer stopped", extra={"processed": runner.processed})
+        log.info("consumer stopped", extra={"processed": consumer.processed})

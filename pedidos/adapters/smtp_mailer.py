@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError, TransientMailError
+from pedidos.runtime.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,20 @@ class SmtpSettings:
     timeout_s: float = 10.0
     connections: int = 4
     ca_file: str | None = None
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings:
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        user=settings.smtp_user,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        starttls=settings.smtp_starttls,
+        ssl=settings.smtp_ssl,
+        timeout_s=settings.smtp_timeout_s,
+        connections=settings.smtp_connections,
+        ca_file=settings.smtp_ca_file,
+    )
 
 
 SETUP_HINT = "check SMTP_USER/SMTP_PASSWORD, SMTP_STARTTLS/SMTP_SSL and SMTP_FROM"

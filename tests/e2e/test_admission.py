@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from admin.stack import EmbeddedStack
-from consumer.runner import MIN_FETCH
+from consumer.admission import MIN_FETCH
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from tests.conftest import Services
 from tests.e2e.test_pipeline import assert_documents, wait_all_emails

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from admin.dlq_reader import READER_GROUP, read_topic_to_end
-from consumer.runner import DeadLetters
+from consumer.dead_letters import DeadLetters
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
 from tests.support import REPO
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pedidos.adapters.kafka.record_source import ConsumedRecord
-from pedidos.ports import OutgoingEmail
+from pedidos.domain.order import Order
+from pedidos.ports import LookupUnavailable, OutgoingEmail
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -97,12 +98,17 @@ class FakeIndex:
 
 
 class FakePublisher:
-    """Acknowledges every record at once; `fail_with` makes the next publishes fail instead."""
+    """Acknowledges every record at once; `fail_with` makes the next publishes fail instead.
 
-    def __init__(self, *fail_with: Exception) -> None:
+    With `feed`, records on the topics it reads are queued on it too, as a broker would deliver
+    them (a record without a partition goes to partition 0), so a consumer reads back its own
+    state records."""
+
+    def __init__(self, *fail_with: Exception, feed: FakeRecordSource | None = None) -> None:
         self.records: list[tuple[str, str, bytes, list[tuple[str, bytes]]]] = []
         self.partitions: list[int | None] = []
         self.fail_with = list(fail_with)
+        self.feed = feed
 
     def publish(
         self,
@@ -118,6 +124,8 @@ class FakePublisher:
             return future
         self.records.append((topic, key, value, headers))
         self.partitions.append(partition)
+        if self.feed is not None and topic in self.feed.topics:
+            self.feed.add(topic, partition or 0, value, key, headers)
         return done()
 
     def on(self, topic: str) -> list[tuple[str, str, bytes, list[tuple[str, bytes]]]]:
@@ -150,10 +158,6 @@ class FakeRecordSource:
         self.started = self.closed = False
         self._next_offset: dict[TopicPartition, int] = {}
 
-    def bind(self, on_assign: PartitionsCallback, on_revoke: RevokeCallback) -> FakeRecordSource:
-        self._on_assign, self._on_revoke = on_assign, on_revoke
-        return self
-
     def add(
         self,
         topic: str,
@@ -182,7 +186,8 @@ class FakeRecordSource:
         # Records not yet fetched go to the partition's next owner.
         self.queued = [r for r in self.queued if (r.topic, r.partition) not in partitions]
 
-    async def start(self) -> None:
+    async def start(self, on_assign: PartitionsCallback, on_revoke: RevokeCallback) -> None:
+        self._on_assign, self._on_revoke = on_assign, on_revoke
         self.started = True
 
     async def fetch(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
@@ -213,3 +218,49 @@ class FakeRecordSource:
 
     async def close(self) -> None:
         self.closed = True
+
+
+# -- producer side: intake and tracking ------------------------------------------------------
+
+
+class FakePendingPublisher:
+    """A broker that has not answered yet: every delivery waits for the test to `ack` or `fail`
+    it, so tests see what happens while an order is in flight."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, bytes, list[tuple[str, bytes]]]] = []
+        self.deliveries: list[asyncio.Future[Any]] = []
+
+    def publish(
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
+    ) -> asyncio.Future[Any]:
+        self.records.append((topic, key, value, headers))
+        self.deliveries.append(asyncio.get_running_loop().create_future())
+        return self.deliveries[-1]
+
+    def ack(self, index: int = -1) -> None:
+        self.deliveries[index].set_result(None)
+
+    def fail(self, error: Exception, index: int = -1) -> None:
+        self.deliveries[index].set_exception(error)
+
+
+class FakeOrderLookup:
+    """The current-state index as GetOrder reads it: `orders` by id; `down` makes it unreachable."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.down = False
+        self.calls = 0
+
+    async def find(self, order_id: str) -> Order | None:
+        self.calls += 1
+        await asyncio.sleep(0)
+        if self.down:
+            raise LookupUnavailable("Elasticsearch unreachable (ConnectionError)")
+        return self.orders.get(order_id)

@@ -35,10 +35,10 @@ from admin.dlq_replay import (
     RecordReplayer,
 )
 from pedidos.adapters.email.render import EmailRenderer
-from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
 from pedidos.domain.order import Order, OrderDetails
 from pedidos.domain.states import OrderState
-from pedidos.ports import OutgoingEmail
+from pedidos.ports import OutgoingEmail, PermanentMailError, TransientMailError
+from tests.unit.fakes import FakeMailer
 
 T0 = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 ORDER_ID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
@@ -237,17 +237,6 @@ class FakeLedger:
         self.statuses[(entry.order_id, entry.state)] = "sent"
         self.marked.append((entry.order_id, entry.state))
         return True
-
-
-class FakeMailer:
-    def __init__(self, *failures: Exception) -> None:
-        self.failures = list(failures)
-        self.sent: list[OutgoingEmail] = []
-
-    def send(self, message: OutgoingEmail) -> None:
-        if self.failures:
-            raise self.failures.pop(0)
-        self.sent.append(message)
 
 
 def replayer(mailer: FakeMailer, ledger: FakeLedger, dry_run: bool = False) -> NotificationReplayer:

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from consumer.mail_outage import MailOutage
+from pedidos.services.mail_outage import MailOutage
 
 
 class Clock:
@@ -24,7 +24,7 @@ def outage_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 def test_one_line_per_interval_however_many_steps_fail(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     outage = MailOutage(log_interval_s=10, clock=clock)
-    caplog.set_level(logging.INFO, "consumer.mail_outage")
+    caplog.set_level(logging.INFO, "pedidos.services.mail_outage")
     with outage.step() as first, outage.step() as second:
         for _ in range(60):  # 30 s of both steps failing every half second
             outage.failed(first, "530 5.7.0 Authentication required")

@@ -14,6 +14,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 log = logging.getLogger(__name__)
 
 PartitionsCallback = Callable[[list[tuple[str, int]]], None]
+# Called with the partitions and whether they were lost (already given away by the group).
+RevokeCallback = Callable[[list[tuple[str, int]], bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +65,14 @@ def consumer_config(
 class KafkaRecordSource:
     """All calls into librdkafka run on one thread, so rebalance callbacks never race commits."""
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        topics: list[str],
-        on_assign: PartitionsCallback,
-        on_revoke: PartitionsCallback,
-    ) -> None:
+    def __init__(self, config: dict[str, Any], topics: list[str]) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._config = {**config, "error_cb": self._on_error}
         self._topics = topics
         self._topic_set = frozenset(topics)
-        self._on_assign = on_assign
-        self._on_revoke = on_revoke
         self._consumer: Consumer | None = None
         # Topics whose partitions stay paused, newly assigned ones included.
         self._paused_topics: frozenset[str] = frozenset()
-        self._partitions_lost = False
 
     @property
     def topics(self) -> frozenset[str]:
@@ -92,32 +85,28 @@ class KafkaRecordSource:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _subscribe(self) -> None:
+    def _subscribe(self, on_assign: PartitionsCallback, on_revoke: RevokeCallback) -> None:
         self._consumer = Consumer(self._config)
 
         def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-            self._on_assign([(p.topic, p.partition) for p in partitions])
+            on_assign([(p.topic, p.partition) for p in partitions])
             # A new assignment starts unpaused; keep paused what the caller wants paused.
             held = [p for p in partitions if p.topic in self._paused_topics]
             if held:
                 consumer.pause(held)
 
         def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
-            self._on_revoke([(p.topic, p.partition) for p in partitions])
+            on_revoke([(p.topic, p.partition) for p in partitions], False)
 
         def lost(_: Consumer, partitions: list[TopicPartition]) -> None:
-            # The group already gave them away: a commit cannot succeed, and a synchronous one
-            # would block this thread while the coordinator is unknown (the broker restarting).
-            self._partitions_lost = True
-            try:
-                self._on_revoke([(p.topic, p.partition) for p in partitions])
-            finally:
-                self._partitions_lost = False
+            # The group already gave them away: the callback must not commit them.
+            on_revoke([(p.topic, p.partition) for p in partitions], True)
 
         self._consumer.subscribe(self._topics, on_assign=assigned, on_revoke=revoked, on_lost=lost)
 
-    async def start(self) -> None:
-        await self._run(self._subscribe)
+    async def start(self, on_assign: PartitionsCallback, on_revoke: RevokeCallback) -> None:
+        """Join the group; the callbacks run on the consumer thread, inside `fetch`."""
+        await self._run(self._subscribe, on_assign, on_revoke)
 
     def _consume(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
         assert self._consumer is not None
@@ -136,7 +125,7 @@ class KafkaRecordSource:
 
     def commit_now(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
         """Commit on the consumer thread (e.g. from on_revoke); `wait=False` only queues it."""
-        if not offsets or self._consumer is None or self._partitions_lost:
+        if not offsets or self._consumer is None:
             return
         partitions = [TopicPartition(t, p, o) for t, p, o in offsets]
         try:

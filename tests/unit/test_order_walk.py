@@ -1,94 +1,33 @@
-"""The step logic with in-memory fakes (fakes only here; integration tests use real servers)."""
+"""The order walk (one step of an order) with the in-memory fakes of tests/unit/fakes.py."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email import message_from_bytes
 from typing import Any
 
 import pytest
 
-from consumer.workflow import Backoff, OrderWorkflow, StageDelays, StepHandedBack
 from pedidos.adapters.email.render import EmailRenderer
-from pedidos.adapters.kafka.publisher import PublishError
-from pedidos.adapters.smtp_mailer import PermanentMailError, TransientMailError
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-from pedidos.ports import OutgoingEmail
-from pedidos.wire.records import StateReached, decode
+from pedidos.ports import OutgoingEmail, PermanentMailError, PublishError, TransientMailError
+from pedidos.runtime.retry import Backoff
+from pedidos.services.order_walk import (
+    MAX_STAGE_WAIT_S,
+    NextStep,
+    OrderWalk,
+    StageDelays,
+    StepHandedBack,
+    next_step,
+)
+from pedidos.wire.records import OrderAccepted, StateReached, decode
 from tests.unit.factories import make_details
+from tests.unit.fakes import T0, FakeIndex, FakeMailer, FakePublisher
 
-T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ORDER_ID = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
-
-
-def done(value: Any = None) -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    future.set_result(value)
-    return future
-
-
-class FakeMailer:
-    def __init__(self, transient_failures: int = 0, permanent: bool = False) -> None:
-        self.sent: list[OutgoingEmail] = []
-        self.transient_failures = transient_failures
-        self.permanent = permanent
-        self.attempts = 0
-
-    async def send_async(self, message: OutgoingEmail) -> None:
-        self.attempts += 1
-        await asyncio.sleep(0.01)
-        if self.permanent:
-            raise PermanentMailError("550 mailbox unavailable")
-        if self.transient_failures:
-            self.transient_failures -= 1
-            raise TransientMailError("connection refused")
-        self.sent.append(message)
-
-
-class FakeIndex:
-    def __init__(self, write_delay_s: float = 0.0) -> None:
-        self.events: dict[str, dict[str, Any]] = {}
-        self.orders: dict[str, dict[str, Any]] = {}
-        self.write_delay_s = write_delay_s
-
-    def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
-        return done(self.events.get(f"{order_id}:{state}"))
-
-    def write_event(self, doc: dict[str, Any]) -> asyncio.Future[None]:
-        if not self.write_delay_s:
-            self.events.setdefault(f"{doc['order_id']}:{doc['state']}", doc)
-            return done()
-
-        async def slow() -> None:
-            await asyncio.sleep(self.write_delay_s)
-            self.events.setdefault(f"{doc['order_id']}:{doc['state']}", doc)
-
-        return asyncio.ensure_future(slow())
-
-    def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]:
-        self.orders[doc["order_id"]] = doc
-        return done()
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, bytes, list[tuple[str, bytes]]]] = []
-        self.partitions: list[int | None] = []
-
-    def publish(
-        self,
-        topic: str,
-        key: str,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-        partition: int | None = None,
-    ) -> asyncio.Future[Any]:
-        self.records.append((topic, key, value, headers))
-        self.partitions.append(partition)
-        return done()
 
 
 class Harness:
@@ -106,7 +45,7 @@ class Harness:
         async def dead_letter(kind: str, key: str, value: bytes, error: str) -> None:
             self.dead.append((kind, key, error))
 
-        self.workflow = OrderWorkflow(
+        self.walk = OrderWalk(
             mailer=self.mailer,
             index=self.index,
             publisher=self.publisher,
@@ -134,7 +73,7 @@ def fresh_order() -> Order:
 
 def test_a_step_emails_indexes_and_records_the_state() -> None:
     harness = Harness()
-    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "corr"))
+    asyncio.run(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "corr"))
     assert [message_from_bytes(m.data)["X-Pedidos-State"] for m in harness.mailer.sent] == [
         "procesando"
     ]
@@ -148,11 +87,11 @@ def test_a_step_emails_indexes_and_records_the_state() -> None:
 
 def test_the_state_record_stays_on_the_partition_of_its_trigger() -> None:
     harness = Harness()
-    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=4))
+    asyncio.run(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=4))
     assert harness.publisher.partitions == [4]
     later = fresh_order()
     later.enter(OrderState.PROCESANDO, T0)
-    asyncio.run(harness.workflow.enter(later, OrderState.PREPARACION, "c"))
+    asyncio.run(harness.walk.enter(later, OrderState.PREPARACION, "c"))
     assert harness.publisher.partitions == [4, None]  # no trigger partition: the key decides
 
 
@@ -178,8 +117,8 @@ class ShortStatesTopic(FakePublisher):
 def test_a_missing_partition_falls_back_to_the_key_instead_of_retrying_forever() -> None:
     harness = Harness()
     harness.publisher = ShortStatesTopic()
-    harness.workflow._publisher = harness.publisher
-    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=5))
+    harness.walk._publisher = harness.publisher
+    asyncio.run(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=5))
     assert harness.publisher.partitions == [5, None]
     (record,) = harness.states_published()
     assert record.state is OrderState.PROCESANDO
@@ -189,7 +128,7 @@ def test_a_step_whose_partition_was_handed_over_sends_nothing() -> None:
     harness = Harness()
     with pytest.raises(StepHandedBack):
         asyncio.run(
-            harness.workflow.enter(
+            harness.walk.enter(
                 fresh_order(), OrderState.PROCESANDO, "c", partition=1, still_ours=lambda: False
             )
         )
@@ -197,17 +136,17 @@ def test_a_step_whose_partition_was_handed_over_sends_nothing() -> None:
     assert harness.index.events == {}
     assert harness.states_published() == []
     # The next owner redoes it in full.
-    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=1))
+    asyncio.run(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "c", partition=1))
     assert len(harness.mailer.sent) == 1
 
 
 def test_a_redelivered_step_after_a_crash_does_not_email_again() -> None:
     index = FakeIndex()
     first = Harness(index=index)
-    asyncio.run(first.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c"))
+    asyncio.run(first.walk.enter(fresh_order(), OrderState.PROCESANDO, "c"))
     # A new process (empty memory) gets the same trigger again.
     second = Harness(index=index)
-    asyncio.run(second.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c"))
+    asyncio.run(second.walk.enter(fresh_order(), OrderState.PROCESANDO, "c"))
     assert second.mailer.sent == []
     # Its Kafka record might have been lost with the crash, so it is published again.
     assert [r.state for r in second.states_published()] == [OrderState.PROCESANDO]
@@ -219,9 +158,9 @@ def test_duplicate_triggers_at_once_send_one_email() -> None:
 
     async def scenario() -> None:
         await asyncio.gather(
-            *(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c") for _ in range(5))
+            *(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "c") for _ in range(5))
         )
-        await harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c")
+        await harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "c")
 
     asyncio.run(scenario())
     assert len(harness.mailer.sent) == 1
@@ -229,16 +168,18 @@ def test_duplicate_triggers_at_once_send_one_email() -> None:
 
 
 def test_transient_smtp_failures_are_retried_until_sent() -> None:
-    harness = Harness(mailer=FakeMailer(transient_failures=3))
-    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c"))
+    harness = Harness(
+        mailer=FakeMailer(*(TransientMailError("connection refused") for _ in range(3)))
+    )
+    asyncio.run(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "c"))
     assert harness.mailer.attempts == 4
     assert len(harness.mailer.sent) == 1
     assert harness.dead == []
 
 
 def test_a_permanently_rejected_email_is_dead_lettered_and_the_order_goes_on() -> None:
-    harness = Harness(mailer=FakeMailer(permanent=True))
-    asyncio.run(harness.workflow.enter(fresh_order(), OrderState.PROCESANDO, "c"))
+    harness = Harness(mailer=FakeMailer(always=PermanentMailError("550 mailbox unavailable")))
+    asyncio.run(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "c"))
     assert [(kind, key) for kind, key, _ in harness.dead] == [("notification", ORDER_ID)]
     assert "550" in harness.dead[0][2]
     event = harness.index.events[f"{ORDER_ID}:Procesando"]
@@ -252,7 +193,7 @@ def test_the_final_state_has_no_stage_delay() -> None:
     order = fresh_order()
     for state in list(OrderState)[:-1]:
         order.enter(state, T0)
-    asyncio.run(harness.workflow.enter(order, OrderState.FINALIZADO, "c"))
+    asyncio.run(harness.walk.enter(order, OrderState.FINALIZADO, "c"))
     (record,) = harness.states_published()
     assert record.state is OrderState.FINALIZADO
     assert record.stage_ends_at == T0
@@ -275,10 +216,38 @@ def test_sent_but_unrecorded_emails_never_exceed_the_limit() -> None:
 
     async def scenario() -> None:
         orders = [Order(f"00000000-0000-4000-8000-{i:012d}", make_details(), T0) for i in range(20)]
-        await asyncio.gather(
-            *(harness.workflow.enter(o, OrderState.PROCESANDO, "c") for o in orders)
-        )
+        await asyncio.gather(*(harness.walk.enter(o, OrderState.PROCESANDO, "c") for o in orders))
 
     asyncio.run(scenario())
     assert len(harness.mailer.sent) == 20
     assert worst == 2
+
+
+def test_an_accepted_order_enters_the_first_state_at_once() -> None:
+    step = next_step(OrderAccepted(fresh_order(), "corr"))
+    assert step is not None
+    assert (step.state, step.due, step.correlation_id) == (OrderState.PROCESANDO, None, "corr")
+    assert step.wait_s(T0) == 0
+
+
+def test_a_reached_state_leads_to_the_next_once_its_stage_ends() -> None:
+    order = fresh_order()
+    order.enter(OrderState.PROCESANDO, T0)
+    ends = T0 + timedelta(seconds=2)
+    step = next_step(StateReached(order, OrderState.PROCESANDO, ends, "sent", "c"))
+    assert step is not None
+    assert (step.state, step.due) == (OrderState.PREPARACION, ends)
+    assert step.wait_s(T0) == 2.0
+    assert step.wait_s(ends + timedelta(seconds=5)) == 0  # overdue: at once
+
+
+def test_the_final_state_leads_nowhere() -> None:
+    order = fresh_order()
+    for state in OrderState:
+        order.enter(state, T0)
+    assert next_step(StateReached(order, OrderState.FINALIZADO, T0, "sent", "c")) is None
+
+
+def test_a_stage_ending_absurdly_late_is_waited_for_at_most_a_minute() -> None:
+    step = NextStep(fresh_order(), OrderState.ENVIADO, T0 + timedelta(days=3), "c")
+    assert step.wait_s(T0) == MAX_STAGE_WAIT_S

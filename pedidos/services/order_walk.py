@@ -1,8 +1,13 @@
-"""One step of an order's walk: enter a state, e-mail the customer, index it, record it on Kafka.
+"""An order's walk, one step at a time: which state a record leads to, when, and the step itself.
 
-Every effect is idempotent per (order, state): the event document in Elasticsearch is the
-ledger that says the e-mail was handled, the documents have deterministic ids, and a duplicate
-state record on Kafka is recognised downstream. See the README, "Delivery guarantees".
+A record triggers one step: the accepted order enters `Procesando` at once; "X reached S" makes X
+enter the state after S once S's stage has ended (`stage_ends_at`, drawn here when S is entered
+and carried in the record, so a restart does not restart the wait); `Finalizado` leads nowhere.
+
+A step enters the state, e-mails the customer, indexes it and records it on Kafka. Every effect
+is idempotent per (order, state): the event document in Elasticsearch is the ledger that says
+the e-mail was handled, the documents have deterministic ids, and a duplicate state record on
+Kafka is recognised downstream. See the README, "Delivery guarantees".
 """
 
 from __future__ import annotations
@@ -10,16 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cachetools import LRUCache
 
-from consumer.mail_outage import MailOutage
-from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import Order, utc_now
-from pedidos.domain.states import OrderState
+from pedidos.domain.states import FIRST_STATE, OrderState
 from pedidos.ports import (
     Mailer,
     MailOutageError,
@@ -28,17 +31,54 @@ from pedidos.ports import (
     PermanentMailError,
     Publisher,
     PublishError,
+    Renderer,
     TransientMailError,
 )
 from pedidos.runtime.logs import mask_email
-from pedidos.wire.records import STATE_SCHEMA, StateReached, encode_state_reached, headers_for
+from pedidos.runtime.retry import Backoff, retry_async
+from pedidos.services.mail_outage import MailOutage
+from pedidos.wire.records import (
+    STATE_SCHEMA,
+    OrderAccepted,
+    Record,
+    StateReached,
+    encode_state_reached,
+    headers_for,
+)
 from pedidos.wire.search_documents import event_document, order_document
 
 log = logging.getLogger(__name__)
 
 EMAIL_SENT = "sent"
 EMAIL_REJECTED = "rejected"
+# A stage ending further away than this is treated as due now (clock skew, bad data).
+MAX_STAGE_WAIT_S = 60.0
 DeadLetter = Callable[[str, str, bytes, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """`order` (as last recorded) is to enter `state` once `due` has passed (None: at once)."""
+
+    order: Order
+    state: OrderState
+    due: datetime | None
+    correlation_id: str
+
+    def wait_s(self, now: datetime) -> float:
+        """Seconds until the step is due, 0 if it already is, never more than MAX_STAGE_WAIT_S."""
+        if self.due is None:
+            return 0.0
+        return min(max((self.due - now).total_seconds(), 0.0), MAX_STAGE_WAIT_S)
+
+
+def next_step(record: Record) -> NextStep | None:
+    """The step `record` triggers; None once the order has reached its final state."""
+    if isinstance(record, OrderAccepted):
+        return NextStep(record.order, FIRST_STATE, None, record.correlation_id)
+    if record.state.is_final:
+        return None
+    return NextStep(record.order, record.state.next(), record.stage_ends_at, record.correlation_id)
 
 
 @dataclass
@@ -55,41 +95,19 @@ class StageDelays:
         return timedelta(seconds=self.rng.uniform(self.min_s, self.max_s))
 
 
-@dataclass
-class Backoff:
-    initial_s: float = 0.2
-    max_s: float = 10.0
-
-    def delays(self) -> Iterator[float]:
-        """Exponential, capped, jittered so that retries of many steps do not come in waves."""
-        delay = self.initial_s
-        while True:
-            yield delay * (0.5 + random.random())
-            delay = min(delay * 2, self.max_s)
-
-    async def retry_forever(self, what: str, call: Callable[[], Awaitable[None]]) -> None:
-        for delay in self.delays():
-            try:
-                await call()
-                return
-            except (TransientMailError, PublishError) as exc:
-                log.warning("%s failed: %s; retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-
-
 class StepHandedBack(Exception):
     """The step's partition went to another consumer before its e-mail was sent: it is left
     undone here (not committed) for the next owner to do."""
 
 
-class OrderWorkflow:
+class OrderWalk:
     def __init__(
         self,
         *,
         mailer: Mailer,
         index: OrderIndex,
         publisher: Publisher,
-        renderer: EmailRenderer,
+        renderer: Renderer,
         states_topic: str,
         delays: StageDelays,
         dead_letter: DeadLetter,
@@ -178,25 +196,7 @@ class OrderWorkflow:
             email_status=email_status,
             correlation_id=correlation_id,
         )
-        value = encode_state_reached(event)
-        headers = headers_for(STATE_SCHEMA, correlation_id)
-        pinned = [partition]
-
-        async def publish() -> None:
-            try:
-                await self._publisher.publish(
-                    self._states_topic, order.order_id, value, headers, pinned[0]
-                )
-            except PublishError as exc:
-                if not exc.unknown_partition or pinned[0] is None:
-                    raise
-                # The states topic has fewer partitions than the one the order came from
-                # (grown unequally): the key decides, as it would without pinning.
-                log.warning("states topic lacks partition %s; publishing by key", pinned[0])
-                pinned[0] = None
-                raise
-
-        await self._backoff.retry_forever("publishing state", publish)
+        await self._publish_state(event, partition)
         await order_written
         log.info(
             "order state reached",
@@ -208,6 +208,34 @@ class OrderWorkflow:
             },
         )
 
+    async def _publish_state(self, event: StateReached, partition: int | None) -> None:
+        """Publishes "X reached S" until the broker acknowledges it."""
+        order_id = event.order.order_id
+        value = encode_state_reached(event)
+        headers = headers_for(STATE_SCHEMA, event.correlation_id)
+        pinned = [partition]
+
+        async def publish() -> None:
+            try:
+                await self._publisher.publish(
+                    self._states_topic, order_id, value, headers, pinned[0]
+                )
+            except PublishError as exc:
+                if exc.unknown_partition and pinned[0] is not None:
+                    # The states topic has fewer partitions than the one the order came from
+                    # (grown unequally): the key decides, as it would without pinning.
+                    log.warning("states topic lacks partition %s; publishing by key", pinned[0])
+                    pinned[0] = None
+                raise
+
+        await retry_async(
+            "publishing state",
+            publish,
+            retry_on=(PublishError,),
+            backoff=self._backoff,
+            logger=log,
+        )
+
     async def _send(self, message: OutgoingEmail, still_ours: Callable[[], bool]) -> None:
         """Sends until the server takes `message`; PermanentMailError if it refuses it for good.
 
@@ -215,6 +243,7 @@ class OrderWorkflow:
         as long as it lasts and reported to the MailOutage (which pauses intake and logs it).
         Before every attempt the step must still own its partition: once a rebalance gave the
         partition away, the next owner redoes the step, so sending here would e-mail twice.
+        Not `retry_async`: an outage is logged by the MailOutage, once per interval.
         """
         with self._mail_outage.step() as step:
             for delay in self._backoff.delays():

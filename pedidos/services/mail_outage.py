@@ -1,6 +1,6 @@
 """Whether the mail server is out for every e-mail (down, refusing our credentials, TLS...).
 
-The steps that e-mail report here; the runner stops fetching while an outage lasts, so orders
+The steps that e-mail report here; the consumer stops fetching while an outage lasts, so orders
 wait on Kafka instead of piling up half done, and the log gets one line per interval instead of
 one per attempt.
 """

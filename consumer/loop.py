@@ -1,0 +1,137 @@
+"""The consumer's loop: fetch, run each record as its own task, commit what is safely done.
+
+A record's offset is committed only when it and every earlier record of its partition are done,
+so a crash or rebalance redelivers unfinished work and never skips it. The parts:
+`Assignments` (owned partitions, gap-free offsets), `Admission` (what to pause),
+`StepScheduler` (one record's step, on time), `DeadLetters`; the order's rules are in
+`pedidos.services.order_walk`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from consumer.admission import Admission
+from consumer.assignments import Assignments, Commit, TopicPartition
+from consumer.scheduling import StepScheduler
+from pedidos.adapters.kafka.record_source import ConsumedRecord
+
+log = logging.getLogger(__name__)
+
+COMMIT_INTERVAL_S = 0.5
+FETCH_TIMEOUT_S = 0.1
+
+
+class RecordSource(Protocol):
+    """A consumer-group member (KafkaRecordSource; an in-memory fake in the unit tests)."""
+
+    @property
+    def topics(self) -> frozenset[str]: ...
+    async def start(
+        self,
+        on_assign: Callable[[list[TopicPartition]], None],
+        on_revoke: Callable[[list[TopicPartition], bool], None],
+    ) -> None: ...
+    async def fetch(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]: ...
+    def commit_now(self, offsets: list[Commit], wait: bool = True) -> None: ...
+    async def commit(self, offsets: list[Commit], wait: bool = True) -> None: ...
+    async def pause_topics(self, topics: frozenset[str]) -> None: ...
+    async def close(self) -> None: ...
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        source: RecordSource,
+        scheduler: StepScheduler,
+        assignments: Assignments,
+        admission: Admission,
+        *,
+        max_in_flight: int,
+        fetch_batch: int = 500,
+        commit_interval_s: float = COMMIT_INTERVAL_S,
+    ) -> None:
+        self._source = source
+        self._scheduler = scheduler
+        self._assignments = assignments
+        self._admission = admission
+        self._max_in_flight = max_in_flight
+        self._fetch_batch = fetch_batch
+        self._commit_interval_s = commit_interval_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def processed(self) -> int:
+        return self._scheduler.processed
+
+    async def run(self, stop: asyncio.Event, grace_s: float = 15.0) -> None:
+        await self._source.start(self._assigned, self._revoked)
+        committer = asyncio.create_task(self._commit_periodically(stop))
+        try:
+            while not stop.is_set():
+                free = self._max_in_flight - len(self._tasks)
+                await self._pause_or_resume(free)
+                wanted = min(free, self._fetch_batch, self._admission.room(self._fetch_batch))
+                for record in await self._source.fetch(max(1, wanted), FETCH_TIMEOUT_S):
+                    self._schedule(record)
+        finally:
+            await self._shutdown(committer, grace_s)
+
+    async def _pause_or_resume(self, free: int) -> None:
+        paused = self._admission.update(free, self._source.topics)
+        if paused is None:
+            return
+        await self._source.pause_topics(paused)
+        if self._admission.mail_outage:
+            log.warning("intake paused during the mail outage")
+
+    def _schedule(self, record: ConsumedRecord) -> None:
+        ticket = self._assignments.start(record.topic, record.partition, record.offset)
+        if ticket is None:
+            return  # revoked between fetch and here; the new owner reads it again
+        self._admission.admitted(record.topic, (record.key or b"").decode(errors="replace"))
+        task = asyncio.create_task(self._scheduler.process(record, ticket))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- rebalance callbacks (consumer thread) ---------------------------------------------
+    def _assigned(self, partitions: list[TopicPartition]) -> None:
+        self._assignments.assign(partitions)
+        log.info("partitions assigned", extra={"partitions": [f"{t}-{p}" for t, p in partitions]})
+
+    def _revoked(self, partitions: list[TopicPartition], lost: bool) -> None:
+        self._admission.forget()
+        offsets, unfinished = self._assignments.revoke(partitions)
+        if not lost:
+            # Lost partitions were already given away by the group: a commit cannot succeed,
+            # and a synchronous one would block this thread while the coordinator is unknown.
+            self._source.commit_now(offsets)
+        log.info(
+            "partitions revoked",
+            extra={"partitions": [f"{t}-{p}" for t, p in partitions], "unfinished": unfinished},
+        )
+
+    # -- commits ---------------------------------------------------------------------------
+    async def _commit_periodically(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._commit_interval_s)
+            # Queued, not awaited: a commit waiting for a coordinator (the broker restarting)
+            # must not hold the consumer thread, or the group drops us for not polling.
+            await self._source.commit(self._assignments.to_commit(), wait=False)
+
+    async def _shutdown(self, committer: asyncio.Task[None], grace_s: float) -> None:
+        log.info("consumer stopping", extra={"in_flight": len(self._tasks)})
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        committer.cancel()
+        await asyncio.gather(committer, return_exceptions=True)
+        await self._source.commit(self._assignments.to_commit())
+        await self._source.close()

@@ -1,0 +1,99 @@
+"""One consumed record, one task: decode it, wait until its step is due, take the step, and
+mark the record done (or dead-letter it) so its offset can be committed.
+
+The wall clock and the sleep are injected, the same clock the order walk stamps states with,
+so a test runs a whole walk in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from consumer.admission import Admission
+from consumer.assignments import Assignments, Ticket
+from consumer.dead_letters import DeadLetters
+from pedidos.adapters.kafka.record_source import ConsumedRecord
+from pedidos.domain.order import utc_now
+from pedidos.domain.states import IllegalTransition
+from pedidos.ports import PermanentIndexError
+from pedidos.services.order_walk import OrderWalk, StepHandedBack, next_step
+from pedidos.wire.records import DetailsCache, PoisonRecord, decode
+
+log = logging.getLogger(__name__)
+
+# Errors a record itself causes; anything else is logged as a bug (and dead-lettered too).
+EXPECTED = (PoisonRecord, IllegalTransition, PermanentIndexError)
+
+
+class StepScheduler:
+    def __init__(
+        self,
+        walk: OrderWalk,
+        assignments: Assignments,
+        admission: Admission,
+        dead_letters: DeadLetters,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._walk = walk
+        self._assignments = assignments
+        self._admission = admission
+        self._dead_letters = dead_letters
+        self._clock = clock
+        self._sleep = sleep
+        # An order's records (acceptance + five states) repeat its details: validate once.
+        self._details = DetailsCache()
+        self.processed = 0
+
+    async def process(self, record: ConsumedRecord, ticket: Ticket) -> None:
+        worked = False
+        try:
+            step = next_step(decode(record.value, record.headers, self._details))
+            if step is not None:
+                wait = step.wait_s(self._clock())
+                if wait > 0:  # a step already due skips a pass of the event loop
+                    await self._sleep(wait)
+                if not self._assignments.claim(ticket):
+                    return  # the partition is moving to another consumer; it redoes this record
+                worked = True
+                await self._walk.enter(
+                    step.order,
+                    step.state,
+                    step.correlation_id,
+                    ticket.partition,
+                    lambda: self._assignments.still_ours(ticket),
+                )
+                if step.state.is_final:
+                    self._admission.closed(step.order.order_id)
+        except asyncio.CancelledError:
+            if worked:
+                self._assignments.release(ticket)
+            raise
+        except StepHandedBack:
+            self._assignments.release(ticket)
+            log.info(
+                "step handed back to the partition's next owner", extra={"source": ticket.source}
+            )
+            return
+        except Exception as exc:
+            await self._dead_letter(record, ticket, exc)
+        self._assignments.finish(ticket, worked)
+        self.processed += 1
+
+    async def _dead_letter(self, record: ConsumedRecord, ticket: Ticket, exc: Exception) -> None:
+        source = ticket.source
+        if isinstance(exc, EXPECTED):
+            log.error("record dead-lettered", extra={"source": source, "reason": str(exc)})
+        else:
+            # A bug must not stop the pipeline or lose the record: park it with the reason.
+            log.exception("unexpected error; record dead-lettered", extra={"source": source})
+        key = (record.key or b"").decode(errors="replace")
+        reason = f"{exc.__class__.__name__}: {exc}"
+        await self._dead_letters.send(
+            "record", key, record.value or b"", reason, source, record.headers
+        )
+        self._admission.closed(key)  # its walk ends here
