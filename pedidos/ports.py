@@ -83,3 +83,21 @@ class Publisher(Protocol):
         headers: list[tuple[str, bytes]],
         partition: int | None = None,
     ) -> asyncio.Future[Any]: ...
+
+
+# -- tracking (the producer's GetOrder / WatchOrder) -------------------------------------------
+
+
+class OrderLookup(Protocol):
+    async def find(self, order_id: str) -> Order | None:
+        """The order as last indexed, None if unknown; raises LookupUnavailable or
+        CorruptOrderDocument."""
+        ...
+
+
+class StateFeed(Protocol):
+    """A live stream of the `pedidos.state` records written since it started; it hands them in
+    batches, on its own thread, to the callback it was built with."""
+
+    def start(self) -> None: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...

@@ -14,14 +14,16 @@ from grpc_reflection.v1alpha import reflection
 
 from pedidos.adapters.elasticsearch.order_lookup import OrderLookup
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
-from pedidos.adapters.kafka.state_feed import KafkaStateFeed, StateProgress, feed_config
+from pedidos.adapters.kafka.state_feed import KafkaStateFeed, feed_config
 from pedidos.bootstrap import search_client
+from pedidos.ports import Publisher, StateFeed
 from pedidos.runtime.config import Settings
 from pedidos.runtime.grpc_tls import server_credentials
+from pedidos.services.intake import OrderIntake
+from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from producer.intake import OrderIntake
-from producer.service import OrderService
-from producer.tracking import OrderTracking, StateFanout
+from pedidos.wire.records import StateReached
+from producer.servicer import OrderServicer
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +32,22 @@ SHUTDOWN_GRACE_S = 10.0
 
 
 @dataclass
-class Tracking:
-    """What GetOrder/WatchOrder need: the index lookup, and the state feed and its fan-out."""
+class TrackingSources:
+    """What the order tracker runs on: the index lookup, and the state feed filling the fan-out.
+
+    Built from settings by `connect`; started before the first call, closed after the last."""
 
     lookup: OrderLookup
     fanout: StateFanout
-    feed: KafkaStateFeed
+    feed: StateFeed
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Tracking:
+    def connect(cls, settings: Settings) -> TrackingSources:
         lookup = OrderLookup(search_client(settings), settings.elasticsearch_orders_index)
         fanout = StateFanout()
         loop = asyncio.get_running_loop()
 
-        def deliver(batch: list[StateProgress]) -> None:
+        def deliver(batch: list[StateReached]) -> None:
             # Called on the feed thread; the fan-out lives on the event loop.
             with contextlib.suppress(RuntimeError):  # the loop closed: shutting down
                 loop.call_soon_threadsafe(fanout.publish, batch)
@@ -61,7 +65,7 @@ class Tracking:
 
 
 def build_server(
-    settings: Settings, publisher: KafkaPublisher, tracking: Tracking
+    settings: Settings, publisher: Publisher, tracking: TrackingSources
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     server = grpc.aio.server(
         options=[
@@ -69,13 +73,13 @@ def build_server(
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
         ]
     )
-    service = OrderService(
+    servicer = OrderServicer(
         OrderIntake(publisher, settings.pedidos_topic, settings.producer_idempotency_keys),
         settings.grpc_deadline_s,
-        OrderTracking(tracking.lookup, tracking.fanout),
+        OrderTracker(tracking.lookup, tracking.fanout),
         tracking.fanout,
     )
-    orders_pb2_grpc.add_OrderServiceServicer_to_server(service, server)
+    orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -101,7 +105,7 @@ async def serve(settings: Settings) -> None:
             settings.kafka_bootstrap_servers, "pedidos-producer", settings.grpc_deadline_s
         )
     )
-    tracking = Tracking.from_settings(settings)
+    tracking = TrackingSources.connect(settings)
     # Before the first call: the feed covers every change from its start time on.
     tracking.feed.start()
     server, health_servicer = build_server(settings, publisher, tracking)

@@ -1,4 +1,4 @@
-"""The state feed's cheap record reader and the current-state document read back as an Order."""
+"""The state feed's record reader and the current-state document read back as an Order."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pedidos.adapters.elasticsearch.order_lookup import CorruptOrderDocument, order_from_document
-from pedidos.adapters.kafka.state_feed import read_progress
+from pedidos.adapters.kafka.state_feed import read_state
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
+from pedidos.ports import CorruptOrderDocument
 from pedidos.v1 import orders_pb2
 from pedidos.wire.proto_mapping import details_to_proto, order_to_proto
 from pedidos.wire.records import (
@@ -19,7 +19,7 @@ from pedidos.wire.records import (
     encode_order_accepted,
     encode_state_reached,
 )
-from pedidos.wire.search_documents import order_document
+from pedidos.wire.search_documents import order_document, order_from_document
 from tests.unit.factories import make_details
 
 START = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -43,12 +43,12 @@ def state_record(order: Order) -> bytes:
 def test_a_state_record_reads_as_its_walk(state: OrderState) -> None:
     order = walked(state)
     value = state_record(order)
-    progress = read_progress(value)
-    assert progress is not None
-    assert progress.order_id == order.order_id
-    assert progress.state is state
-    assert progress.reached == tuple(order.reached.items())
-    assert progress.value == value
+    record = read_state(value)
+    assert record is not None
+    assert record.order.order_id == order.order_id
+    assert record.state is state
+    assert tuple(record.order.reached.items()) == tuple(order.reached.items())
+    assert record.order.details == order.details
 
 
 def _mutated(**changes: object) -> bytes:
@@ -75,7 +75,7 @@ def _mutated(**changes: object) -> bytes:
     ],
 )
 def test_anything_else_is_ignored(value: bytes | None) -> None:
-    assert read_progress(value) is None
+    assert read_state(value) is None
 
 
 @pytest.mark.parametrize("state", list(OrderState))

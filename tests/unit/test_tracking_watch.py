@@ -9,16 +9,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import grpc
 import pytest
 
-from pedidos.adapters.elasticsearch.order_lookup import LookupUnavailable
-from pedidos.adapters.kafka.state_feed import StateProgress, read_progress
+from pedidos.adapters.kafka.state_feed import read_state
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
+from pedidos.services.errors import Reason, TrackingError
+from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.wire.records import StateReached, encode_state_reached
-from producer.tracking import OrderTracking, StateFanout, TrackingError
 from tests.unit.factories import make_details
+from tests.unit.fakes import FakeOrderLookup
 
 T = TypeVar("T")
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -32,7 +32,8 @@ def order_at(order_id: str, state: OrderState) -> Order:
     return order
 
 
-def progress(order_id: str, state: OrderState) -> StateProgress:
+def progress(order_id: str, state: OrderState) -> StateReached:
+    """A state record as the feed delivers it: encoded, then read back."""
     record = encode_state_reached(
         StateReached(
             order=order_at(order_id, state),
@@ -42,34 +43,20 @@ def progress(order_id: str, state: OrderState) -> StateProgress:
             correlation_id="c",
         )
     )
-    parsed = read_progress(record)
+    parsed = read_state(record)
     assert parsed is not None
     return parsed
-
-
-class FakeLookup:
-    def __init__(self) -> None:
-        self.orders: dict[str, Order] = {}
-        self.down = False
-        self.calls = 0
-
-    async def find(self, order_id: str) -> Order | None:
-        self.calls += 1
-        await asyncio.sleep(0)
-        if self.down:
-            raise LookupUnavailable("Elasticsearch unreachable (ConnectionError)")
-        return self.orders.get(order_id)
 
 
 def run(coro: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(asyncio.wait_for(coro(), 10))
 
 
-def tracking(lookup: FakeLookup, fanout: StateFanout, wait_s: float = 5.0) -> OrderTracking:
-    return OrderTracking(lookup, fanout, unknown_order_wait_s=wait_s)  # type: ignore[arg-type]
+def tracking(lookup: FakeOrderLookup, fanout: StateFanout, wait_s: float = 5.0) -> OrderTracker:
+    return OrderTracker(lookup, fanout, unknown_order_wait_s=wait_s)
 
 
-async def collect(tracker: OrderTracking, order_id: str, time_left: float | None = None) -> list:
+async def collect(tracker: OrderTracker, order_id: str, time_left: float | None = None) -> list:
     return [s async for s, _ in tracker.watch(order_id, lambda: time_left)]
 
 
@@ -77,7 +64,7 @@ def test_watch_sends_the_indexed_state_then_only_forward_moves() -> None:
     order_id = str(uuid.uuid4())
 
     async def scenario() -> list[OrderState]:
-        lookup, fanout = FakeLookup(), StateFanout()
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         lookup.orders[order_id] = order_at(order_id, ENV)
         task = asyncio.create_task(collect(tracking(lookup, fanout), order_id))
         await asyncio.sleep(0.05)
@@ -97,7 +84,7 @@ def test_a_skipped_state_is_filled_from_the_walk_of_the_next_record() -> None:
     order_id = str(uuid.uuid4())
 
     async def scenario() -> list[tuple[OrderState, datetime]]:
-        lookup, fanout = FakeLookup(), StateFanout()
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         lookup.orders[order_id] = order_at(order_id, PREP)
         tracker = tracking(lookup, fanout)
         changes = tracker.watch(order_id, lambda: None)
@@ -113,7 +100,7 @@ def test_a_skipped_state_is_filled_from_the_walk_of_the_next_record() -> None:
 def test_a_change_published_while_the_index_is_read_is_not_lost() -> None:
     order_id = str(uuid.uuid4())
 
-    class SlowLookup(FakeLookup):
+    class SlowLookup(FakeOrderLookup):
         async def find(self, order_id: str) -> Order | None:
             # The consumer moves the order on while Elasticsearch answers with the old state.
             fanout.publish([progress(order_id, ENT)])
@@ -134,7 +121,7 @@ def test_an_order_not_indexed_yet_is_watched_from_the_feed() -> None:
     order_id = str(uuid.uuid4())
 
     async def scenario() -> list[OrderState]:
-        lookup, fanout = FakeLookup(), StateFanout()
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         task = asyncio.create_task(collect(tracking(lookup, fanout), order_id))
         await asyncio.sleep(0.05)
         for state in ALL_STATES:
@@ -149,7 +136,7 @@ def test_the_feed_ahead_of_the_index_wins() -> None:
     order_id = str(uuid.uuid4())
 
     async def scenario() -> tuple[list[OrderState], Order]:
-        lookup, fanout = FakeLookup(), StateFanout()
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         lookup.orders[order_id] = order_at(order_id, PREP)
         fanout.publish([progress(order_id, FIN)])
         tracker = tracking(lookup, fanout)
@@ -162,18 +149,18 @@ def test_the_feed_ahead_of_the_index_wins() -> None:
 
 
 def test_an_unknown_order_is_not_found_after_the_wait() -> None:
-    async def scenario() -> tuple[grpc.StatusCode, int]:
-        lookup, fanout = FakeLookup(), StateFanout()
+    async def scenario() -> tuple[Reason, int]:
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         with pytest.raises(TrackingError) as caught:
             await collect(tracking(lookup, fanout, wait_s=0.1), str(uuid.uuid4()))
-        return caught.value.code, fanout.watchers
+        return caught.value.reason, fanout.watchers
 
-    assert run(scenario) == (grpc.StatusCode.NOT_FOUND, 0)
+    assert run(scenario) == (Reason.NOT_FOUND, 0)
 
 
 def test_with_a_deadline_an_unknown_order_is_waited_for_until_just_before_it() -> None:
     async def scenario() -> float:
-        lookup, fanout = FakeLookup(), StateFanout()
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(TrackingError):
@@ -185,28 +172,28 @@ def test_with_a_deadline_an_unknown_order_is_waited_for_until_just_before_it() -
 
 @pytest.mark.parametrize("order_id", ["", "abc", "1234", "x" * 36])
 def test_malformed_ids_are_invalid_argument(order_id: str) -> None:
-    async def scenario() -> list[grpc.StatusCode]:
-        lookup, fanout = FakeLookup(), StateFanout()
+    async def scenario() -> list[Reason]:
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         tracker = tracking(lookup, fanout)
         codes = []
         for call in (lambda: tracker.get(order_id, None), lambda: collect(tracker, order_id)):
             with pytest.raises(TrackingError) as caught:
                 await call()
-            codes.append(caught.value.code)
+            codes.append(caught.value.reason)
         assert lookup.calls == 0
         return codes
 
-    assert run(scenario) == [grpc.StatusCode.INVALID_ARGUMENT] * 2
+    assert run(scenario) == [Reason.INVALID] * 2
 
 
 def test_get_order_not_found_and_store_down() -> None:
-    async def scenario() -> list[grpc.StatusCode]:
-        lookup, fanout = FakeLookup(), StateFanout()
+    async def scenario() -> list[Reason]:
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         tracker = tracking(lookup, fanout)
         codes = []
         with pytest.raises(TrackingError) as caught:
             await tracker.get(str(uuid.uuid4()), None)
-        codes.append(caught.value.code)
+        codes.append(caught.value.reason)
         lookup.down = True
         for call in (
             lambda: tracker.get(str(uuid.uuid4()), None),
@@ -214,14 +201,14 @@ def test_get_order_not_found_and_store_down() -> None:
         ):
             with pytest.raises(TrackingError) as caught:
                 await call()
-            codes.append(caught.value.code)
+            codes.append(caught.value.reason)
         assert fanout.watchers == 0
         return codes
 
     assert run(scenario) == [
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.UNAVAILABLE,
+        Reason.NOT_FOUND,
+        Reason.UNAVAILABLE,
+        Reason.UNAVAILABLE,
     ]
 
 
@@ -229,7 +216,7 @@ def test_cancelled_watchers_leave_the_registry_empty() -> None:
     ids = [str(uuid.uuid4()) for _ in range(50)]
 
     async def scenario() -> tuple[int, int]:
-        lookup, fanout = FakeLookup(), StateFanout()
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         for order_id in ids[:25]:
             lookup.orders[order_id] = order_at(order_id, P)
         tracker = tracking(lookup, fanout, wait_s=30)
@@ -248,7 +235,7 @@ def test_closing_ends_every_watch_with_unavailable_and_refuses_new_ones() -> Non
     order_id = str(uuid.uuid4())
 
     async def scenario() -> list[object]:
-        lookup, fanout = FakeLookup(), StateFanout()
+        lookup, fanout = FakeOrderLookup(), StateFanout()
         lookup.orders[order_id] = order_at(order_id, P)
         tracker = tracking(lookup, fanout)
         tasks = [asyncio.create_task(collect(tracker, order_id)) for _ in range(3)]
@@ -257,9 +244,9 @@ def test_closing_ends_every_watch_with_unavailable_and_refuses_new_ones() -> Non
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         with pytest.raises(TrackingError) as late:
             await collect(tracker, order_id)
-        return [getattr(o, "code", o) for o in outcomes] + [late.value.code, fanout.watchers]
+        return [getattr(o, "reason", o) for o in outcomes] + [late.value.reason, fanout.watchers]
 
-    unavailable = grpc.StatusCode.UNAVAILABLE
+    unavailable = Reason.UNAVAILABLE
     assert run(scenario) == [unavailable] * 4 + [0]
 
 

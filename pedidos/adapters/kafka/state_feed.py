@@ -23,7 +23,6 @@ moves.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -31,8 +30,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from confluent_kafka import (
@@ -44,8 +41,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pedidos.domain.states import ALL_STATES, OrderState, UnknownState
-from pedidos.wire.records import SCHEMA_VERSION, STATE_SCHEMA
+from pedidos.wire.records import PoisonRecord, StateReached, decode
 
 log = logging.getLogger(__name__)
 
@@ -55,54 +51,16 @@ POLL_TIMEOUT_S = 0.2
 OFFSETS_TIMEOUT_S = 10.0
 WARN_EVERY_S = 10.0
 
-Walk = tuple[tuple[OrderState, datetime], ...]
 
-
-@dataclass(frozen=True, slots=True)
-class StateProgress:
-    """What a `pedidos.state` record says about the walk: every state reached so far, in order.
-
-    `value` is the record itself, for `pedidos.wire.records.decode` when the details are wanted.
-    """
-
-    order_id: str
-    reached: Walk
-    value: bytes
-
-    @property
-    def state(self) -> OrderState:
-        return self.reached[-1][0]
-
-
-def read_progress(value: bytes | None) -> StateProgress | None:
-    """The walk of a state record, or None for anything else.
-
-    A cheap subset of `pedidos.wire.records.decode` (which also validates the order's details and
-    costs ~10x more): enough to fan out state changes. The consumer dead-letters bad records.
-    """
-    if not value:
-        return None
+def read_state(value: bytes | None) -> StateReached | None:
+    """The state record in `value`, or None for anything else (the consumer dead-letters bad
+    records; the feed only skips them). Decoded by the one record decoder, so a walk out of the
+    domain's order never reaches a watcher."""
     try:
-        data = json.loads(value)
-        if data.get("schema") != STATE_SCHEMA or data.get("version") != SCHEMA_VERSION:
-            return None
-        order_id = data["order_id"]
-        state = OrderState.parse(data["state"])
-        reached = sorted(
-            (
-                (OrderState.parse(name), datetime.fromisoformat(at))
-                for name, at in data["reached"].items()
-            ),
-            key=lambda item: item[0].position,
-        )
-    except (ValueError, UnknownState, KeyError, TypeError, AttributeError):
+        record = decode(value)
+    except PoisonRecord:
         return None
-    walked = tuple(s for s, _ in reached)
-    if not isinstance(order_id, str) or walked != ALL_STATES[: len(walked)] or not walked:
-        return None
-    if walked[-1] is not state:
-        return None
-    return StateProgress(order_id, tuple(reached), value)
+    return record if isinstance(record, StateReached) else None
 
 
 def feed_config(bootstrap_servers: str, session_timeout_ms: int) -> dict[str, Any]:
@@ -131,7 +89,7 @@ class KafkaStateFeed:
         self,
         config: dict[str, Any],
         topic: str,
-        deliver: Callable[[list[StateProgress]], None],
+        deliver: Callable[[list[StateReached]], None],
         *,
         start_margin_s: float = START_MARGIN_S,
         clock: Callable[[], float] = time.time,
@@ -189,8 +147,8 @@ class KafkaStateFeed:
         finally:
             consumer.close()
 
-    def _fetch(self, consumer: Consumer) -> list[StateProgress]:
-        batch: list[StateProgress] = []
+    def _fetch(self, consumer: Consumer) -> list[StateReached]:
+        batch: list[StateReached] = []
         for message in consumer.consume(FETCH_BATCH, POLL_TIMEOUT_S):
             error = message.error()
             if error is not None:
@@ -203,9 +161,9 @@ class KafkaStateFeed:
             kind, stamp = message.timestamp()
             if kind != TIMESTAMP_NOT_AVAILABLE and stamp < self.start_ms:
                 continue
-            progress = read_progress(message.value())
-            if progress is not None:
-                batch.append(progress)
+            record = read_state(message.value())
+            if record is not None:
+                batch.append(record)
         return batch
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -1,9 +1,9 @@
-"""GetOrder and WatchOrder: the current state from Elasticsearch, changes from one shared feed.
+"""GetOrder and WatchOrder: the current state from the order lookup, changes from one shared feed.
 
-The process's single state feed (`pedidos.adapters.kafka.state_feed`) hands its batches to
-`StateFanout.publish`, which keeps the latest walk of recently changed orders and pushes each
-change into the queues of the watchers of that order: a watcher costs one lookup when it starts
-and nothing after.
+The process's single state feed (the `StateFeed` port) hands its batches to
+`StateFanout.publish`, which keeps the latest state record of recently changed orders and pushes
+each one into the queues of the watchers of that order: a watcher costs one lookup when it
+starts and nothing after. `OrderTracker` answers both calls from the two.
 """
 
 from __future__ import annotations
@@ -14,22 +14,17 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import datetime
 
-import grpc
 from cachetools import LRUCache
 
-from pedidos.adapters.elasticsearch.order_lookup import (
-    CorruptOrderDocument,
-    LookupUnavailable,
-    OrderLookup,
-)
-from pedidos.adapters.kafka.state_feed import StateProgress, Walk
 from pedidos.domain.order import InvalidOrder, Order, validate_order_id
 from pedidos.domain.states import OrderState
-from pedidos.wire.records import PoisonRecord, StateReached, decode
+from pedidos.ports import CorruptOrderDocument, LookupUnavailable, OrderLookup
+from pedidos.services.errors import Reason, TrackingError
+from pedidos.wire.records import StateReached
 
 log = logging.getLogger(__name__)
 
-# Orders whose latest walk is remembered: covers the gap between a state record and its
+# Orders whose latest state record is remembered: covers the gap between a state record and its
 # Elasticsearch document, and orders that are too new to be indexed.
 REMEMBERED_ORDERS = 20_000
 # How long WatchOrder waits for an order nobody has heard of yet, when the call has no deadline;
@@ -38,12 +33,7 @@ UNKNOWN_ORDER_WAIT_S = 5.0
 # Leaves time to answer NOT_FOUND before the caller's deadline expires.
 DEADLINE_MARGIN_S = 0.2
 
-
-class TrackingError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+Walk = tuple[tuple[OrderState, datetime], ...]
 
 
 class Watch:
@@ -53,22 +43,20 @@ class Watch:
 
     def __init__(self, order_id: str) -> None:
         self.order_id = order_id
-        self.queue: asyncio.Queue[StateProgress | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[StateReached | None] = asyncio.Queue()
 
-    async def next(self) -> StateProgress:
-        progress = await self.queue.get()
-        if progress is None:
-            raise TrackingError(
-                grpc.StatusCode.UNAVAILABLE, "the producer is shutting down; watch again"
-            )
-        return progress
+    async def next(self) -> StateReached:
+        record = await self.queue.get()
+        if record is None:
+            raise TrackingError(Reason.UNAVAILABLE, "the producer is shutting down; watch again")
+        return record
 
 
 class StateFanout:
     """Registry of watchers by order id, fed by the state feed. Used on the event loop only."""
 
     def __init__(self, remembered: int = REMEMBERED_ORDERS) -> None:
-        self._latest: LRUCache[str, StateProgress] = LRUCache(remembered)
+        self._latest: LRUCache[str, StateReached] = LRUCache(remembered)
         self._watches: dict[str, set[Watch]] = {}
         self._count = 0
         self.closed = False
@@ -77,21 +65,22 @@ class StateFanout:
     def watchers(self) -> int:
         return self._count
 
-    def publish(self, batch: list[StateProgress]) -> None:
-        for progress in batch:
-            known = self._latest.get(progress.order_id)
-            if known is None or progress.state.position > known.state.position:
-                self._latest[progress.order_id] = progress
-            for watch in self._watches.get(progress.order_id, ()):
-                watch.queue.put_nowait(progress)
+    def publish(self, batch: list[StateReached]) -> None:
+        for record in batch:
+            order_id = record.order.order_id
+            known = self._latest.get(order_id)
+            if known is None or record.state.position > known.state.position:
+                self._latest[order_id] = record
+            for watch in self._watches.get(order_id, ()):
+                watch.queue.put_nowait(record)
 
-    def latest(self, order_id: str) -> StateProgress | None:
+    def latest(self, order_id: str) -> StateReached | None:
         return self._latest.get(order_id)
 
     @contextlib.contextmanager
     def subscribe(self, order_id: str) -> Iterator[Watch]:
         if self.closed:
-            raise TrackingError(grpc.StatusCode.UNAVAILABLE, "the producer is shutting down")
+            raise TrackingError(Reason.UNAVAILABLE, "the producer is shutting down")
         watch = Watch(order_id)
         self._watches.setdefault(order_id, set()).add(watch)
         self._count += 1
@@ -112,7 +101,8 @@ class StateFanout:
                 watch.queue.put_nowait(None)
 
 
-def _walk_of(order: Order) -> Walk:
+def walk_of(order: Order) -> Walk:
+    """Every state the order reached with its time, in the walk's order."""
     return tuple(sorted(order.reached.items(), key=lambda item: item[0].position))
 
 
@@ -128,10 +118,10 @@ def checked_order_id(order_id: str) -> str:
     try:
         return validate_order_id(order_id)
     except InvalidOrder as exc:
-        raise TrackingError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        raise TrackingError(Reason.INVALID, str(exc)) from None
 
 
-class OrderTracking:
+class OrderTracker:
     def __init__(
         self,
         lookup: OrderLookup,
@@ -152,13 +142,11 @@ class OrderTracking:
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             log.warning("order lookup failed", extra={"order_id": order_id, "reason": reason})
             raise TrackingError(
-                grpc.StatusCode.UNAVAILABLE, f"order store unavailable ({reason}); retry"
+                Reason.UNAVAILABLE, f"order store unavailable ({reason}); retry"
             ) from None
         except CorruptOrderDocument as exc:
             log.error("order lookup: %s", exc)
-            raise TrackingError(
-                grpc.StatusCode.INTERNAL, "the stored order is unreadable"
-            ) from None
+            raise TrackingError(Reason.CORRUPT, "the stored order is unreadable") from None
 
     async def get(self, raw_order_id: str, time_left: float | None) -> Order:
         order_id = checked_order_id(raw_order_id)
@@ -171,12 +159,9 @@ class OrderTracking:
         ):
             # The feed is ahead of the index (the document is written in coalesced batches), or
             # level with it and more precise (the document keeps milliseconds).
-            with contextlib.suppress(PoisonRecord):
-                record = decode(latest.value)
-                if isinstance(record, StateReached):
-                    return record.order
+            return latest.order
         if indexed is None:
-            raise TrackingError(grpc.StatusCode.NOT_FOUND, f"order {order_id} not found")
+            raise TrackingError(Reason.NOT_FOUND, f"order {order_id} not found")
         return indexed
 
     async def watch(
@@ -189,28 +174,26 @@ class OrderTracking:
             indexed = await self._indexed(order_id, time_left())
             latest = self._fanout.latest(order_id)
             walk = _further(
-                _walk_of(indexed) if indexed is not None else None,
-                latest.reached if latest is not None else None,
+                walk_of(indexed) if indexed is not None else None,
+                walk_of(latest.order) if latest is not None else None,
             )
             if walk is None:
-                walk = (await self._wait_for_unknown(watch, time_left())).reached
+                walk = walk_of((await self._wait_for_unknown(watch, time_left())).order)
             current, at = walk[-1]
             yield current, at
             position = current.position
             while not current.is_final:
-                progress = await watch.next()
-                for state, reached_at in progress.reached:
+                record = await watch.next()
+                for state, reached_at in walk_of(record.order):
                     # Only forward moves: duplicates and late records are dropped, and a gap
                     # (a record the feed skipped) is filled from the walk the next one carries.
                     if state.position > position:
                         current, position = state, state.position
                         yield state, reached_at
 
-    async def _wait_for_unknown(self, watch: Watch, time_left: float | None) -> StateProgress:
+    async def _wait_for_unknown(self, watch: Watch, time_left: float | None) -> StateReached:
         wait_s = self._unknown_order_wait_s if time_left is None else time_left - DEADLINE_MARGIN_S
         try:
             return await asyncio.wait_for(watch.next(), max(wait_s, 0.01))
         except TimeoutError:
-            raise TrackingError(
-                grpc.StatusCode.NOT_FOUND, f"order {watch.order_id} not found"
-            ) from None
+            raise TrackingError(Reason.NOT_FOUND, f"order {watch.order_id} not found") from None

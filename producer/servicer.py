@@ -1,24 +1,49 @@
-"""OrderService: CreateOrder, the CreateOrders stream and CreateOrderBatch publish to `Pedidos`
-and answer after Kafka's ack; GetOrder and WatchOrder track an order through its states."""
+"""The gRPC face of the order services: CreateOrder, the CreateOrders stream and CreateOrderBatch
+hand orders to the intake and answer after Kafka's ack; GetOrder and WatchOrder ask the tracker.
+
+Only translation lives here: protobuf <-> domain (`pedidos.wire.proto_mapping`), the caller's
+metadata, and a service's refusal reason -> gRPC status code (`STATUS_CODES`, the one table).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from functools import partial
 
 import grpc
 
+from pedidos.domain.order import InvalidOrder
+from pedidos.domain.states import FIRST_STATE
 from pedidos.runtime.logs import mask_email
+from pedidos.services.errors import OrderRejected, Reason, ServiceError
+from pedidos.services.intake import OrderIntake, Submission, settle
+from pedidos.services.tracking import OrderTracker, StateFanout, checked_order_id
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from pedidos.wire.proto_mapping import order_to_proto, state_change_to_proto
-from producer.intake import Accepted, OrderIntake, OrderRejected, correlation_id, not_acknowledged
-from producer.tracking import OrderTracking, StateFanout, TrackingError, checked_order_id
+from pedidos.wire.proto_mapping import (
+    details_from_proto,
+    order_to_proto,
+    state_change_to_proto,
+    state_to_proto,
+    timestamp,
+)
 
 log = logging.getLogger(__name__)
+
+# What each refusal tells a gRPC caller to do (README, "Status codes").
+STATUS_CODES: dict[Reason, grpc.StatusCode] = {
+    Reason.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Reason.CORRUPT: grpc.StatusCode.INTERNAL,
+}
+CORRELATION_HEADER = "x-correlation-id"
+_FIRST_STATE = state_to_proto(FIRST_STATE)
 
 # Orders of one CreateOrders stream waiting for Kafka's ack; past it the stream is not read, so
 # gRPC flow control slows the client down.
@@ -29,18 +54,39 @@ BULK_MAX_IN_FLIGHT = 20_000
 BATCH_MAX_ORDERS = 1_000
 
 
-class OrderService(orders_pb2_grpc.OrderServiceServicer):
+def correlation_id(metadata: Iterable[object] | None) -> str:
+    """The caller's `x-correlation-id`, or a new one."""
+    for item in metadata or ():
+        key, value = getattr(item, "key", None), getattr(item, "value", None)
+        if key == CORRELATION_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return str(uuid.uuid4())
+
+
+def status_of(error: ServiceError) -> grpc.StatusCode:
+    return STATUS_CODES[error.reason]
+
+
+class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     def __init__(
         self,
         intake: OrderIntake,
         publish_timeout_s: float,
-        tracking: OrderTracking,
+        tracker: OrderTracker,
         fanout: StateFanout,
     ) -> None:
         self._intake = intake
         self._publish_timeout_s = publish_timeout_s
-        self._tracking = tracking
+        self._tracker = tracker
         self._fanout = fanout
+
+    def _submit(self, request: orders_pb2.CreateOrderRequest, correlation: str) -> Submission:
+        """Validate and publish one order; raises OrderRejected. Does not wait for the ack."""
+        try:
+            details = details_from_proto(request.order)
+        except InvalidOrder as exc:
+            raise OrderRejected(Reason.INVALID, str(exc)) from None
+        return self._intake.submit(details, request.idempotency_key, correlation)
 
     # -- intake --------------------------------------------------------------------------------
     async def CreateOrder(
@@ -48,30 +94,26 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
     ) -> orders_pb2.CreateOrderResponse:
         correlation = correlation_id(context.invocation_metadata())
         try:
-            accepted = self._intake.submit(request, correlation)
+            submission = self._submit(request, correlation)
         except OrderRejected as exc:
-            await context.abort(exc.code, exc.message)
-        delivery = accepted.delivery
-        if not delivery.done():
-            # wait() neither cancels the delivery (retries of the same key share it) nor needs
-            # the extra hops of wait_for(shield(...)).
-            await asyncio.wait((delivery,), timeout=self._ack_timeout(context))
-        error = _delivery_error(delivery)
-        if error is not None:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, not_acknowledged(accepted.order_id, error)
-            )
+            await context.abort(status_of(exc), exc.message)
+        await settle((submission,), self._ack_timeout(context))
+        failure = submission.failure()
+        if failure is not None:
+            await context.abort(status_of(failure), failure.message)
         log.info(
             "order accepted",
             extra={
-                "order_id": accepted.order_id,
+                "order_id": submission.order_id,
                 "customer": mask_email(request.order.customer_email),
                 "correlation_id": correlation,
             },
         )
-        return accepted.answer()
+        return _answer(submission)
 
-    async def CreateOrders(
+    # Writes its results with context.write instead of yielding them (the typed base expects an
+    # iterator), so results can go out while orders are still being read.
+    async def CreateOrders(  # type: ignore[override]
         self,
         request_iterator: AsyncIterator[orders_pb2.CreateOrderRequest],
         context: grpc.aio.ServicerContext,
@@ -84,25 +126,25 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         room = asyncio.Event()
         state = _BulkState()
 
-        def settled(index: int, accepted: Accepted, _: asyncio.Future[object]) -> None:
+        def settled(index: int, submission: Submission, _: asyncio.Future[object]) -> None:
             state.in_flight -= 1
-            ready.append(_result(index, accepted))
+            ready.append(_result(index, submission))
             wake.set()
             if state.in_flight < BULK_MAX_IN_FLIGHT:
                 room.set()
 
         async def read() -> None:
             index = 0
-            intake = self._intake
+            submit = self._submit
             async for request in request_iterator:
                 try:
-                    accepted = intake.submit(request, correlation)
+                    submission = submit(request, correlation)
                 except OrderRejected as exc:
                     ready.append(_result(index, exc))
                     wake.set()
                 else:
                     state.in_flight += 1
-                    accepted.delivery.add_done_callback(partial(settled, index, accepted))
+                    submission.delivery.add_done_callback(partial(settled, index, submission))
                     if state.in_flight >= BULK_MAX_IN_FLIGHT:
                         room.clear()
                         await room.wait()
@@ -141,20 +183,14 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
                 f"orders: at most {BATCH_MAX_ORDERS} per call, got {len(request.orders)}",
             )
         correlation = correlation_id(context.invocation_metadata())
-        submit = self._intake.submit
-        outcomes: list[Accepted | OrderRejected] = []
+        submit = self._submit
+        outcomes: list[Submission | OrderRejected] = []
         for order in request.orders:
             try:
                 outcomes.append(submit(order, correlation))
             except OrderRejected as exc:
                 outcomes.append(exc)
-        waiting = {
-            outcome.delivery
-            for outcome in outcomes
-            if isinstance(outcome, Accepted) and not outcome.delivery.done()
-        }
-        if waiting:
-            await asyncio.wait(waiting, timeout=self._ack_timeout(context))
+        await settle((o for o in outcomes if isinstance(o, Submission)), self._ack_timeout(context))
         results = [_result(index, outcome) for index, outcome in enumerate(outcomes)]
         accepted = sum(1 for result in results if result.HasField("accepted"))
         log.info(
@@ -183,9 +219,9 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.Order:
         try:
-            order = await self._tracking.get(request.order_id, context.time_remaining())
-        except TrackingError as exc:
-            await context.abort(exc.code, exc.message)
+            order = await self._tracker.get(request.order_id, context.time_remaining())
+        except ServiceError as exc:
+            await context.abort(status_of(exc), exc.message)
         return order_to_proto(order)
 
     async def WatchOrder(
@@ -195,14 +231,15 @@ class OrderService(orders_pb2_grpc.OrderServiceServicer):
         try:
             order_id = checked_order_id(request.order_id)
             async with contextlib.aclosing(
-                self._tracking.watch(order_id, context.time_remaining)
+                self._tracker.watch(order_id, context.time_remaining)
             ) as changes:
                 async for state, at in changes:
                     yield state_change_to_proto(order_id, state, at)
             outcome = "finished"
-        except TrackingError as exc:
-            outcome = exc.code.name
-            await context.abort(exc.code, exc.message)
+        except ServiceError as exc:
+            code = status_of(exc)
+            outcome = code.name
+            await context.abort(code, exc.message)
         finally:
             log.info(
                 "watch ended",
@@ -222,22 +259,25 @@ class _BulkState:
         self.received = 0
 
 
-def _delivery_error(delivery: asyncio.Future[object]) -> BaseException | None:
-    """Why an order is not acknowledged (a delivery still pending counts as timed out), or None."""
-    if not delivery.done() or delivery.cancelled():
-        return TimeoutError()
-    return delivery.exception()
+def _answer(submission: Submission) -> orders_pb2.CreateOrderResponse:
+    """The CreateOrder answer, the same for every retry of the same key."""
+    return orders_pb2.CreateOrderResponse(
+        order_id=submission.order_id,
+        state=_FIRST_STATE,
+        accepted_at=timestamp(submission.accepted_at),
+    )
 
 
-def _result(index: int, outcome: Accepted | OrderRejected) -> orders_pb2.CreateOrderResult:
+def _result(index: int, outcome: Submission | OrderRejected) -> orders_pb2.CreateOrderResult:
     """One order's result in a stream or batch: refused, acknowledged or not acknowledged."""
+    refusal: ServiceError | None
     if isinstance(outcome, OrderRejected):
-        code, message = outcome.code, outcome.message
+        refusal = outcome
     else:
-        error = _delivery_error(outcome.delivery)
-        if error is None:
-            return orders_pb2.CreateOrderResult(index=index, accepted=outcome.answer())
-        code, message = grpc.StatusCode.UNAVAILABLE, not_acknowledged(outcome.order_id, error)
+        refusal = outcome.failure()
+        if refusal is None:
+            return orders_pb2.CreateOrderResult(index=index, accepted=_answer(outcome))
     return orders_pb2.CreateOrderResult(
-        index=index, error=orders_pb2.OrderError(code=code.value[0], message=message)
+        index=index,
+        error=orders_pb2.OrderError(code=status_of(refusal).value[0], message=refusal.message),
     )

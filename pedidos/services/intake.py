@@ -1,0 +1,125 @@
+"""Accepting orders: dedupe by idempotency key, publish, and report only what the broker acked.
+
+Shared by CreateOrder, the CreateOrders stream and CreateOrderBatch. An order counts as accepted
+only when its `delivery` future resolves, i.e. after the broker's ack (acks=all); the Kafka
+publisher fails it after `message.timeout.ms`, so it always resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from cachetools import TTLCache
+
+from pedidos.domain.order import (
+    InvalidOrder,
+    Order,
+    OrderDetails,
+    new_order_id,
+    utc_now,
+    validate_idempotency_key,
+)
+from pedidos.ports import Publisher
+from pedidos.services.errors import NotAcknowledged, OrderRejected, Reason
+from pedidos.wire.records import ORDER_SCHEMA, encode_order_accepted, headers_for
+
+log = logging.getLogger(__name__)
+
+# How long a key is remembered by one producer process; see the README's idempotency notes.
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+class Submission:
+    """One order as published (or being published) by this process, shared by its retries.
+
+    Up to PRODUCER_IDEMPOTENCY_KEYS of these stay in memory, so each keeps only what a retry needs:
+    the id, the acceptance time, a fingerprint of the details, and the delivery.
+    """
+
+    __slots__ = ("accepted_at", "delivery", "fingerprint", "order_id")
+
+    def __init__(self, order: Order, delivery: asyncio.Future[Any]) -> None:
+        self.order_id = order.order_id
+        self.accepted_at = order.accepted_at
+        self.fingerprint = hash(order.details)
+        self.delivery = delivery
+
+    def failure(self) -> NotAcknowledged | None:
+        """None once the broker acknowledged the order; otherwise why it is not accepted (a
+        delivery still pending counts as timed out). Logged, since the caller only retries."""
+        delivery = self.delivery
+        if delivery.done() and not delivery.cancelled():
+            error = delivery.exception()
+            if error is None:
+                return None
+        else:
+            error = TimeoutError()
+        reason = "timed out" if isinstance(error, TimeoutError) else str(error)
+        log.warning(
+            "order not acknowledged by Kafka", extra={"order_id": self.order_id, "reason": reason}
+        )
+        return NotAcknowledged(
+            f"Kafka did not acknowledge the order ({reason}); retry with the same idempotency_key"
+        )
+
+
+async def settle(submissions: Iterable[Submission], timeout_s: float) -> None:
+    """Wait up to `timeout_s` for the broker's answer on every submission.
+
+    asyncio.wait() neither cancels a delivery (retries of the same key share it) nor needs the
+    extra hops of wait_for(shield(...))."""
+    waiting = {s.delivery for s in submissions if not s.delivery.done()}
+    if waiting:
+        await asyncio.wait(waiting, timeout=timeout_s)
+
+
+class OrderIntake:
+    def __init__(
+        self,
+        publisher: Publisher,
+        topic: str,
+        remembered_keys: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._publisher = publisher
+        self._topic = topic
+        self._clock = clock
+        self._recent: TTLCache[str, Submission] = TTLCache(remembered_keys, IDEMPOTENCY_TTL_S)
+
+    def submit(
+        self, details: OrderDetails, idempotency_key: str | None, correlation_id: str
+    ) -> Submission:
+        """Publish one validated order, or return the publish of an earlier request with the
+        same key; raises OrderRejected. Does not wait for the ack (see `settle`)."""
+        try:
+            key = validate_idempotency_key(idempotency_key) if idempotency_key else None
+        except InvalidOrder as exc:
+            raise OrderRejected(Reason.INVALID, str(exc)) from None
+        order_id = new_order_id(details.customer_email, key)
+        if key is not None:
+            known = self._recent.get(order_id)
+            # Reuse a publish that succeeded or is still in flight; a failed one is retried.
+            if known is not None and not (known.delivery.done() and known.delivery.exception()):
+                if known.fingerprint != hash(details):
+                    raise OrderRejected(
+                        Reason.CONFLICT, "idempotency_key was already used for a different order"
+                    )
+                return known
+        submission = self._publish(order_id, details, correlation_id)
+        if key is not None:
+            self._recent[order_id] = submission
+        return submission
+
+    def _publish(self, order_id: str, details: OrderDetails, correlation_id: str) -> Submission:
+        order = Order(order_id=order_id, details=details, accepted_at=self._clock())
+        delivery = self._publisher.publish(
+            self._topic,
+            key=order_id,
+            value=encode_order_accepted(order),
+            headers=headers_for(ORDER_SCHEMA, correlation_id),
+        )
+        return Submission(order, delivery)

@@ -1,0 +1,187 @@
+"""The intake's idempotency rule with in-memory publishers: one publish per key, conflicts refused,
+nothing reported accepted before the broker's ack. No servers; milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+from pedidos.domain.order import new_order_id
+from pedidos.ports import PublishError
+from pedidos.services.errors import NotAcknowledged, OrderRejected, Reason
+from pedidos.services.intake import OrderIntake, Submission, settle
+from pedidos.wire.records import OrderAccepted, decode, header_value
+from tests.unit.factories import make_details
+from tests.unit.fakes import T0, FakeClock, FakePendingPublisher, FakePublisher
+
+T = TypeVar("T")
+TOPIC = "Pedidos"
+EMAIL = "cliente@example.cl"
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def intake(publisher: FakePublisher | FakePendingPublisher, keys: int = 100) -> OrderIntake:
+    return OrderIntake(publisher, TOPIC, remembered_keys=keys, clock=FakeClock())
+
+
+def test_an_order_is_published_once_to_the_topic_keyed_by_its_id() -> None:
+    async def scenario() -> None:
+        publisher = FakePublisher()
+        submission = intake(publisher).submit(make_details(), "k-1", "corr-7")
+        await settle((submission,), 1.0)
+        assert submission.failure() is None
+        assert submission.order_id == new_order_id(EMAIL, "k-1")
+        assert submission.accepted_at == T0
+        ((topic, key, value, headers),) = publisher.records
+        assert (topic, key) == (TOPIC, submission.order_id)
+        record = decode(value, headers)
+        assert isinstance(record, OrderAccepted)
+        assert record.order.details == make_details()
+        assert record.order.accepted_at == T0
+        assert header_value(headers, "correlation-id") == "corr-7"
+
+    run(scenario)
+
+
+def test_a_retry_with_the_same_key_and_content_gets_the_same_order_and_publishes_nothing() -> None:
+    async def scenario() -> None:
+        publisher = FakePublisher()
+        orders = intake(publisher)
+        first = orders.submit(make_details(), "k-1", "a")
+        again = orders.submit(make_details(), "k-1", "b")
+        assert again is first
+        assert len(publisher.records) == 1
+
+    run(scenario)
+
+
+def test_the_same_key_for_different_content_is_a_conflict_and_is_not_published() -> None:
+    async def scenario() -> None:
+        publisher = FakePublisher()
+        orders = intake(publisher)
+        orders.submit(make_details(), "k-1", "a")
+        with pytest.raises(OrderRejected) as caught:
+            orders.submit(make_details(product_name="Otra cosa"), "k-1", "b")
+        assert caught.value.reason is Reason.CONFLICT
+        assert "idempotency_key" in caught.value.message
+        assert len(publisher.records) == 1
+
+    run(scenario)
+
+
+def test_concurrent_duplicates_share_one_publish_and_its_outcome() -> None:
+    async def scenario() -> None:
+        publisher = FakePendingPublisher()
+        orders = intake(publisher)
+        submissions = [orders.submit(make_details(), "k-1", str(i)) for i in range(5)]
+        assert all(s is submissions[0] for s in submissions)
+        assert len(publisher.records) == 1
+        # In flight: no one is told "accepted" yet.
+        assert all(isinstance(s.failure(), NotAcknowledged) for s in submissions)
+        publisher.ack()
+        await settle(submissions, 1.0)
+        assert [s.failure() for s in submissions] == [None] * 5
+
+    run(scenario)
+
+
+def test_a_failed_publish_is_never_reported_accepted_and_a_retry_publishes_again() -> None:
+    async def scenario() -> None:
+        publisher = FakePendingPublisher()
+        orders = intake(publisher)
+        first = orders.submit(make_details(), "k-1", "a")
+        publisher.fail(PublishError("Broker: Not enough in-sync replicas"))
+        await settle((first,), 1.0)
+        failure = first.failure()
+        assert isinstance(failure, NotAcknowledged)
+        assert failure.reason is Reason.UNAVAILABLE
+        assert "in-sync replicas" in failure.message
+        assert "retry with the same idempotency_key" in failure.message
+        # The retry is not answered from the failed publish: it publishes the same order again.
+        retry = orders.submit(make_details(), "k-1", "b")
+        assert retry is not first
+        assert retry.order_id == first.order_id
+        assert len(publisher.records) == 2
+        publisher.ack()
+        assert retry.failure() is None
+
+    run(scenario)
+
+
+def test_an_ack_that_does_not_come_in_time_is_a_failure_but_the_publish_goes_on() -> None:
+    async def scenario() -> None:
+        publisher = FakePendingPublisher()
+        orders = intake(publisher)
+        first = orders.submit(make_details(), "k-1", "a")
+        await settle((first,), 0.01)
+        failure = first.failure()
+        assert failure is not None
+        assert "timed out" in failure.message
+        # The wait did not cancel the delivery: the retry shares it instead of publishing twice.
+        assert not first.delivery.done()
+        retry = orders.submit(make_details(), "k-1", "b")
+        assert retry is first
+        assert len(publisher.records) == 1
+
+    run(scenario)
+
+
+def test_orders_without_a_key_are_always_new() -> None:
+    async def scenario() -> None:
+        publisher = FakePublisher()
+        orders = intake(publisher)
+        a = orders.submit(make_details(), None, "a")
+        b = orders.submit(make_details(), "", "b")
+        assert a.order_id != b.order_id
+        assert len(publisher.records) == 2
+
+    run(scenario)
+
+
+def test_the_same_key_of_two_customers_is_two_orders() -> None:
+    async def scenario() -> None:
+        publisher = FakePublisher()
+        orders = intake(publisher)
+        a = orders.submit(make_details(), "k-1", "a")
+        b = orders.submit(make_details(customer_email="otra@example.cl"), "k-1", "b")
+        assert a.order_id != b.order_id
+        assert len(publisher.records) == 2
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("key", ["x" * 129, "clé", "tab\there"])
+def test_a_malformed_key_is_invalid_and_nothing_is_published(key: str) -> None:
+    async def scenario() -> None:
+        publisher = FakePublisher()
+        with pytest.raises(OrderRejected) as caught:
+            intake(publisher).submit(make_details(), key, "a")
+        assert caught.value.reason is Reason.INVALID
+        assert caught.value.message.startswith("idempotency_key")
+        assert publisher.records == []
+
+    run(scenario)
+
+
+def test_a_forgotten_key_publishes_again_under_the_same_order_id() -> None:
+    """Past PRODUCER_IDEMPOTENCY_KEYS a process forgets a key; the derived id still makes the
+    second record the same order (the consumer's effects are keyed by order_id)."""
+
+    async def scenario() -> list[Submission]:
+        publisher = FakePublisher()
+        orders = intake(publisher, keys=1)
+        first = orders.submit(make_details(), "k-1", "a")
+        orders.submit(make_details(), "k-2", "b")
+        again = orders.submit(make_details(), "k-1", "c")
+        assert len(publisher.records) == 3
+        return [first, again]
+
+    first, again = run(scenario)
+    assert again is not first
+    assert again.order_id == first.order_id
