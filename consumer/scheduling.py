@@ -20,7 +20,7 @@ from pedidos.domain.order import utc_now
 from pedidos.domain.states import IllegalTransition
 from pedidos.ports import PermanentIndexError
 from pedidos.services.order_walk import OrderWalk, StepHandedBack, next_step
-from pedidos.wire.records import DetailsCache, PoisonRecord, decode
+from pedidos.wire.records import PoisonRecord, decode
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,12 @@ class StepScheduler:
         self._dead_letters = dead_letters
         self._clock = clock
         self._sleep = sleep
-        # An order's records (acceptance + five states) repeat its details: validate once.
-        self._details = DetailsCache()
         self.processed = 0
 
     async def process(self, record: ConsumedRecord, ticket: Ticket) -> None:
         worked = False
         try:
-            step = next_step(decode(record.value, record.headers, self._details))
+            step = next_step(decode(record.value, record.headers))
             if step is not None:
                 wait = step.wait_s(self._clock())
                 if wait > 0:  # a step already due skips a pass of the event loop
