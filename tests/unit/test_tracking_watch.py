@@ -11,13 +11,13 @@ from typing import TypeVar
 
 import pytest
 
+from devkit.orders import make_details
 from pedidos.adapters.kafka.state_feed import read_state
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.services.errors import Reason, TrackingError
 from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.wire.records import StateReached, encode_state_reached
-from tests.unit.factories import make_details
 from tests.unit.fakes import FakeOrderLookup
 
 T = TypeVar("T")
@@ -146,6 +146,28 @@ def test_the_feed_ahead_of_the_index_wins() -> None:
     assert states == [FIN]
     assert order.state is FIN
     assert order.details == make_details()
+
+
+def test_get_prefers_the_feed_level_with_the_index_and_the_index_ahead_of_it() -> None:
+    """Level: the feed's record keeps microseconds, the document only milliseconds (here the two
+    differ by one, so the test sees which one answered)."""
+    order_id = str(uuid.uuid4())
+
+    async def scenario() -> tuple[Order, Order]:
+        lookup, fanout = FakeOrderLookup(), StateFanout()
+        indexed = order_at(order_id, ENV)
+        indexed.reached = {s: at + timedelta(milliseconds=1) for s, at in indexed.reached.items()}
+        lookup.orders[order_id] = indexed
+        fanout.publish([progress(order_id, ENV)])
+        tracker = tracking(lookup, fanout)
+        level = await tracker.get(order_id, None)
+        lookup.orders[order_id] = order_at(order_id, ENT)
+        return level, await tracker.get(order_id, None)
+
+    level, behind = run(scenario)
+    assert level.reached == order_at(order_id, ENV).reached
+    assert level is not behind
+    assert behind.state is ENT
 
 
 def test_an_unknown_order_is_not_found_after_the_wait() -> None:
