@@ -21,7 +21,7 @@ from devkit.orders import make_details
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-from pedidos.ports import MailOutageError, OutgoingEmail, TransientMailError
+from pedidos.ports import MailOutageError, OutgoingEmail, PublishError, TransientMailError
 from pedidos.runtime.retry import Backoff
 from pedidos.services.mail_outage import MailOutage
 from pedidos.services.order_walk import OrderWalk, StageDelays
@@ -293,6 +293,17 @@ def test_admission_resumes_at_80_percent_of_the_bound() -> None:
     assert admission.update(0, topics) == topics
 
 
+def test_a_revoke_forgets_the_open_orders_which_may_now_finish_elsewhere() -> None:
+    admission = Admission(ORDERS, max_open_orders=2)
+    topics = frozenset({ORDERS, STATES})
+    admission.admitted(ORDERS, "o1")
+    admission.admitted(ORDERS, "o2")
+    assert admission.update(10, topics) == {ORDERS}
+    admission.forget()  # from the consumer thread; the loop applies it
+    assert admission.update(10, topics) == frozenset()
+    assert admission.open_orders == 0
+
+
 def test_a_mail_outage_pauses_all_intake_until_the_server_answers() -> None:
     mailer = FakeMailer(always=MailOutageError("mail server unreachable"), delay_s=0)
     consumer = Consumer(mailer)
@@ -308,3 +319,17 @@ def test_a_mail_outage_pauses_all_intake_until_the_server_answers() -> None:
         assert consumer.source.paused == frozenset()
 
     run(consumer.run(scenario))
+
+
+def test_a_dead_letter_is_retried_until_the_broker_takes_it() -> None:
+    publisher = FakePublisher(PublishError("broker down"), PublishError("broker down"))
+    dead_letters = DeadLetters(publisher, DLQ, FAST)
+    run(dead_letters.send("record", "k", b"v", "why", "Pedidos/1/7", [("correlation-id", b"c")]))
+    ((topic, key, value, headers),) = publisher.records
+    assert (topic, key, value) == (DLQ, "k", b"v")
+    assert headers == [
+        ("correlation-id", b"c"),
+        ("pedidos-dlq-kind", b"record"),
+        ("pedidos-error", b"why"),
+        ("pedidos-source", b"Pedidos/1/7"),
+    ]
