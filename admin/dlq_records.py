@@ -1,6 +1,6 @@
 """Dead-letter records as the consumer writes them, the filters over them and their summary.
 
-The consumer appends three headers to what it dead-letters (consumer/runner.py, DeadLetters):
+The consumer appends three headers to what it dead-letters (consumer/dead_letters.py, DeadLetters):
 `pedidos-dlq-kind` (`record`: a Kafka record it cannot process; `notification`: an e-mail the
 mail server refused for good), `pedidos-error` (the reason) and `pedidos-source`
 (`topic/partition/offset` of a record). A record keeps its own headers in front of them, so the
