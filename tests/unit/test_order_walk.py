@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from devkit.orders import make_details
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
@@ -24,7 +25,6 @@ from pedidos.services.order_walk import (
     next_step,
 )
 from pedidos.wire.records import OrderAccepted, StateReached, decode
-from tests.unit.factories import make_details
 from tests.unit.fakes import T0, FakeIndex, FakeMailer, FakePublisher
 
 ORDER_ID = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from devkit.orders import make_details
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-from tests.unit.factories import make_details
-from tests.unit.test_workflow import ORDER_ID, T0, FakeIndex, Harness
+from tests.unit.fakes import T0, FakeIndex
+from tests.unit.test_order_walk import ORDER_ID, Harness
 
 
 def test_a_late_copy_of_an_order_keeps_the_first_acceptance_time() -> None:
@@ -17,10 +18,10 @@ def test_a_late_copy_of_an_order_keeps_the_first_acceptance_time() -> None:
     first, restarted = Harness(index=index), Harness(index=index)
     accepted = T0 - timedelta(seconds=1)
     asyncio.run(
-        first.workflow.enter(Order(ORDER_ID, make_details(), accepted), OrderState.PROCESANDO, "a")
+        first.walk.enter(Order(ORDER_ID, make_details(), accepted), OrderState.PROCESANDO, "a")
     )
     copy = Order(ORDER_ID, make_details(), T0 + timedelta(seconds=5))
-    asyncio.run(restarted.workflow.enter(copy, OrderState.PROCESANDO, "b"))
+    asyncio.run(restarted.walk.enter(copy, OrderState.PROCESANDO, "b"))
     assert restarted.mailer.sent == []
     assert index.orders[ORDER_ID]["accepted_at"] == "2026-11-23T11:59:59.000Z"
     (record,) = restarted.states_published()
