@@ -15,14 +15,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from client.sender import Accepted, Failed, Outcome, Rejected
+from client.outcomes import Confirmed, Failed, Outcome, Rejected
 
 
 def describe(outcome: Outcome) -> str:
     """One line in Spanish, like the original client printed the server's answer."""
     number = outcome.index + 1
     match outcome:
-        case Accepted():
+        case Confirmed():
             return f"Pedido {number}: aceptado, id {outcome.order_id}"
         case Rejected():
             return f"Pedido {number}: rechazado ({outcome.code.name}: {outcome.message})"
@@ -82,7 +82,7 @@ class BarProgress:
         self._progress.stop()
 
     def __call__(self, outcome: Outcome) -> None:
-        if isinstance(outcome, Accepted):
+        if isinstance(outcome, Confirmed):
             self._accepted += 1
         else:
             self._problems += 1

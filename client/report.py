@@ -8,7 +8,7 @@ from babel.numbers import format_decimal
 from rich.console import Console
 from rich.table import Table
 
-from client.sender import ErrorGroup, SendReport
+from client.outcomes import ErrorGroup, SendReport
 
 LOCALE = "es_CL"
 

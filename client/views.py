@@ -1,4 +1,5 @@
-"""What the tracking commands show, in Spanish: an order's status, its changes, a live table."""
+"""What the status, watch and --follow commands show, in Spanish: an order's status, its changes,
+a live table, and what a failed lookup means."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 
+import grpc
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from client.tracking import Change, WatchFailure
+from client.follow import Change, WatchFailure
 from pedidos.domain.money import InvalidMoney, Money
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.v1 import orders_pb2
@@ -227,3 +229,20 @@ class FollowView:
     def _is_final(self, order_id: str) -> bool:
         change = self._latest.get(order_id)
         return change is not None and change.state.is_final
+
+
+def problem(exc: grpc.aio.AioRpcError, order_id: str) -> str:
+    """What a failed GetOrder/WatchOrder means, for the user."""
+    return explain(exc.code(), exc.details() or "", order_id)
+
+
+def explain(code: grpc.StatusCode, details: str, order_id: str) -> str:
+    if code == grpc.StatusCode.NOT_FOUND:
+        return f"No existe el pedido {order_id}."
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return f"«{order_id}» no es un id de pedido válido ({details})."
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"El servicio no está disponible ({details}). Inténtalo de nuevo en unos segundos."
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "El productor no respondió a tiempo."
+    return f"Error {code.name}: {details}"

@@ -10,12 +10,12 @@ from typing import Any
 import grpc
 import pytest
 
-from admin.stack import free_port
+from devkit.net import free_port
+from devkit.orders import order_request
+from devkit.processes import Services
+from devkit.topics import read_topic
 from pedidos.domain.order import new_order_id
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from tests.conftest import Services
-from tests.requests import order_request
-from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def send_batch(
         response: orders_pb2.CreateOrderBatchResponse = stub.CreateOrderBatch(
             orders_pb2.CreateOrderBatchRequest(orders=requests),
             timeout=timeout_s,
-            metadata=metadata,
+            metadata=None if metadata is None else tuple(metadata),
         )
     return response
 

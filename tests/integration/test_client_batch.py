@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from admin.stack import free_port
-from client.__main__ import main
-from tests.conftest import Services
-from tests.support import read_topic
+from client.cli import main
+from devkit.net import free_port
+from devkit.processes import Services
+from devkit.topics import read_topic
 
 pytestmark = pytest.mark.integration
 

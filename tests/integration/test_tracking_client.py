@@ -14,12 +14,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client.__main__ import main
+from client.cli import main
+from devkit.orders import order_request
+from devkit.processes import REPO, Services
+from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
-from tests.conftest import Services
 from tests.integration.test_tracking import start_pipeline
-from tests.requests import order_request
-from tests.support import REPO, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +195,7 @@ def test_ctrl_c_while_following_leaves_cleanly(services: Services, tmp_path: Pat
     assert client.wait(30) == 130
     out, err = client.stdout(), client.stderr()
     assert "Traceback" not in err + out
+    assert first is not None
     assert (
         "Dejaste de seguir los pedidos; siguen avanzando. "
         f"Para retomarlo: python -m client watch {first.group(1)}"

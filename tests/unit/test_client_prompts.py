@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.__main__ import main
+from client.cli import main
 from client.orders import DEFAULT_CUSTOMER_EMAIL
 from client.prompts import Batch, ask_batch, ask_follow
 

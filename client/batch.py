@@ -3,37 +3,38 @@ retries of just the orders the producer could not confirm."""
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import Protocol
 
 import grpc
 
-from client.sender import (
+from client.connection import (
+    DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     RETRYABLE_CODES,
-    Accepted,
-    Backoff,
-    Failed,
-    Outcome,
-    OutcomeCollector,
-    Rejected,
-    SendReport,
+    RetryableCall,
     order_service_stub,
+    retry_log,
+    status_from_number,
 )
+from client.outcomes import Confirmed, Failed, OnOutcome, OutcomeCollector, Rejected, SendReport
+from pedidos.runtime.retry import Backoff, retry_async
 from pedidos.v1 import orders_pb2
 
 # More orders than this in one call and the producer refuses the whole call (INVALID_ARGUMENT).
 MAX_BATCH_SIZE = 1_000
-# Per-order results carry the status code as its number.
-STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 # Orders of one call, each with its position in the whole send.
 _Chunk = list[tuple[int, orders_pb2.CreateOrderRequest]]
 # An order's answer: its order id, or the status it was refused with.
 _Answer = str | tuple[grpc.StatusCode, str]
+
+
+class CreateOrderBatchStub(Protocol):
+    def CreateOrderBatch(
+        self, request: orders_pb2.CreateOrderBatchRequest, *, timeout: float
+    ) -> Awaitable[orders_pb2.CreateOrderBatchResponse]: ...
 
 
 def _chunks(orders: Iterable[orders_pb2.CreateOrderRequest], size: int) -> Iterator[_Chunk]:
@@ -52,68 +53,78 @@ def _answers(response: orders_pb2.CreateOrderBatchResponse, count: int) -> list[
     return [
         result.accepted.order_id
         if result.HasField("accepted")
-        else (
-            STATUS_BY_NUMBER.get(result.error.code, grpc.StatusCode.UNKNOWN),
-            result.error.message,
-        )
+        else (status_from_number(result.error.code), result.error.message)
         for result in results
     ]
 
 
+async def _call(stub: CreateOrderBatchStub, chunk: _Chunk, deadline_s: float) -> list[_Answer]:
+    """One call for `chunk`: an answer per order; a failed call gives each order its status."""
+    try:
+        # The same requests (and so the same idempotency keys) on every attempt.
+        response = await stub.CreateOrderBatch(
+            orders_pb2.CreateOrderBatchRequest(orders=[request for _, request in chunk]),
+            timeout=deadline_s,
+        )
+    except grpc.aio.AioRpcError as exc:
+        return [(exc.code(), exc.details() or "")] * len(chunk)
+    return _answers(response, len(chunk))
+
+
 async def _send_chunk(
-    stub: Any,
+    stub: CreateOrderBatchStub,
     chunk: _Chunk,
     deadline_s: float,
     retries: int,
     backoff: Backoff,
-    rng: random.Random,
-    emit: Callable[[Outcome], None],
+    emit: OnOutcome,
 ) -> None:
     """Send `chunk`, then resend only its retryable failures, until every order has an outcome."""
-    pending = chunk
-    attempt = 0
-    while pending:
-        attempt += 1
-        try:
-            # The same requests (and so the same idempotency keys) on every attempt.
-            response = await stub.CreateOrderBatch(
-                orders_pb2.CreateOrderBatchRequest(orders=[request for _, request in pending]),
-                timeout=deadline_s,
-            )
-        except grpc.aio.AioRpcError as exc:
-            # The whole call failed: each of its orders gets the call's status.
-            answers: list[_Answer] = [(exc.code(), exc.details() or "")] * len(pending)
-        else:
-            answers = _answers(response, len(pending))
-        retry: _Chunk = []
+    # Orders still without an outcome, with the retryable status they were last answered.
+    unsettled = [(index, request, grpc.StatusCode.OK, "") for index, request in chunk]
+    attempts = 0
+
+    async def attempt() -> None:
+        nonlocal unsettled, attempts
+        attempts += 1
+        pending = [(index, request) for index, request, _, _ in unsettled]
+        answers = await _call(stub, pending, deadline_s)
+        unsettled = []
         for (index, request), answer in zip(pending, answers, strict=True):
             key = request.idempotency_key
             if isinstance(answer, str):
-                emit(Accepted(index, key, answer, attempt))
-                continue
-            code, message = answer
-            if code not in RETRYABLE_CODES:
-                emit(Rejected(index, key, code, message, attempt))
-            elif attempt > retries:
-                emit(Failed(index, key, code, message, attempt))
+                emit(Confirmed(index, key, answer, attempts))
+            elif answer[0] in RETRYABLE_CODES:
+                unsettled.append((index, request, *answer))
             else:
-                retry.append((index, request))
-        pending = retry
-        if pending:
-            await asyncio.sleep(backoff.delay(attempt, rng))
+                emit(Rejected(index, key, *answer, attempts))
+        if unsettled:
+            raise RetryableCall(unsettled[0][2], unsettled[0][3])
+
+    try:
+        await retry_async(
+            "CreateOrderBatch",
+            attempt,
+            retry_on=(RetryableCall,),
+            backoff=backoff,
+            attempts=retries + 1,
+            logger=retry_log,
+        )
+    except RetryableCall:
+        for index, request, code, message in unsettled:
+            emit(Failed(index, request.idempotency_key, code, message, attempts))
 
 
 async def send_batches(
-    stub_or_channel: Any,
+    stub_or_channel: CreateOrderBatchStub | grpc.aio.Channel,
     orders: Iterable[orders_pb2.CreateOrderRequest],
     batch_size: int,
     concurrency: int,
     deadline_s: float,
     retries: int = DEFAULT_RETRIES,
     *,
-    backoff: Backoff | None = None,
-    on_outcome: Callable[[Outcome], None] | None = None,
-    rng: random.Random | None = None,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    on_outcome: OnOutcome | None = None,
 ) -> SendReport:
     """Send the orders in CreateOrderBatch calls of `batch_size`, at most `concurrency` calls in
     flight, and report each order's outcome exactly as `send_orders` does.
@@ -126,14 +137,12 @@ async def send_batches(
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     stub = order_service_stub(stub_or_channel)
-    backoff = backoff or Backoff()
-    rng = rng or random.Random()
     # Workers share one lazy iterator of chunks: at most `concurrency` chunks are held at a time.
     chunks = _chunks(orders, batch_size)
     collector = OutcomeCollector(on_outcome)
 
     async def worker() -> None:
         for chunk in chunks:
-            await _send_chunk(stub, chunk, deadline_s, retries, backoff, rng, collector.add)
+            await _send_chunk(stub, chunk, deadline_s, retries, backoff, collector.add)
 
     return await collector.run(concurrency, worker)

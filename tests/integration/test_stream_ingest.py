@@ -6,30 +6,32 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import pytest
 
-from admin.stack import free_port
-from client.bulk import BulkReport, send_bulk
+from client.cli import main
+from client.stream import StreamReport, send_stream
+from devkit.net import free_port
+from devkit.orders import order_request
+from devkit.processes import Services
+from devkit.topics import read_topic
 from pedidos.domain.order import new_order_id
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from tests.conftest import Services
-from tests.requests import order_request
-from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 
 
-def bulk(
+def stream(
     address: str,
     requests: Sequence[orders_pb2.CreateOrderRequest],
     window: int = 500,
     metadata: Sequence[tuple[str, str]] | None = None,
-) -> BulkReport:
-    async def run() -> BulkReport:
+) -> StreamReport:
+    async def run() -> StreamReport:
         async with grpc.aio.insecure_channel(address) as channel:
-            return await send_bulk(channel, requests, window, timeout_s=120, metadata=metadata)
+            return await send_stream(channel, requests, window, timeout_s=120, metadata=metadata)
 
     return asyncio.run(run())
 
@@ -42,7 +44,7 @@ def test_two_thousand_orders_in_one_stream_are_accepted_and_published_once(
     requests = [
         order_request(key=f"bulk-{i}", customer_email=f"cliente{i}@example.cl") for i in range(2000)
     ]
-    report = bulk(env["PRODUCER_ADDRESS"], requests, metadata=[("x-correlation-id", "lote-1")])
+    report = stream(env["PRODUCER_ADDRESS"], requests, metadata=[("x-correlation-id", "lote-1")])
 
     assert report.stream_error is None
     assert report.sent == 2000
@@ -62,7 +64,7 @@ def test_two_thousand_orders_in_one_stream_are_accepted_and_published_once(
         assert ("correlation-id", b"lote-1") in headers
 
     # The same keys again (a client retrying the whole stream): the same ids, nothing new.
-    again = bulk(env["PRODUCER_ADDRESS"], requests[:300])
+    again = stream(env["PRODUCER_ADDRESS"], requests[:300])
     assert again.order_ids() == expected[:300]
     records = read_topic(
         env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 2000, timeout=60, settle_s=2
@@ -73,7 +75,7 @@ def test_two_thousand_orders_in_one_stream_are_accepted_and_published_once(
 def test_invalid_orders_get_their_own_error_and_the_stream_goes_on(services: Services) -> None:
     services.producer()
     env = services.env
-    invalid = {
+    invalid: dict[int, tuple[dict[str, Any], str]] = {
         3: ({"customer_email": "no-es-un-correo"}, "customer_email"),
         10: ({"price": orders_pb2.Money(amount_minor=0)}, "price.amount_minor"),
         11: ({"product_name": ""}, "product_name"),
@@ -87,7 +89,7 @@ def test_invalid_orders_get_their_own_error_and_the_stream_goes_on(services: Ser
     requests.append(order_request(key="shared-key"))  # 101
     requests.append(order_request(key="shared-key"))  # 102: the same order again
     requests.append(order_request(key="shared-key", bank="BCI"))  # 103: the key reused
-    report = bulk(env["PRODUCER_ADDRESS"], requests, window=16)
+    report = stream(env["PRODUCER_ADDRESS"], requests, window=16)
 
     assert report.stream_error is None
     errors = {error.index: error for error in report.errors}
@@ -111,7 +113,7 @@ def test_invalid_orders_get_their_own_error_and_the_stream_goes_on(services: Ser
 def test_broker_down_gives_unavailable_per_order_never_success(services: Services) -> None:
     services.producer(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}", GRPC_DEADLINE_S="2")
     requests = [order_request() for _ in range(50)]
-    report = bulk(services.env["PRODUCER_ADDRESS"], requests, window=20)
+    report = stream(services.env["PRODUCER_ADDRESS"], requests, window=20)
 
     assert report.stream_error is None
     assert report.accepted == {}
@@ -127,7 +129,29 @@ def test_create_order_and_create_orders_share_idempotency_keys(services: Service
     single = orders_pb2_grpc.OrderServiceStub(
         grpc.insecure_channel(env["PRODUCER_ADDRESS"])
     ).CreateOrder(request, timeout=10)
-    report = bulk(env["PRODUCER_ADDRESS"], [request, request])
+    report = stream(env["PRODUCER_ADDRESS"], [request, request])
     assert report.order_ids() == [single.order_id] * 2
     records = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 1, settle_s=2)
     assert [key for key, _, _ in records] == [single.order_id.encode()]
+
+
+def test_the_command_line_sends_on_one_stream_when_asked(
+    services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    services.producer()
+    env = services.env
+    argv = ["--count", "1500", "--email", "cliente@example.cl", "--yes", "--json"]
+
+    assert main([*argv, "--address", env["PRODUCER_ADDRESS"], "--stream", "500"]) == 0
+
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["sent"], summary["accepted"], summary["rejected"], summary["failed"]) == (
+        1500,
+        1500,
+        0,
+        0,
+    )
+    records = read_topic(
+        env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 1500, timeout=60, settle_s=2
+    )
+    assert sorted((key or b"").decode() for key, _, _ in records) == sorted(summary["order_ids"])

@@ -1,4 +1,5 @@
-"""Sending over real gRPC: concurrency limit, deadlines, retries with the same key, the report."""
+"""CreateOrder over real gRPC: concurrency limit, deadlines, retries with the same key and the
+shared backoff, the report, and the default send command."""
 
 from __future__ import annotations
 
@@ -6,103 +7,32 @@ import asyncio
 import json
 import random
 import socket
-import threading
 import time
-import uuid
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import grpc
 import pytest
 
-from client.__main__ import main
+from client.cli import main
+from client.connection import ProducerUnreachable
 from client.orders import random_requests
-from client.sender import (
-    Backoff,
-    ErrorGroup,
-    ProducerUnreachable,
-    SendReport,
-    send_orders,
-    send_to_producer,
-)
+from client.outcomes import ErrorGroup, SendReport
+from client.send import send_to_producer
+from client.unary import send_orders
+from pedidos.runtime.retry import Backoff
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from tests.support import start_order_service
+from tests.unit.fake_order_service import (
+    BEHAVIOURS,
+    FLAKY,
+    REJECT,
+    REJECTION,
+    FakeOrderService,
+    ProducerThread,
+)
 
 EMAIL = "ana@ejemplo.cl"
-REJECTION = "price.amount_minor: must be greater than zero"
-ID_NAMESPACE = uuid.UUID("0b6e5c2a-8a51-4f4b-9d0e-3f1f4f3c9a10")
-
-ACCEPT, REJECT, FLAKY, SLOW = "accept", "reject", "flaky", "slow"
-
-
-class FakeOrderService(orders_pb2_grpc.OrderServiceServicer):
-    """Stands in only for the producer's business logic: the gRPC transport under test is real.
-
-    What it does with a request depends on the order's product name (`behaviour_by_product`):
-    accept, reject with INVALID_ARGUMENT, fail the first attempt with UNAVAILABLE, or never
-    answer. It records every attempt per idempotency key and the most calls it had in flight.
-    """
-
-    def __init__(self, behaviour_by_product: Mapping[str, str], work_s: float = 0.02) -> None:
-        self.behaviour_by_product = dict(behaviour_by_product)
-        self.work_s = work_s
-        self.attempts: Counter[str] = Counter()
-        self.accepted: dict[str, str] = {}
-        self.emails: set[str] = set()
-        self.in_flight = 0
-        self.max_in_flight = 0
-
-    async def CreateOrder(
-        self, request: orders_pb2.CreateOrderRequest, context: grpc.aio.ServicerContext
-    ) -> orders_pb2.CreateOrderResponse:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            key = request.idempotency_key
-            self.attempts[key] += 1
-            self.emails.add(request.order.customer_email)
-            behaviour = self.behaviour_by_product.get(request.order.product_name, ACCEPT)
-            await asyncio.sleep(self.work_s)
-            if behaviour == REJECT:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, REJECTION)
-            if behaviour == FLAKY and self.attempts[key] == 1:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "Kafka did not acknowledge")
-            if behaviour == SLOW:
-                await asyncio.sleep(5)  # far beyond every deadline used here
-            order_id = str(uuid.uuid5(ID_NAMESPACE, key))
-            self.accepted[key] = order_id
-            return orders_pb2.CreateOrderResponse(
-                order_id=order_id, state=orders_pb2.ORDER_STATE_PROCESANDO
-            )
-        finally:
-            self.in_flight -= 1
-
-
-class ProducerThread:
-    """grpc.aio servers on an event loop of their own thread, on free ports of 127.0.0.1.
-
-    A separate loop because the code under test runs its own (`main()` calls asyncio.run).
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.servers: list[grpc.aio.Server] = []
-
-    def serve(self, servicer: FakeOrderService) -> str:
-        server, address = asyncio.run_coroutine_threadsafe(
-            start_order_service(servicer), self.loop
-        ).result(10)
-        self.servers.append(server)
-        return address
-
-    def close(self) -> None:
-        for server in self.servers:
-            asyncio.run_coroutine_threadsafe(server.stop(None), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+# The CreateOrder fake of these tests spends this long on every call.
+WORK_S = 0.02
 
 
 @pytest.fixture
@@ -126,8 +56,7 @@ def _batch(**counts: int) -> list[orders_pb2.CreateOrderRequest]:
     return [_request(behaviour, f"{behaviour}-{i}") for i, behaviour in enumerate(plan)]
 
 
-FAST_BACKOFF = Backoff(base_s=0.01, max_s=0.05)
-BEHAVIOURS = {behaviour: behaviour for behaviour in (ACCEPT, REJECT, FLAKY, SLOW)}
+FAST_BACKOFF = Backoff(initial_s=0.01, max_s=0.05)
 
 
 def _send(
@@ -148,7 +77,7 @@ def _send(
 
 
 def test_report_counts_every_outcome(producer: ProducerThread) -> None:
-    service = FakeOrderService(BEHAVIOURS)
+    service = FakeOrderService(BEHAVIOURS, work_s=WORK_S)
     address = producer.serve(service)
     requests = _batch(accept=12, reject=3, flaky=3, slow=1)
     deadline_s, retries = 0.3, 2
@@ -168,7 +97,7 @@ def test_report_counts_every_outcome(producer: ProducerThread) -> None:
 
 
 def test_unavailable_is_retried_with_the_same_idempotency_key(producer: ProducerThread) -> None:
-    service = FakeOrderService(BEHAVIOURS)
+    service = FakeOrderService(BEHAVIOURS, work_s=WORK_S)
     address = producer.serve(service)
     requests = _batch(accept=4, flaky=3)
 
@@ -183,7 +112,7 @@ def test_unavailable_is_retried_with_the_same_idempotency_key(producer: Producer
 
 
 def test_an_order_that_never_answers_fails_at_the_deadline(producer: ProducerThread) -> None:
-    service = FakeOrderService(BEHAVIOURS)
+    service = FakeOrderService(BEHAVIOURS, work_s=WORK_S)
     address = producer.serve(service)
     requests = _batch(accept=2, slow=1)
     deadline_s, retries = 0.3, 2
@@ -218,7 +147,7 @@ def test_never_more_calls_in_flight_than_the_limit(
 
 
 def test_a_stub_works_as_well_as_a_channel(producer: ProducerThread) -> None:
-    service = FakeOrderService(BEHAVIOURS)
+    service = FakeOrderService(BEHAVIOURS, work_s=WORK_S)
     address = producer.serve(service)
 
     async def run() -> SendReport:
@@ -241,12 +170,24 @@ def test_unreachable_producer_raises_a_clear_error() -> None:
         asyncio.run(send_to_producer(address, _batch(accept=1), 1, 0.3))
 
 
-def test_backoff_grows_exponentially_within_its_cap() -> None:
-    backoff, rng = Backoff(base_s=0.1, max_s=0.5), random.Random(0)
-    for retry, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.5), (10, 0.5)]:
-        delays = [backoff.delay(retry, rng) for _ in range(200)]
-        assert all(0 <= d <= ceiling for d in delays)
-        assert max(delays) > ceiling * 0.8  # jitter spreads over the whole window
+def test_retries_wait_the_shared_backoff_between_attempts(producer: ProducerThread) -> None:
+    # The shared policy's jitter: the first pause is 0.5-1.5 times `initial_s`, here 0.3-0.9 s
+    # (the client's default backoff would pause 0.1-0.3 s, no backoff not at all).
+    service = FakeOrderService(BEHAVIOURS, work_s=0.0)
+    address = producer.serve(service)
+    pauses = Backoff(initial_s=0.6, max_s=0.6)
+
+    async def run() -> SendReport:
+        async with grpc.aio.insecure_channel(address) as channel:
+            return await send_orders(channel, _batch(flaky=1), 1, 2.0, 3, backoff=pauses)
+
+    started = time.monotonic()
+    report = asyncio.run(run())
+    elapsed = time.monotonic() - started
+
+    assert report.all_accepted
+    assert report.accepted[0].attempts == 2
+    assert 0.3 <= elapsed < 0.9 + 1.0
 
 
 def _main_argv(address: str, *extra: str) -> list[str]:
@@ -260,7 +201,7 @@ def test_main_json_reports_rejections_and_accepted_ids(
     producer: ProducerThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Catalogue products drive the fake: one is refused, another needs a retry.
-    service = FakeOrderService({"Silla Gamer": REJECT, "Laptop HP": FLAKY})
+    service = FakeOrderService({"Silla Gamer": REJECT, "Laptop HP": FLAKY}, work_s=WORK_S)
     address = producer.serve(service)
     products = [r.order.product_name for r in random_requests(12, EMAIL, random.Random(7))]
     refused = products.count("Silla Gamer")
@@ -288,7 +229,7 @@ def test_main_json_reports_rejections_and_accepted_ids(
 def test_main_exits_zero_when_every_order_is_accepted(
     producer: ProducerThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    address = producer.serve(FakeOrderService({}))
+    address = producer.serve(FakeOrderService(work_s=WORK_S))
     assert main(_main_argv(address, "--json")) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["accepted"], summary["rejected"], summary["failed"]) == (12, 0, 0)
@@ -297,7 +238,7 @@ def test_main_exits_zero_when_every_order_is_accepted(
 def test_main_prints_plain_progress_and_summary_when_not_a_terminal(
     producer: ProducerThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    address = producer.serve(FakeOrderService({"Silla Gamer": REJECT}))
+    address = producer.serve(FakeOrderService({"Silla Gamer": REJECT}, work_s=WORK_S))
     assert main(_main_argv(address)) == 1
     out = capsys.readouterr().out
     assert "[12/12] Pedido" in out

@@ -1,26 +1,30 @@
-"""GetOrder and WatchOrder from the client: an order's status, its changes, many followed."""
+"""GetOrder and WatchOrder from the client: an order's status, its changes, many followed to
+Finalizado (a broken watch is reopened with the shared backoff)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import grpc
 
-from client.sender import ProducerUnreachable
 from pedidos.domain.states import OrderState
-from pedidos.runtime.grpc_tls import open_channel
-from pedidos.v1 import orders_pb2, orders_pb2_grpc
+from pedidos.runtime.retry import Backoff
+from pedidos.v1 import orders_pb2
 from pedidos.wire.proto_mapping import datetime_from_timestamp, state_from_proto
+
+if TYPE_CHECKING:
+    from pedidos.v1.orders_pb2_grpc import OrderServiceAsyncStub
 
 # A watch that broke (producer restarting, order not consumed yet) is opened again; after this
 # many failures in a row without progress the order is given up.
 MAX_FAILURES_WITHOUT_PROGRESS = 20
 GAP_LOOKUP_TIMEOUT_S = 5.0
+MAX_PAUSE_S = 5.0
 RETRYABLE_WATCH_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -55,14 +59,14 @@ def change_from_proto(message: orders_pb2.OrderStateChange) -> Change | None:
 
 
 async def get_order(
-    stub: orders_pb2_grpc.OrderServiceStub, order_id: str, deadline_s: float
+    stub: OrderServiceAsyncStub, order_id: str, deadline_s: float
 ) -> orders_pb2.Order:
     """The order as the producer knows it; raises grpc.aio.AioRpcError."""
     return await stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=deadline_s)
 
 
 async def watch_order(
-    stub: orders_pb2_grpc.OrderServiceStub, order_id: str, timeout_s: float | None = None
+    stub: OrderServiceAsyncStub, order_id: str, timeout_s: float | None = None
 ) -> AsyncIterator[Change]:
     """The current state, then each change; ends after Finalizado. Raises grpc.aio.AioRpcError."""
     call = stub.WatchOrder(orders_pb2.WatchOrderRequest(order_id=order_id), timeout=timeout_s)
@@ -76,7 +80,7 @@ async def watch_order(
 
 
 async def _passed_between(
-    stub: orders_pb2_grpc.OrderServiceStub, order_id: str, position: int, change: Change
+    stub: OrderServiceAsyncStub, order_id: str, position: int, change: Change
 ) -> list[Change]:
     """The states reached after `position` and before `change`; none if GetOrder fails."""
     try:
@@ -92,7 +96,7 @@ async def _passed_between(
 
 
 async def follow_order(
-    stub: orders_pb2_grpc.OrderServiceStub,
+    stub: OrderServiceAsyncStub,
     order_id: str,
     on_change: Callable[[Change], None],
     *,
@@ -108,6 +112,8 @@ async def follow_order(
     an id someone typed); afterwards it is retried like a restart. `on_retry` hears each break.
     """
     rng = rng or random.Random()
+    # Not retry_async: the count of failures starts again whenever the order moves on.
+    backoff = Backoff(initial_s=pause_s, max_s=MAX_PAUSE_S)
     failures = 0
     position = -1
     while True:
@@ -134,12 +140,11 @@ async def follow_order(
             return WatchFailure(order_id, code, message)
         if on_retry is not None:
             on_retry(WatchFailure(order_id, code, message))
-        # Exponential backoff with jitter, capped at 5 s.
-        await asyncio.sleep(rng.uniform(pause_s, max(pause_s, min(5.0, pause_s * 2**failures))))
+        await asyncio.sleep(backoff.delay(failures, rng))
 
 
 async def follow_orders(
-    stub: orders_pb2_grpc.OrderServiceStub,
+    stub: OrderServiceAsyncStub,
     order_ids: Iterable[str],
     concurrency: int,
     on_change: Callable[[Change], None],
@@ -162,33 +167,3 @@ async def follow_orders(
         for _ in range(concurrency):
             workers.create_task(worker())
     return failures
-
-
-@contextlib.asynccontextmanager
-async def connected(
-    address: str, timeout_s: float, tls_ca: str | None = None
-) -> AsyncIterator[grpc.aio.Channel]:
-    """A channel to the producer; ProducerUnreachable if it cannot connect within `timeout_s`."""
-    async with open_channel(address, tls_ca) as channel:
-        try:
-            await asyncio.wait_for(channel.channel_ready(), timeout=timeout_s)
-        except TimeoutError:
-            raise ProducerUnreachable(address, timeout_s) from None
-        yield channel
-
-
-def problem(exc: grpc.aio.AioRpcError, order_id: str) -> str:
-    """What a failed GetOrder/WatchOrder means, for the user."""
-    return explain(exc.code(), exc.details() or "", order_id)
-
-
-def explain(code: grpc.StatusCode, details: str, order_id: str) -> str:
-    if code == grpc.StatusCode.NOT_FOUND:
-        return f"No existe el pedido {order_id}."
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return f"«{order_id}» no es un id de pedido válido ({details})."
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return f"El servicio no está disponible ({details}). Inténtalo de nuevo en unos segundos."
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return "El productor no respondió a tiempo."
-    return f"Error {code.name}: {details}"

@@ -7,88 +7,39 @@ import asyncio
 import io
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 
 import grpc
 import pytest
 from rich.console import Console
 
-from admin.stack import free_port
-from client.__main__ import build_parser, main, send_command, status_command, watch_command
-from client.tracking import Change, WatchFailure, follow_order, follow_orders
+from client.cli import build_parser, main
+from client.commands import send_command, status_command, watch_command
+from client.follow import Change, WatchFailure, follow_order, follow_orders
 from client.views import FollowView, WatchLines, render_order, render_order_ids
+from devkit.net import free_port
+from devkit.orders import make_details
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from pedidos.wire.proto_mapping import order_to_proto, state_to_proto, timestamp
-from tests.support import start_order_service
-from tests.unit.factories import make_details
-from tests.unit.test_client_sender import ProducerThread
-
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-FINE, FLAKY, LATE, GONE, NEVER, GAP = "fine", "flaky", "late", "gone", "never", "gap"
-
-
-def stamp(position: int) -> datetime:
-    return START + timedelta(seconds=position + 1)
-
-
-def change(order_id: str, state: OrderState) -> orders_pb2.OrderStateChange:
-    return orders_pb2.OrderStateChange(
-        order_id=order_id, state=state_to_proto(state), reached_at=timestamp(stamp(state.position))
-    )
+from pedidos.wire.proto_mapping import order_to_proto
+from tests.order_service import start_order_service
+from tests.unit.fake_order_service import (
+    FINE,
+    FLAKY,
+    GAP,
+    GONE,
+    LATE,
+    NEVER,
+    START,
+    FakeOrderService,
+    ProducerThread,
+    stamp,
+)
 
 
-class FakeTracking(orders_pb2_grpc.OrderServiceServicer):
-    """WatchOrder by behaviour (the order id's prefix): fine; flaky (breaks after the first
-    change once); late (NOT_FOUND twice first); gone (INVALID_ARGUMENT); never (NOT_FOUND);
-    gap (breaks after Procesando, and the order is at Entregado when watched again)."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.open = 0
-        self.max_open = 0
-        self.orders: dict[str, orders_pb2.Order] = {}
-
-    async def GetOrder(
-        self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
-    ) -> orders_pb2.Order:
-        if request.order_id not in self.orders:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"order {request.order_id} not found")
-        return self.orders[request.order_id]
-
-    async def WatchOrder(
-        self, request: orders_pb2.WatchOrderRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[orders_pb2.OrderStateChange]:
-        order_id = request.order_id
-        behaviour = order_id.split("-", 1)[0]
-        self.calls[order_id] += 1
-        attempt = self.calls[order_id]
-        self.open += 1
-        self.max_open = max(self.max_open, self.open)
-        try:
-            if behaviour == GONE:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "order_id: must be a UUID")
-            if behaviour == NEVER or (behaviour == LATE and attempt <= 2):
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"order {order_id} not found")
-            if behaviour in (FLAKY, GAP) and attempt == 1:
-                yield change(order_id, OrderState.PROCESANDO)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "the producer is shutting down")
-            if behaviour == GAP:
-                for state in (OrderState.ENTREGADO, OrderState.FINALIZADO):
-                    yield change(order_id, state)
-                return
-            # A new watch starts at the current state: the flaky one sees Procesando again.
-            for state in ALL_STATES:
-                await asyncio.sleep(0.01)
-                yield change(order_id, state)
-        finally:
-            self.open -= 1
-
-
-def follow(ids: list[str], concurrency: int) -> tuple[list[Change], list, FakeTracking]:
-    servicer = FakeTracking()
+def follow(ids: list[str], concurrency: int) -> tuple[list[Change], list, FakeOrderService]:
+    servicer = FakeOrderService()
 
     async def run() -> tuple[list[Change], list]:
         server, address = await start_order_service(servicer)
@@ -114,13 +65,13 @@ def test_following_survives_broken_and_early_watches_and_reports_each_state_once
         assert [c.reached_at for c in seen if c.order_id == order_id] == [
             stamp(i) for i in range(5)
         ]
-    assert servicer.calls[ids[1]] == 2
-    assert servicer.calls[ids[2]] == 3
+    assert servicer.watch_calls[ids[1]] == 2
+    assert servicer.watch_calls[ids[2]] == 3
 
 
 def test_following_gives_up_on_what_cannot_be_watched() -> None:
     gone, never = f"{GONE}-{uuid.uuid4()}", f"{NEVER}-{uuid.uuid4()}"
-    servicer = FakeTracking()
+    servicer = FakeOrderService()
 
     async def run() -> list:
         server, address = await start_order_service(servicer)
@@ -136,9 +87,9 @@ def test_following_gives_up_on_what_cannot_be_watched() -> None:
 
     invalid, missing = asyncio.run(run())
     assert invalid.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert servicer.calls[gone] == 1, "a definitive error is not retried"
+    assert servicer.watch_calls[gone] == 1, "a definitive error is not retried"
     assert missing.code == grpc.StatusCode.NOT_FOUND
-    assert servicer.calls[never] == 3
+    assert servicer.watch_calls[never] == 3
 
 
 def test_at_most_concurrency_watches_are_open() -> None:
@@ -231,8 +182,8 @@ def producer() -> Iterator[ProducerThread]:
 def test_watch_and_status_commands(
     producer: ProducerThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    servicer = FakeTracking()
-    address = producer.serve(servicer)  # type: ignore[arg-type]
+    servicer = FakeOrderService()
+    address = producer.serve(servicer)
     order_id = str(uuid.uuid4())
     servicer.orders[order_id] = order_message(OrderState.PREPARACION)
 
@@ -261,7 +212,7 @@ def test_commands_without_a_producer_say_so(capsys: pytest.CaptureFixture[str]) 
 
 def test_a_watch_reopened_after_a_break_fills_the_states_passed_meanwhile() -> None:
     order_id = f"{GAP}-{uuid.uuid4()}"
-    servicer = FakeTracking()
+    servicer = FakeOrderService()
     servicer.orders[order_id] = order_message(OrderState.ENTREGADO)
     breaks: list[grpc.StatusCode] = []
 
@@ -291,7 +242,7 @@ def test_a_watch_reopened_after_a_break_fills_the_states_passed_meanwhile() -> N
 
 def test_an_unknown_order_fails_at_once_when_missing_is_final() -> None:
     never, late = f"{NEVER}-{uuid.uuid4()}", f"{LATE}-{uuid.uuid4()}"
-    servicer = FakeTracking()
+    servicer = FakeOrderService()
 
     async def run() -> list:
         server, address = await start_order_service(servicer)
@@ -307,9 +258,9 @@ def test_an_unknown_order_fails_at_once_when_missing_is_final() -> None:
 
     missing, late_failure = asyncio.run(run())
     assert missing.code == grpc.StatusCode.NOT_FOUND
-    assert servicer.calls[never] == 1, "an id nobody knows is not retried"
+    assert servicer.watch_calls[never] == 1, "an id nobody knows is not retried"
     assert late_failure.code == grpc.StatusCode.NOT_FOUND
-    assert servicer.calls[late] == 1
+    assert servicer.watch_calls[late] == 1
 
 
 def test_watch_lines_note_a_break_once_and_the_recovery() -> None:

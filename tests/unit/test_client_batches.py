@@ -6,105 +6,36 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import uuid
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 import grpc
 import pytest
 
-from admin.stack import free_port
-from client.__main__ import main
-from client.batch_sender import MAX_BATCH_SIZE, send_batches
+from client.batch import MAX_BATCH_SIZE, send_batches
+from client.cli import main
+from client.connection import ProducerUnreachable
 from client.orders import random_requests
-from client.sender import Backoff, Outcome, ProducerUnreachable, SendReport, send_to_producer
-from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from tests.support import start_order_service
-from tests.unit.test_client_sender import ProducerThread
+from client.outcomes import Outcome, SendReport
+from client.send import send_to_producer
+from devkit.net import free_port
+from pedidos.runtime.retry import Backoff
+from pedidos.v1 import orders_pb2
+from tests.order_service import start_order_service
+from tests.unit.fake_order_service import (
+    ACCEPT,
+    BEHAVIOURS,
+    DOWN,
+    FLAKY,
+    NOT_ACKED,
+    ODD,
+    REJECT,
+    REJECTION,
+    FakeOrderService,
+    ProducerThread,
+)
 
 EMAIL = "ana@ejemplo.cl"
-REJECTION = "price.amount_minor: must be greater than zero"
-NOT_ACKED = "Kafka did not acknowledge the order; retry with the same idempotency_key"
-ID_NAMESPACE = uuid.UUID("7d1f0c8e-2b7a-4c55-8f0e-6a4e2f9b1c30")
-FAST_BACKOFF = Backoff(base_s=0.01, max_s=0.05)
-
-# What the fake does with an order, chosen by its product name.
-ACCEPT, REJECT, FLAKY, DOWN, ODD = "accept", "reject", "flaky", "down", "odd"
-BEHAVIOURS = {behaviour: behaviour for behaviour in (ACCEPT, REJECT, FLAKY, DOWN, ODD)}
-
-
-class FakeBatchService(orders_pb2_grpc.OrderServiceServicer):
-    """Stands in only for the producer's business logic: the gRPC transport under test is real.
-
-    Per order (by product name, through `behaviour_by_product`): accept; reject with
-    INVALID_ARGUMENT; UNAVAILABLE on its first attempt only (flaky) or always (down); or an
-    unknown status number (odd). The first `failing_calls` calls fail whole with `call_error`
-    (DEADLINE_EXCEEDED by never answering). Records every call's keys and every request received.
-    """
-
-    def __init__(
-        self,
-        behaviour_by_product: Mapping[str, str] | None = None,
-        *,
-        work_s: float = 0.01,
-        failing_calls: int = 0,
-        call_error: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
-    ) -> None:
-        self.behaviour_by_product = dict(behaviour_by_product or {})
-        self.work_s = work_s
-        self.failing_calls = failing_calls
-        self.call_error = call_error
-        self.calls: list[list[str]] = []
-        self.received: defaultdict[str, list[bytes]] = defaultdict(list)
-        self.accepted: dict[str, str] = {}
-        self.in_flight = 0
-        self.max_in_flight = 0
-
-    def _result(
-        self, index: int, request: orders_pb2.CreateOrderRequest
-    ) -> orders_pb2.CreateOrderResult:
-        key = request.idempotency_key
-        behaviour = self.behaviour_by_product.get(request.order.product_name, ACCEPT)
-        error: tuple[int, str] | None = None
-        if behaviour == REJECT:
-            error = (grpc.StatusCode.INVALID_ARGUMENT.value[0], REJECTION)
-        elif behaviour == DOWN or (behaviour == FLAKY and len(self.received[key]) == 1):
-            error = (grpc.StatusCode.UNAVAILABLE.value[0], NOT_ACKED)
-        elif behaviour == ODD:
-            error = (99, "no such code")
-        if error is not None:
-            code, message = error
-            return orders_pb2.CreateOrderResult(
-                index=index, error=orders_pb2.OrderError(code=code, message=message)
-            )
-        order_id = str(uuid.uuid5(ID_NAMESPACE, key))
-        self.accepted[key] = order_id
-        return orders_pb2.CreateOrderResult(
-            index=index,
-            accepted=orders_pb2.CreateOrderResponse(
-                order_id=order_id, state=orders_pb2.ORDER_STATE_PROCESANDO
-            ),
-        )
-
-    async def CreateOrderBatch(
-        self, request: orders_pb2.CreateOrderBatchRequest, context: grpc.aio.ServicerContext
-    ) -> orders_pb2.CreateOrderBatchResponse:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            self.calls.append([order.idempotency_key for order in request.orders])
-            for order in request.orders:
-                self.received[order.idempotency_key].append(order.SerializeToString())
-            await asyncio.sleep(self.work_s)
-            if len(self.calls) <= self.failing_calls:
-                if self.call_error == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    await asyncio.sleep(5)  # far beyond every deadline used here
-                await context.abort(self.call_error, "broker unreachable")
-            return orders_pb2.CreateOrderBatchResponse(
-                results=[self._result(i, order) for i, order in enumerate(request.orders)]
-            )
-        finally:
-            self.in_flight -= 1
+FAST_BACKOFF = Backoff(initial_s=0.01, max_s=0.05)
 
 
 def _request(product: str, key: str) -> orders_pb2.CreateOrderRequest:
@@ -119,7 +50,7 @@ def _orders(*behaviours: str) -> list[orders_pb2.CreateOrderRequest]:
 
 
 def _send(
-    service: FakeBatchService,
+    service: FakeOrderService,
     orders: Iterable[orders_pb2.CreateOrderRequest],
     *,
     batch_size: int,
@@ -151,14 +82,14 @@ def _send(
 
 
 def test_orders_go_in_calls_of_n_and_outcomes_come_back_in_order() -> None:
-    service = FakeBatchService()
+    service = FakeOrderService()
     requests = _orders(*[ACCEPT] * 25)
     outcomes: list[Outcome] = []
 
     report = _send(service, requests, batch_size=10, concurrency=2, outcomes=outcomes)
 
-    assert sorted(len(call) for call in service.calls) == [5, 10, 10]
-    assert sorted(key for call in service.calls for key in call) == sorted(
+    assert sorted(len(call) for call in service.batch_calls) == [5, 10, 10]
+    assert sorted(key for call in service.batch_calls for key in call) == sorted(
         r.idempotency_key for r in requests
     )
     assert report.all_accepted
@@ -170,7 +101,7 @@ def test_orders_go_in_calls_of_n_and_outcomes_come_back_in_order() -> None:
 
 
 def test_per_order_errors_become_rejections_and_the_rest_is_accepted() -> None:
-    service = FakeBatchService(BEHAVIOURS)
+    service = FakeOrderService(BEHAVIOURS)
     requests = _orders(ACCEPT, REJECT, ACCEPT, ODD, ACCEPT, REJECT)
 
     report = _send(service, requests, batch_size=4)
@@ -187,7 +118,7 @@ def test_per_order_errors_become_rejections_and_the_rest_is_accepted() -> None:
 
 
 def test_unavailable_orders_are_resent_alone_with_the_identical_request() -> None:
-    service = FakeBatchService(BEHAVIOURS)
+    service = FakeOrderService(BEHAVIOURS)
     requests = _orders(ACCEPT, FLAKY, ACCEPT, FLAKY, FLAKY, ACCEPT)
     flaky_keys = [r.idempotency_key for r in requests if r.idempotency_key.startswith(FLAKY)]
 
@@ -195,7 +126,7 @@ def test_unavailable_orders_are_resent_alone_with_the_identical_request() -> Non
 
     assert report.all_accepted
     # Only the unconfirmed orders go in the second call, as the very same requests (same keys).
-    assert service.calls == [[r.idempotency_key for r in requests], flaky_keys]
+    assert service.batch_calls == [[r.idempotency_key for r in requests], flaky_keys]
     for request in requests:
         sent = service.received[request.idempotency_key]
         assert set(sent) == {request.SerializeToString()}
@@ -204,7 +135,7 @@ def test_unavailable_orders_are_resent_alone_with_the_identical_request() -> Non
 
 
 def test_orders_still_unavailable_after_every_retry_fail() -> None:
-    service = FakeBatchService(BEHAVIOURS)
+    service = FakeOrderService(BEHAVIOURS)
     requests = _orders(ACCEPT, DOWN, ACCEPT)
     retries = 2
 
@@ -226,20 +157,20 @@ def test_orders_still_unavailable_after_every_retry_fail() -> None:
     "call_error", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED]
 )
 def test_a_whole_call_that_fails_retryably_is_resent(call_error: grpc.StatusCode) -> None:
-    service = FakeBatchService(failing_calls=1, call_error=call_error)
+    service = FakeOrderService(failing_calls=1, call_error=call_error)
     requests = _orders(*[ACCEPT] * 8)
     keys = [r.idempotency_key for r in requests]
 
     report = _send(service, requests, batch_size=5, deadline_s=0.5)
 
     assert report.all_accepted
-    assert service.calls == [keys[:5], keys[:5], keys[5:]]
+    assert service.batch_calls == [keys[:5], keys[:5], keys[5:]]
     assert [a.attempts for a in report.accepted] == [2] * 5 + [1] * 3
     assert report.order_ids == [service.accepted[key] for key in keys]
 
 
 def test_a_whole_call_failing_on_every_attempt_fails_each_of_its_orders() -> None:
-    service = FakeBatchService(failing_calls=100)
+    service = FakeOrderService(failing_calls=100)
     retries = 2
 
     report = _send(service, _orders(ACCEPT, ACCEPT, ACCEPT), batch_size=3, retries=retries)
@@ -247,12 +178,12 @@ def test_a_whole_call_failing_on_every_attempt_fails_each_of_its_orders() -> Non
     assert [(f.index, f.code, f.attempts) for f in report.failed] == [
         (i, grpc.StatusCode.UNAVAILABLE, retries + 1) for i in range(3)
     ]
-    assert len(service.calls) == retries + 1
+    assert len(service.batch_calls) == retries + 1
     assert not report.accepted
 
 
 def test_a_whole_call_refused_for_good_rejects_each_of_its_orders() -> None:
-    service = FakeBatchService(failing_calls=1, call_error=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    service = FakeOrderService(failing_calls=1, call_error=grpc.StatusCode.RESOURCE_EXHAUSTED)
     requests = _orders(*[ACCEPT] * 4)
 
     report = _send(service, requests, batch_size=2)
@@ -262,12 +193,12 @@ def test_a_whole_call_refused_for_good_rejects_each_of_its_orders() -> None:
         (1, grpc.StatusCode.RESOURCE_EXHAUSTED, "broker unreachable", 1),
     ]
     assert [a.index for a in report.accepted] == [2, 3]
-    assert len(service.calls) == 2
+    assert len(service.batch_calls) == 2
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_never_more_calls_in_flight_than_the_limit(concurrency: int) -> None:
-    service = FakeBatchService(work_s=0.03)
+    service = FakeOrderService(work_s=0.03)
 
     report = _send(service, _orders(*[ACCEPT] * 40), batch_size=4, concurrency=concurrency)
 
@@ -289,7 +220,7 @@ def test_a_lazy_generator_is_read_only_as_far_as_the_calls_in_flight_need() -> N
             yield request
 
     report = _send(
-        FakeBatchService(),
+        FakeOrderService(),
         lazily(),
         batch_size=batch_size,
         concurrency=concurrency,
@@ -305,7 +236,7 @@ def test_a_lazy_generator_is_read_only_as_far_as_the_calls_in_flight_need() -> N
 @pytest.mark.parametrize("batch_size", [0, MAX_BATCH_SIZE + 1])
 def test_the_batch_size_must_be_one_the_producer_accepts(batch_size: int) -> None:
     with pytest.raises(ValueError, match="batch_size"):
-        _send(FakeBatchService(), _orders(ACCEPT), batch_size=batch_size)
+        _send(FakeOrderService(), _orders(ACCEPT), batch_size=batch_size)
 
 
 # -- send_to_producer and the command line ------------------------------------------------------
@@ -319,8 +250,8 @@ def producer() -> Iterator[ProducerThread]:
 def test_send_to_producer_with_a_batch_size_uses_create_order_batch(
     producer: ProducerThread,
 ) -> None:
-    # The fake has no CreateOrder: a unary call would come back UNIMPLEMENTED.
-    service = FakeBatchService()
+    # Every order arrived in a CreateOrderBatch call (CreateOrder calls are not recorded there).
+    service = FakeOrderService()
     address = producer.serve(service)
 
     report = asyncio.run(
@@ -328,7 +259,8 @@ def test_send_to_producer_with_a_batch_size_uses_create_order_batch(
     )
 
     assert report.all_accepted
-    assert sorted(len(call) for call in service.calls) == [1, 2]
+    assert sorted(len(call) for call in service.batch_calls) == [1, 2]
+    assert sum(service.attempts.values()) == 3
 
 
 def test_send_to_producer_in_batches_reports_an_unreachable_producer() -> None:
@@ -340,7 +272,7 @@ def test_send_to_producer_in_batches_reports_an_unreachable_producer() -> None:
 def test_main_with_batch_sends_calls_of_n_and_prints_the_usual_summary(
     producer: ProducerThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    service = FakeBatchService({"Silla Gamer": REJECT, "Laptop HP": FLAKY})
+    service = FakeOrderService({"Silla Gamer": REJECT, "Laptop HP": FLAKY})
     address = producer.serve(service)
     products = [r.order.product_name for r in random_requests(12, EMAIL, random.Random(7))]
     refused = products.count("Silla Gamer")
@@ -366,7 +298,7 @@ def test_main_with_batch_sends_calls_of_n_and_prints_the_usual_summary(
     # Calls of five orders (the last one of two), plus calls resending only flaky orders.
     seen: set[str] = set()
     first_calls = []
-    for call in service.calls:
+    for call in service.batch_calls:
         if seen.isdisjoint(call):
             first_calls.append(len(call))
         else:
