@@ -99,7 +99,7 @@ def cmd_lag(args: argparse.Namespace) -> None:
 
 
 def cmd_stack(args: argparse.Namespace) -> None:
-    from admin.stack import EmbeddedStack, StackError, StackPorts, StackSetupError
+    from devkit.stack import EmbeddedStack, StackError, StackPorts, StackSetupError
 
     ports = None
     if args.kafka_port or args.elasticsearch_port or args.smtp_port:
@@ -140,8 +140,8 @@ def cmd_stack(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from admin.demo import run_demo
-    from admin.stack import StackError, StackSetupError
+    from devkit.demo import run_demo
+    from devkit.stack import StackError, StackSetupError
 
     try:
         run_demo(args.orders, args.keep_running, args.inbox)

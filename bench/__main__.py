@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from admin.stack import StackError
 from bench.figures import Status
 from bench.options import parse_options
 from bench.report import print_report, write_json
 from bench.run import BenchRun
+from devkit.stack import StackError
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from bench.checks import delivery_problems
 from bench.figures import Figure
-from bench.payloads import order_records
+from devkit.orders import order_records
 from pedidos.adapters.kafka.publisher import producer_config
 from pedidos.wire.records import Headers
 

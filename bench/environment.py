@@ -1,10 +1,9 @@
 """The embedded stack the bench runs on (free ports, temp dir), a second mail sink that
-discards, and one set of topics, indices and consumer group per scenario."""
+discards, and one set of topics, indices and consumer group per scenario (devkit.scenario)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +11,11 @@ from pathlib import Path
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
-from admin import setup
-from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
-from bench.payloads import SENDER
-from pedidos.runtime.config import Settings, load_settings
+from devkit.inbox import Inbox
+from devkit.net import free_port
+from devkit.scenario import prepare, scenario_env
+from devkit.stack import EmbeddedStack, MailSinkOptions, StackPorts
+from pedidos.runtime.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,21 +25,17 @@ class MailSink:
     maildir: Path | None  # None: the sink keeps nothing
 
     def inbox_count(self) -> int | None:
-        if self.maildir is None:
-            return None
-        new = self.maildir / "new"
-        if not new.exists():
-            return 0
-        with os.scandir(new) as entries:
-            return sum(1 for _ in entries)
+        return None if self.maildir is None else Inbox(self.maildir).count()
 
     def clear(self) -> None:
         """Delete the received messages (between the phases of a long run)."""
-        if self.maildir is None or not (self.maildir / "new").exists():
-            return
-        with os.scandir(self.maildir / "new") as entries:
-            for entry in entries:
-                os.unlink(entry.path)
+        if self.maildir is not None:
+            Inbox(self.maildir).clear()
+
+
+def _tied_stack(root: Path, mail: MailSinkOptions, kafka: str | None) -> EmbeddedStack:
+    ports = StackPorts(free_port(), free_port(), free_port())
+    return EmbeddedStack(root, ports, mail, tied_to_parent=True, kafka=kafka)
 
 
 class BenchStack:
@@ -54,21 +50,9 @@ class BenchStack:
         self.service_env = service_env or {}
         self.keep_data = keep_data
         self.run_id = uuid.uuid4().hex[:6]
-        self.main = EmbeddedStack(
-            root / "stack",
-            StackPorts(free_port(), free_port(), free_port()),
-            MailSinkOptions(),
-            tied_to_parent=True,
-            kafka=kafka,
-        )
-        # Only its SMTP service is ever started; the other ports are never bound.
-        self.discarding = EmbeddedStack(
-            root / "discard-sink",
-            StackPorts(free_port(), free_port(), free_port()),
-            MailSinkOptions(discard=True),
-            tied_to_parent=True,
-            kafka="tansu",  # only its mail sink ever runs
-        )
+        self.main = _tied_stack(root / "stack", MailSinkOptions(), kafka)
+        # Only its mail sink ever runs (so its broker is the one that needs nothing).
+        self.discarding = _tied_stack(root / "discard-sink", MailSinkOptions(discard=True), "tansu")
         self.sinks = {
             "maildir": MailSink("maildir", self.main.ports.smtp, self.main.maildir),
             "discard": MailSink("discard", self.discarding.ports.smtp, None),
@@ -105,27 +89,14 @@ class BenchStack:
 
     def scenario_env(self, scenario: str, sink: MailSink | None = None) -> dict[str, str]:
         """Environment for one scenario's services: its own topics, indices and group."""
-        suffix = f"{self.run_id}-{scenario}"
-        listen = f"127.0.0.1:{free_port()}"
-        chosen = sink or self.sinks["maildir"]
-        return {
-            **self.main.env(),
-            "SMTP_PORT": str(chosen.port),
-            "PEDIDOS_TOPIC": f"Pedidos-{suffix}",
-            "PEDIDOS_STATES_TOPIC": f"Pedidos.estados-{suffix}",
-            "PEDIDOS_DEAD_LETTER_TOPIC": f"Pedidos.dlq-{suffix}",
-            "KAFKA_CONSUMER_GROUP": f"pedidos-consumer-{suffix}",
-            "KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "ELASTICSEARCH_EVENTS_INDEX": f"pedidos-order-events-{suffix}",
-            "ELASTICSEARCH_ORDERS_INDEX": f"pedidos-orders-{suffix}",
-            "GRPC_LISTEN": listen,
-            "PRODUCER_ADDRESS": listen,
-            "STAGE_DELAY_MIN_S": "0",
-            "STAGE_DELAY_MAX_S": "0",
-            "SMTP_FROM": SENDER,
-            "LOG_LEVEL": "INFO",
+        return scenario_env(
+            self.main.env(),
+            f"{self.run_id}-{scenario}",
+            SMTP_PORT=str((sink or self.sinks["maildir"]).port),
+            STAGE_DELAY_MIN_S="0",
+            STAGE_DELAY_MAX_S="0",
             **self.service_env,
-        }
+        )
 
     def release(self, env: dict[str, str]) -> None:
         """Drop a finished scenario's indices (unless --keep-data): noida-db keeps every document
@@ -140,11 +111,4 @@ class BenchStack:
 
     def prepare(self, env: dict[str, str]) -> Settings:
         """Create the scenario's topics, index templates and indices; return its settings."""
-        settings = load_settings(**{key.lower(): value for key, value in env.items()})
-        setup.create_topics(settings)
-        es = Elasticsearch(settings.elasticsearch_url)
-        try:
-            setup.create_index_templates(settings, es)
-        finally:
-            es.close()
-        return settings
+        return prepare(env)

@@ -10,9 +10,9 @@ from typing import Any
 from bench.checks import rpc_problems
 from bench.figures import Figure, at_least_times, at_most_times
 from bench.load import Kind, LoadSpec
-from bench.resources import CpuMeter, CpuUsage, cpu_ms_per_item, saturation
+from bench.resources import CpuUsage, cpu_ms_per_item, saturation
 from bench.stats import LatencySummary
-from bench.workers import LoadWorkers, split
+from bench.workers import LoadWorkers, fan_out
 
 TARGETED_CONCURRENCY = 16  # from here on ingest must keep up with the no-op RPC
 # Let the parent's CPU snapshot land before the window opens.
@@ -55,28 +55,19 @@ def measure_level(
     watched: dict[str, list[int]],
     key_prefix: str,
 ) -> Level:
-    shares = split(concurrency, workers.size)
-    start_at = time.time() + START_DELAY_S
-    specs = [
-        LoadSpec(
-            kind=kind,
-            address=address,
-            concurrency=share,
-            start_at=start_at,
-            warmup_s=timing.warmup_s,
-            duration_s=timing.duration_s,
-            seed=index,
-            key_prefix=f"{key_prefix}-{index}",
-        )
-        for index, share in enumerate(shares)
-    ]
-    meter = CpuMeter({"client": workers.pids[: len(specs)], **watched})
-    workers.submit(specs)
-    time.sleep(max(start_at + timing.warmup_s - time.time(), 0))
-    meter.start()
-    time.sleep(max(start_at + timing.warmup_s + timing.duration_s - time.time(), 0))
-    cpu = meter.stop()
-    results = workers.collect(timing.warmup_s + timing.duration_s + 30)
+    template = LoadSpec(
+        kind=kind,
+        address=address,
+        concurrency=concurrency,
+        start_at=time.time() + START_DELAY_S,
+        warmup_s=timing.warmup_s,
+        duration_s=timing.duration_s,
+        key_prefix=key_prefix,
+    )
+    specs = fan_out(template, workers.size, seed=0)
+    results, cpu = workers.measure(
+        specs, watched, timing.warmup_s + timing.duration_s + 30, window_s=timing.duration_s
+    )
     errors: Counter[str] = Counter()
     latencies: list[float] = []
     for result in results:

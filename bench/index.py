@@ -9,8 +9,8 @@ import time
 
 from bench.checks import PipelineCounts, pipeline_problems
 from bench.figures import Figure
-from bench.payloads import accepted_orders
 from bench.probe import PipelineProbe
+from devkit.orders import accepted_orders
 from pedidos.adapters.elasticsearch import search_index
 from pedidos.domain.order import utc_now
 from pedidos.domain.states import ALL_STATES

@@ -19,7 +19,7 @@ from typing import Literal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.payloads import request_details
+from devkit.orders import request_details
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 Kind = Literal["health", "create", "bulk"]
@@ -137,7 +137,7 @@ async def _bulk(spec: LoadSpec, channels: list[grpc.aio.Channel], result: LoadRe
     total = spec.count or 0
     starts = iter(range(0, total, BULK_BATCH))
 
-    async def sender(stub: orders_pb2_grpc.OrderServiceStub) -> None:
+    async def sender(stub: orders_pb2_grpc.OrderServiceAsyncStub) -> None:
         for start in starts:
             batch = orders_pb2.CreateOrderBatchRequest(
                 orders=requests.stream(range(start, min(start + BULK_BATCH, total)))

@@ -9,7 +9,24 @@ import time
 from bench.checks import delivery_problems
 from bench.environment import MailSink
 from bench.figures import Figure
-from bench.payloads import state_emails
+from devkit.orders import accepted_orders
+from devkit.scenario import SENDER
+from pedidos.adapters.email.render import EmailRenderer
+from pedidos.domain.order import utc_now
+from pedidos.domain.states import ALL_STATES
+from pedidos.ports import OutgoingEmail
+
+
+def state_emails(seed: int, orders: int) -> list[OutgoingEmail]:
+    """The five e-mails of each order, rendered by the consumer's renderer (and its sender)."""
+    renderer = EmailRenderer(SENDER)
+    messages = []
+    for order in accepted_orders(seed, orders):
+        for state in ALL_STATES:
+            at = utc_now()
+            order.enter(state, at)
+            messages.append(renderer.render(order, state, at))
+    return messages
 
 
 def mail_figure(sink: MailSink, emails: int, timeout_s: float) -> Figure:

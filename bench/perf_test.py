@@ -8,10 +8,9 @@ import re
 import subprocess
 import time
 
-from confluent_kafka import Consumer, TopicPartition
-
-from admin.apache_kafka import PRODUCER_PERF_MAIN, tool_command
 from bench.figures import Figure
+from devkit.apache_kafka import PRODUCER_PERF_MAIN, tool_command
+from devkit.topics import topic_size
 
 # "100000 records sent, 81234.5 records/sec (8.12 MB/sec), 12.30 ms avg latency, 200.00 ms max
 # latency, 10 ms 50th, 30 ms 95th, 50 ms 99th, 90 ms 99.9th."
@@ -28,18 +27,6 @@ def parse_summary(output: str) -> dict[str, float] | None:
     if not found:
         return None
     return {name: float(value) for name, value in found[-1].groupdict().items()}
-
-
-def records_on_topic(bootstrap: str, topic: str, partitions: int) -> int:
-    """Sum of the high watermarks of a fresh topic: what the broker really stored."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "pedidos-bench-watermarks"})
-    try:
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        )
-    finally:
-        consumer.close()
 
 
 def perf_test_figure(
@@ -101,7 +88,7 @@ def perf_test_figure(
     if int(summary["sent"]) != count:
         problems.append(f"the tool sent {int(summary['sent'])} of {count} records")
     if watermarks_exact:
-        stored = records_on_topic(bootstrap, topic, partitions)
+        stored = topic_size(bootstrap, topic, partitions)
         figure.details["records_on_topic"] = stored
         if stored != count:
             problems.append(f"the topic holds {stored} records, not {count}")

@@ -4,19 +4,19 @@ its e-mails, and the producer's and consumer's memory meanwhile."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.checks import PipelineCounts, inbox_problems, pipeline_problems
 from bench.environment import BenchStack, MailSink
-from bench.inbox import states_by_order
 from bench.load import LoadResult, LoadSpec
 from bench.logscan import LogFindings, Pace, consumer_pace, scan_log
 from bench.probe import PipelineProbe
 from bench.resources import CpuMeter, CpuUsage, RssSampler, rss_profile
-from bench.services import ServiceError, ServiceProcess
-from bench.workers import LoadWorkers, split
+from bench.workers import LoadWorkers, fan_out, split
+from devkit.inbox import Inbox
+from devkit.processes import ServiceError, ServiceProcess, Services
 
 SEND_CONCURRENCY = 64
 SETTLE_S = 1.5  # after completion, time for any duplicate e-mail or document to show up
@@ -52,44 +52,19 @@ class PipelineRun:
             return None
         return self.finished_at - self.started_at - self.paused_s
 
-
-def _wait_complete(
-    probe: PipelineProbe,
-    orders: int,
-    deadline: float,
-    services: list[ServiceProcess],
-    report: Report,
-) -> float:
-    """Poll until every order is Finalizado in ES with its 5 e-mails; when that was seen.
-
-    E-mails come from the inbox (or the consumer's log); ES is only asked once all of them are
-    out, since an order's Finalizado document is written after its last e-mail: refreshing a
-    busy index every second would slow down what is measured. Each poll waits at least ten
-    times as long as the previous one took, so reading a huge Maildir stays cheap."""
-    finalizado = emails = 0
-    next_inbox = next_report = time.monotonic()
-    while True:
-        for service in services:
-            if not service.running:
-                raise ServiceError(f"{service.module} exited mid-run; see {service.log_path}")
-        now = time.monotonic()
-        if now >= next_inbox:
-            emails = probe.emails()
-            next_inbox = now + max(POLL_S, 10 * (time.monotonic() - now))
-        if emails >= 5 * orders:
-            finalizado = probe.finalizado()
-            if finalizado >= orders:
-                return time.time()
-        if now >= next_report:
-            logged = probe.logged()["finalizado"]
-            report(f"  {emails:,}/{5 * orders:,} e-mails, {logged:,}/{orders:,} logged Finalizado")
-            next_report = now + 10
-        if now > deadline:
-            raise ServiceError(
-                f"timed out: {emails:,}/{5 * orders:,} e-mails, "
-                f"{finalizado:,}/{orders:,} Finalizado in ES"
-            )
-        time.sleep(POLL_S)
+    def add_counts(self, counts: PipelineCounts, reads: int) -> None:
+        """Add one phase's tally to the run's."""
+        self.counts["reads"] = self.counts.get("reads", 0) + reads
+        for key in PipelineCounts.__slots__:
+            value = getattr(counts, key)
+            if isinstance(value, Mapping):
+                totals = self.counts.setdefault(key, {})
+                for state, n in value.items():
+                    totals[state] = totals.get(state, 0) + n
+            elif value is not None:
+                self.counts[key] = self.counts.get(key, 0) + value
+            else:
+                self.counts.setdefault(key, None)
 
 
 def phase_sizes(orders: int, phase_orders: int | None) -> list[int]:
@@ -115,119 +90,193 @@ def run_pipeline(
     keep running, so their memory is still that of the whole run; the pauses between phases
     are left out of the elapsed time."""
     run = PipelineRun(sink, orders)
-    scenario = f"e2e-{sink.name}"
-    env = stack.scenario_env(scenario, sink)
+    env = stack.scenario_env(f"e2e-{sink.name}", sink)
     stack.prepare(env)
-    producer = ServiceProcess("producer", env, stack.logs / f"producer-{scenario}.log").start()
-    consumer = ServiceProcess("consumer", env, stack.logs / f"consumer-{scenario}.log").start()
-    probe = PipelineProbe(
-        stack.elasticsearch_url,
-        env["ELASTICSEARCH_EVENTS_INDEX"],
-        env["ELASTICSEARCH_ORDERS_INDEX"],
-        sink,
-        consumer.log_path,
-    )
-    phases = phase_sizes(orders, None if stack.keep_data else phase_orders)
+    services = Services(env, stack.logs, tied=True)
+    session: _Session | None = None
     try:
-        producer.wait_healthy(env["GRPC_LISTEN"], 30)
-        consumer.wait_log(
-            "partitions assigned", 60, processes=int(env.get("CONSUMER_WORKERS", "1"))
+        session = _Session.start(run, stack, env, services, workers, report)
+        session.send_all(
+            phase_sizes(orders, None if stack.keep_data else phase_orders),
+            time.monotonic() + timeout_s,
         )
-        shares = split(SEND_CONCURRENCY, workers.size)
-        meter = CpuMeter(
-            {
-                "producer": [producer.pid],
-                "consumer": [consumer.pid],
-                "client": workers.pids[: len(shares)],
-                **{name: [pid] for name, pid in stack.pids().items()},
-            }
-        )
-        deadline = time.monotonic() + timeout_s
-        services = [producer, consumer]
-        with RssSampler({"producer": producer.pid, "consumer": consumer.pid}) as sampler:
-            for number, count in enumerate(phases):
-                if number:
-                    _between_phases(stack, env, sink)
-                phase_started = time.time() + 0.5
-                if not number:
-                    run.started_at = phase_started
-                else:
-                    run.paused_s += phase_started - (run.detected_at or phase_started)
-                    report(f"  phase {number + 1}/{len(phases)}: {count:,} orders")
-                specs = [
-                    LoadSpec(
-                        kind="create",
-                        address=env["GRPC_LISTEN"],
-                        concurrency=share,
-                        start_at=phase_started,
-                        count=part,
-                        seed=100 + index,
-                        key_prefix=f"{stack.run_id}-{scenario}-{number}-{index}",
-                    )
-                    for index, (share, part) in enumerate(
-                        zip(shares, split(count, len(shares)), strict=True)
-                    )
-                ]
-                probe.start_phase()
-                workers.submit(specs)
-                time.sleep(max(phase_started - time.time(), 0))
-                if not number:
-                    meter.start()
-                label = f"phase {number + 1}/{len(phases)}: " if len(phases) > 1 else ""
-                if not _run_phase(run, probe, workers, count, deadline, services, report, label):
-                    break
-            run.cpu = meter.stop()
-        end = run.detected_at or time.time()
-        for name in ("producer", "consumer"):
-            run.rss[name] = rss_profile(sampler.samples, name, run.started_at, end)
     finally:
-        probe.close()
-        run.es_polls = probe.poll_seconds
-        run.exit_codes = {"producer": producer.stop(), "consumer": consumer.stop()}
+        if session is not None:
+            session.probe.close()
+            run.es_polls = session.probe.poll_seconds
+        run.exit_codes = {p.module: p.stop(kill_late=True) for p in services.started}
         stack.release(env)
-        run.logs = [scan_log(producer.log_path), scan_log(consumer.log_path)]
-        run.pace = consumer_pace(consumer.log_path)
+        by_module = {p.module: p.log_path for p in services.started}
+        run.logs = [scan_log(by_module[m]) for m in ("producer", "consumer") if m in by_module]
+        run.pace = consumer_pace(by_module["consumer"]) if "consumer" in by_module else None
         run.finished_at = _finished_at(run)
     return run
 
 
-def _run_phase(
-    run: PipelineRun,
-    probe: PipelineProbe,
-    workers: LoadWorkers,
-    count: int,
-    deadline: float,
-    services: list[ServiceProcess],
-    report: Report,
-    label: str,
-) -> bool:
-    """Wait for one phase's orders and verify them; False when the run cannot go on."""
-    run.detected_at = None
-    try:
-        run.detected_at = _wait_complete(probe, count, deadline, services, report)
-    except ServiceError as exc:
-        run.problems.append(f"{label}{exc}")
-    except KeyboardInterrupt:
-        # Report what was measured (as FAILED), then let the bench stop.
-        run.interrupted = True
-        run.problems.append(
-            f"{label}interrupted after {time.time() - run.started_at:.0f}s: "
-            f"{probe.emails():,}/{5 * count:,} e-mails, "
-            f"{probe.logged()['finalizado']:,}/{count:,} logged Finalizado"
+@dataclass
+class _Session:
+    """One end-to-end run's services, probe and client processes, phase by phase."""
+
+    run: PipelineRun
+    stack: BenchStack
+    env: dict[str, str]
+    producer: ServiceProcess
+    consumer: ServiceProcess
+    probe: PipelineProbe
+    workers: LoadWorkers
+    report: Report
+
+    @classmethod
+    def start(
+        cls,
+        run: PipelineRun,
+        stack: BenchStack,
+        env: dict[str, str],
+        services: Services,
+        workers: LoadWorkers,
+        report: Report,
+    ) -> _Session:
+        """The producer and the consumer, up and holding partitions; the probe watching them."""
+        consumer = services.consumer(wait_assigned=False, log_name=f"consumer-e2e-{run.sink.name}")
+        producer = services.producer(log_name=f"producer-e2e-{run.sink.name}")
+        consumer.wait_log(
+            "partitions assigned", 60, processes=int(env.get("CONSUMER_WORKERS", "1"))
         )
-        return False
-    sent = workers.collect(60)
-    run.sent += sent
-    if run.detected_at is None:
-        return False
-    _verify(run, probe, count, sent, label)
-    return not run.problems
+        probe = PipelineProbe(
+            stack.elasticsearch_url,
+            env["ELASTICSEARCH_EVENTS_INDEX"],
+            env["ELASTICSEARCH_ORDERS_INDEX"],
+            run.sink,
+            consumer.log_path,
+        )
+        return cls(run, stack, env, producer, consumer, probe, workers, report)
 
+    def send_all(self, phases: list[int], deadline: float) -> None:
+        """Every phase's orders sent and awaited; CPU over the run, RSS sampled meanwhile."""
+        shares = split(SEND_CONCURRENCY, self.workers.size)
+        pids = {"producer": self.producer.pid, "consumer": self.consumer.pid}
+        meter = CpuMeter(
+            {
+                **{name: [pid] for name, pid in pids.items()},
+                "client": self.workers.pids[: len(shares)],
+                **{name: [pid] for name, pid in self.stack.pids().items()},
+            }
+        )
+        with RssSampler(pids) as sampler:
+            for number, count in enumerate(phases):
+                self._start_phase(number, count, len(phases))
+                if not number:
+                    meter.start()
+                label = f"phase {number + 1}/{len(phases)}: " if len(phases) > 1 else ""
+                if not self._finish_phase(count, deadline, label):
+                    break
+            self.run.cpu = meter.stop()
+        end = self.run.detected_at or time.time()
+        self.run.rss = {
+            name: rss_profile(sampler.samples, name, self.run.started_at, end) for name in pids
+        }
 
-def _between_phases(stack: BenchStack, env: dict[str, str], sink: MailSink) -> None:
-    stack.release(env)
-    stack.prepare(env)
-    sink.clear()
+    def _start_phase(self, number: int, count: int, phases: int) -> None:
+        """Drop the previous phase's data, then hand this phase's orders to the client
+        processes; returns when they start sending."""
+        run = self.run
+        if number:
+            self.stack.release(self.env)
+            self.stack.prepare(self.env)
+            run.sink.clear()
+        phase_started = time.time() + 0.5
+        if not number:
+            run.started_at = phase_started
+        else:
+            run.paused_s += phase_started - (run.detected_at or phase_started)
+            self.report(f"  phase {number + 1}/{phases}: {count:,} orders")
+        template = LoadSpec(
+            kind="create",
+            address=self.env["GRPC_LISTEN"],
+            concurrency=SEND_CONCURRENCY,
+            start_at=phase_started,
+            count=count,
+            key_prefix=f"{self.stack.run_id}-e2e-{run.sink.name}-{number}",
+        )
+        specs = fan_out(template, self.workers.size, seed=100)
+        self.probe.start_phase()
+        self.workers.submit(specs)
+        time.sleep(max(phase_started - time.time(), 0))
+
+    def _finish_phase(self, count: int, deadline: float, label: str) -> bool:
+        """Wait for one phase's orders and verify them; False when the run cannot go on."""
+        run, probe = self.run, self.probe
+        run.detected_at = None
+        try:
+            run.detected_at = self._wait_complete(count, deadline)
+        except ServiceError as exc:
+            run.problems.append(f"{label}{exc}")
+        except KeyboardInterrupt:
+            # Report what was measured (as FAILED), then let the bench stop.
+            run.interrupted = True
+            run.problems.append(
+                f"{label}interrupted after {time.time() - run.started_at:.0f}s: "
+                f"{probe.emails():,}/{5 * count:,} e-mails, "
+                f"{probe.logged()['finalizado']:,}/{count:,} logged Finalizado"
+            )
+            return False
+        sent = self.workers.collect(60)
+        run.sent += sent
+        if run.detected_at is None:
+            return False
+        self._verify(count, sent, label)
+        return not run.problems
+
+    def _wait_complete(self, orders: int, deadline: float) -> float:
+        """Poll until every order is Finalizado in ES with its 5 e-mails; when that was seen.
+
+        E-mails come from the inbox (or the consumer's log); ES is only asked once all of them
+        are out, since an order's Finalizado document is written after its last e-mail:
+        refreshing a busy index every second would slow down what is measured. Each poll waits
+        at least ten times as long as the previous one took, so reading a huge Maildir stays
+        cheap."""
+        finalizado = emails = 0
+        next_inbox = next_report = time.monotonic()
+        while True:
+            for service in (self.producer, self.consumer):
+                if not service.running:
+                    raise ServiceError(f"{service.module} exited mid-run; see {service.log_path}")
+            now = time.monotonic()
+            if now >= next_inbox:
+                emails = self.probe.emails()
+                next_inbox = now + max(POLL_S, 10 * (time.monotonic() - now))
+            if emails >= 5 * orders:
+                finalizado = self.probe.finalizado()
+                if finalizado >= orders:
+                    return time.time()
+            if now >= next_report:
+                logged = self.probe.logged()["finalizado"]
+                self.report(
+                    f"  {emails:,}/{5 * orders:,} e-mails, {logged:,}/{orders:,} logged Finalizado"
+                )
+                next_report = now + 10
+            if now > deadline:
+                raise ServiceError(
+                    f"timed out: {emails:,}/{5 * orders:,} e-mails, "
+                    f"{finalizado:,}/{orders:,} Finalizado in ES"
+                )
+            time.sleep(POLL_S)
+
+    def _verify(self, orders: int, sent: list[LoadResult], label: str) -> None:
+        counts, reads = _settled_counts(orders, self.probe)
+        self.run.add_counts(counts, reads)
+        problems = pipeline_problems(orders, counts)
+        order_ids = [order_id for result in sent for order_id in result.order_ids]
+        errors = sum(sum(r.errors.values()) for r in sent)
+        if errors or len(set(order_ids)) != orders:
+            problems.append(
+                f"{len(set(order_ids))} distinct orders accepted of {orders}, {errors} calls failed"
+            )
+        if self.run.sink.maildir is not None:
+            states = Inbox(self.run.sink.maildir).states_by_order(order_ids)
+            problems += inbox_problems(order_ids, states)
+        self.run.phases.append({"orders": orders, "reads": reads, "problems": len(problems)})
+        self.run.problems += [f"{label}{problem}" for problem in problems]
 
 
 def _finished_at(run: PipelineRun) -> float | None:
@@ -253,37 +302,3 @@ def _settled_counts(orders: int, probe: PipelineProbe) -> tuple[PipelineCounts, 
         if not pipeline_problems(orders, counts) or time.monotonic() > deadline:
             return counts, reads
         time.sleep(1)
-
-
-def _verify(
-    run: PipelineRun, probe: PipelineProbe, orders: int, sent: list[LoadResult], label: str
-) -> None:
-    counts, reads = _settled_counts(orders, probe)
-    tally = {
-        "orders_total": counts.orders_total,
-        "orders_finalizado": counts.orders_finalizado,
-        "events_by_state": dict(counts.events_by_state),
-        "events_email_sent": counts.events_email_sent,
-        "inbox_messages": counts.inbox_messages,
-    }
-    run.counts["reads"] = run.counts.get("reads", 0) + reads
-    for key, value in tally.items():
-        if isinstance(value, dict):
-            totals = run.counts.setdefault(key, {})
-            for state, n in value.items():
-                totals[state] = totals.get(state, 0) + n
-        elif value is not None:
-            run.counts[key] = run.counts.get(key, 0) + value
-        else:
-            run.counts.setdefault(key, None)
-    problems = pipeline_problems(orders, counts)
-    order_ids = [order_id for result in sent for order_id in result.order_ids]
-    errors = sum(sum(r.errors.values()) for r in sent)
-    if errors or len(set(order_ids)) != orders:
-        problems.append(
-            f"{len(set(order_ids))} distinct orders accepted of {orders}, {errors} calls failed"
-        )
-    if run.sink.maildir is not None:
-        problems += inbox_problems(order_ids, states_by_order(run.sink.maildir, set(order_ids)))
-    run.phases.append({"orders": orders, "reads": reads, "problems": len(problems)})
-    run.problems += [f"{label}{problem}" for problem in problems]

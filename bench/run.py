@@ -18,10 +18,9 @@ import confluent_kafka
 import psutil
 from rich.console import Console
 
-from admin.apache_kafka import KAFKA_VERSION
 from bench.broker import broker_figure
 from bench.bulk import bulk_figure
-from bench.environment import BenchStack, MailSink
+from bench.environment import BenchStack
 from bench.figures import Figure
 from bench.grpc_scenarios import ingest_figure, measure_level, noop_figure
 from bench.index import index_figure
@@ -33,8 +32,9 @@ from bench.pipeline import run_pipeline
 from bench.pipeline_figures import e2e_figure, rss_figures
 from bench.probe import PipelineProbe
 from bench.resources import CpuMeter
-from bench.services import ServiceProcess
 from bench.workers import LoadWorkers
+from devkit.apache_kafka import KAFKA_VERSION
+from devkit.processes import Services
 
 SCENARIO_TIMEOUT_S = 300.0
 
@@ -57,14 +57,15 @@ class BenchRun:
         self.console.print(f"[dim]{datetime.now():%H:%M:%S}[/] {message}")
 
     def _attempt(
-        self, placeholder: Figure, body: Callable[..., list[Figure]], *args: Any
+        self, placeholder: Figure, body: Callable[..., Figure | list[Figure]], *args: Any
     ) -> list[Figure]:
         """Run one scenario; if it breaks, its figure is FAILED and the others still run.
         Scenarios that do not meter CPU themselves get the stack's and the bench's CPU."""
         meter = CpuMeter({name: [pid] for name, pid in self.stack.pids().items()})
         meter.start()
         try:
-            figures = body(*args)
+            done = body(*args)
+            figures = done if isinstance(done, list) else [done]
         except Exception as exc:
             self.say(f"[red]{placeholder.label} failed: {exc}[/]")
             placeholder.refuse([f"{exc.__class__.__name__}: {exc}"])
@@ -79,57 +80,50 @@ class BenchRun:
         return figures
 
     # -- scenarios ---------------------------------------------------------------------------
-    def _level(
-        self, workers: LoadWorkers, address: str, c: int, watched: dict[str, list[int]]
-    ) -> None:
-        timing = self.options.timing
-        noop = self._attempt(
-            Figure(f"grpc_limit.c{c}", "1 gRPC limit", f"Health.Check c={c}", "RPC/s"),
-            lambda: [
-                noop_figure(measure_level(workers, "health", address, c, timing, watched, "noop"))
-            ],
-        )[0]
-        prefix = f"{self.stack.run_id}-ingest-c{c}"
-        self._attempt(
-            Figure(f"ingest.c{c}", "2 Ingest", f"CreateOrder c={c}", "orders/s"),
-            lambda: [
-                ingest_figure(
-                    measure_level(workers, "create", address, c, timing, watched, prefix), noop
-                )
-            ],
-        )
-
     def grpc_scenarios(self, workers: LoadWorkers) -> None:
+        """1-3: the no-op RPC and CreateOrder at each concurrency, then CreateOrderBatch."""
         env = self.stack.scenario_env("ingest")
         self.stack.prepare(env)
-        address = env["GRPC_LISTEN"]
-        producer = ServiceProcess("producer", env, self.stack.logs / "producer-ingest.log").start()
+        services = Services(env, self.stack.logs, tied=True)
         try:
-            producer.wait_healthy(address, 30)
+            producer = services.producer(log_name="producer-ingest")
+            address = env["GRPC_LISTEN"]
             watched = {
                 "producer": [producer.pid],
                 **{name: [pid] for name, pid in self.stack.pids().items()},
             }
+            timing, run_id = self.options.timing, self.stack.run_id
             for c in self.options.levels:
                 self.say(f"1-2 no-op Health.Check, then CreateOrder, at concurrency {c}")
-                self._level(workers, address, c, watched)
+                noop = self._attempt(
+                    Figure(f"grpc_limit.c{c}", "1 gRPC limit", f"Health.Check c={c}", "RPC/s"),
+                    lambda c: noop_figure(
+                        measure_level(workers, "health", address, c, timing, watched, "noop")
+                    ),
+                    c,
+                )[0]
+                prefix = f"{run_id}-ingest-c{c}"
+                self._attempt(
+                    Figure(f"ingest.c{c}", "2 Ingest", f"CreateOrder c={c}", "orders/s"),
+                    lambda c, noop, prefix: ingest_figure(
+                        measure_level(workers, "create", address, c, timing, watched, prefix), noop
+                    ),
+                    c,
+                    noop,
+                    prefix,
+                )
             self.say("3 bulk ingest")
+            orders = self.options.bulk_orders
             self._attempt(
                 Figure("bulk", "3 Bulk ingest", "CreateOrderBatch", "orders/s"),
-                lambda: [
-                    bulk_figure(
-                        workers,
-                        address,
-                        self.options.bulk_orders,
-                        watched,
-                        f"{self.stack.run_id}-bulk",
-                        SCENARIO_TIMEOUT_S,
-                    )
-                ],
+                lambda: bulk_figure(
+                    workers, address, orders, watched, f"{run_id}-bulk", SCENARIO_TIMEOUT_S
+                ),
             )
         finally:
-            producer.stop()
-            self.logs.append(scan_log(producer.log_path))
+            for process in services.started:
+                process.stop(kill_late=True)
+                self.logs.append(scan_log(process.log_path))
 
     def broker_limit(self) -> None:
         count = self.options.broker_records
@@ -137,7 +131,7 @@ class BenchRun:
         topic = self.stack.prepare(self.stack.scenario_env("broker")).pedidos_topic
         raw = self._attempt(
             Figure("broker_limit", "4 Broker limit", "raw produce", "records/s"),
-            lambda: [broker_figure(self.stack.bootstrap, topic, count, SCENARIO_TIMEOUT_S)],
+            lambda: broker_figure(self.stack.bootstrap, topic, count, SCENARIO_TIMEOUT_S),
         )[0]
         size = int(raw.details.get("bytes_per_record") or 0)
         if not size:
@@ -146,17 +140,15 @@ class BenchRun:
         settings = self.stack.prepare(self.stack.scenario_env("perftest"))
         self._attempt(
             Figure("broker_limit.perf_test", "4 Broker limit", "perf-test", "records/s"),
-            lambda: [
-                perf_test_figure(
-                    self.stack.bootstrap,
-                    settings.pedidos_topic,
-                    settings.kafka_topic_partitions,
-                    count,
-                    size,
-                    SCENARIO_TIMEOUT_S,
-                    watermarks_exact=self.stack.main.broker.name == "apache",
-                )
-            ],
+            lambda: perf_test_figure(
+                self.stack.bootstrap,
+                settings.pedidos_topic,
+                settings.kafka_topic_partitions,
+                count,
+                size,
+                SCENARIO_TIMEOUT_S,
+                watermarks_exact=self.stack.main.broker.name == "apache",
+            ),
         )
 
     def mail_limit(self) -> None:
@@ -164,7 +156,7 @@ class BenchRun:
             self.say(f"5 mail limit: {self.options.mail_emails:,} e-mails → {name} sink")
             self.mail_limits[name] = self._attempt(
                 Figure(f"mail_limit.{name}", "5 Mail limit", f"smtplib → {name}", "e-mails/s"),
-                lambda sink: [mail_figure(sink, self.options.mail_emails, SCENARIO_TIMEOUT_S)],
+                lambda sink: mail_figure(sink, self.options.mail_emails, SCENARIO_TIMEOUT_S),
                 sink,
             )[0]
 
@@ -173,47 +165,17 @@ class BenchRun:
         self.say(f"5b index limit: {count:,} orders × 5 states of the consumer's ES writes")
         env = self.stack.scenario_env("index")
         settings = self.stack.prepare(env)
-        probe = PipelineProbe(
-            self.stack.elasticsearch_url,
-            settings.elasticsearch_events_index,
-            settings.elasticsearch_orders_index,
-            self.stack.sinks["discard"],
-        )
+        events, orders = settings.elasticsearch_events_index, settings.elasticsearch_orders_index
+        url = self.stack.elasticsearch_url
+        probe = PipelineProbe(url, events, orders, self.stack.sinks["discard"])
         try:
             self.index = self._attempt(
                 Figure("index_limit", "5b Index limit", "consumer's ES writes", "orders/s"),
-                lambda: [
-                    index_figure(
-                        probe,
-                        self.stack.elasticsearch_url,
-                        settings.elasticsearch_events_index,
-                        settings.elasticsearch_orders_index,
-                        count,
-                        SCENARIO_TIMEOUT_S,
-                    )
-                ],
+                lambda: index_figure(probe, url, events, orders, count, SCENARIO_TIMEOUT_S),
             )[0]
         finally:
             probe.close()
             self.stack.release(env)
-
-    def _pipeline(self, workers: LoadWorkers, sink: MailSink) -> list[Figure]:
-        run = run_pipeline(
-            self.stack,
-            sink,
-            self.options.orders,
-            workers,
-            self.options.e2e_timeout_s,
-            self.say,
-            self.options.phase_orders,
-        )
-        self.logs.extend(run.logs)
-        self.interrupted = self.interrupted or run.interrupted
-        figure = e2e_figure(run, self.mail_limits.get(sink.name), self.index)
-        if self.options.service_env:
-            shown = " ".join(f"{k}={v}" for k, v in self.options.service_env)
-            figure.notes.append(f"service settings changed for this run: {shown}")
-        return [figure, *rss_figures(run)]
 
     def end_to_end(self, workers: LoadWorkers) -> None:
         orders = self.options.orders
@@ -223,10 +185,29 @@ class BenchRun:
                 Figure(f"e2e.{name}", "6 End to end", f"{orders:,} orders → {name}", "orders/s"),
                 self._pipeline,
                 workers,
-                self.stack.sinks[name],
+                name,
             )
             if self.interrupted:
                 raise KeyboardInterrupt
+
+    def _pipeline(self, workers: LoadWorkers, sink: str) -> list[Figure]:
+        options = self.options
+        run = run_pipeline(
+            self.stack,
+            self.stack.sinks[sink],
+            options.orders,
+            workers,
+            options.e2e_timeout_s,
+            self.say,
+            options.phase_orders,
+        )
+        self.logs.extend(run.logs)
+        self.interrupted = self.interrupted or run.interrupted
+        figure = e2e_figure(run, self.mail_limits.get(sink), self.index)
+        if options.service_env:
+            shown = " ".join(f"{k}={v}" for k, v in options.service_env)
+            figure.notes.append(f"service settings changed for this run: {shown}")
+        return [figure, *rss_figures(run)]
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -235,7 +216,13 @@ class BenchRun:
         interrupted = False
         self.say(f"temp dir {self.root}; starting the embedded stack")
         try:
-            self._scenarios()
+            self.stack.up()
+            with LoadWorkers(self.options.client_processes) as workers:
+                self.grpc_scenarios(workers)
+                self.broker_limit()
+                self.mail_limit()
+                self.index_limit()
+                self.end_to_end(workers)
         except KeyboardInterrupt:
             interrupted = True
             self.say("[red]interrupted: stopped the services and the stack[/]")
@@ -249,21 +236,11 @@ class BenchRun:
         self.figures.sort(key=lambda f: f.scenario)  # stable: keeps the order within a scenario
         return {**self.meta(time.monotonic() - started), "interrupted": interrupted}
 
-    def _scenarios(self) -> None:
-        self.stack.up()
-        with LoadWorkers(self.options.client_processes) as workers:
-            self.grpc_scenarios(workers)
-            self.broker_limit()
-            self.mail_limit()
-            self.index_limit()
-            self.end_to_end(workers)
-
     def meta(self, runtime_s: float) -> dict[str, Any]:
-        options = asdict(self.options)
         return {
             "runtime_s": round(runtime_s, 1),
             "profile": self.options.profile,
-            "options": options,
+            "options": asdict(self.options),
             "temp_dir": str(self.root),
             "logs": str(self.stack.logs),
             "run_id": self.stack.run_id,

@@ -7,10 +7,12 @@ import contextlib
 import multiprocessing
 import signal
 import time
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from bench.load import LoadResult, LoadSpec, run_load
+from bench.resources import CpuMeter, CpuUsage
 
 
 class WorkerError(RuntimeError):
@@ -34,6 +36,31 @@ def split(total: int, parts: int) -> list[int]:
     """`total` callers over at most `parts` processes, as evenly as possible, no empty share."""
     parts = max(1, min(parts, total))
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def fan_out(
+    template: LoadSpec, processes: int, seed: int, fixed_concurrency: bool = False
+) -> list[LoadSpec]:
+    """One spec per client process: `template`'s concurrency (unless `fixed_concurrency`: each
+    process that many) and count shared between them, each with its own seed and key prefix."""
+    counts: list[int | None]
+    if fixed_concurrency:
+        counts = list(split(template.count or 0, processes))
+        shares = [template.concurrency] * len(counts)
+    else:
+        shares = split(template.concurrency, processes)
+        total = template.count
+        counts = [None] * len(shares) if total is None else list(split(total, len(shares)))
+    return [
+        replace(
+            template,
+            concurrency=share,
+            count=count,
+            seed=seed + index,
+            key_prefix=f"{template.key_prefix}-{index}",
+        )
+        for index, (share, count) in enumerate(zip(shares, counts, strict=False))
+    ]
 
 
 class LoadWorkers:
@@ -121,3 +148,24 @@ class LoadWorkers:
                 process.join(timeout=5)
             conn.close()
         self._workers = []
+
+    def measure(
+        self,
+        specs: list[LoadSpec],
+        watched: dict[str, list[int]],
+        timeout_s: float,
+        window_s: float | None = None,
+    ) -> tuple[list[LoadResult], CpuUsage]:
+        """Run `specs` (all starting together); CPU is metered from their start (after warm-up)
+        for `window_s`, or until every process has finished."""
+        meter = CpuMeter({"client": self.pids[: len(specs)], **watched})
+        self.submit(specs)
+        begin = specs[0].start_at + specs[0].warmup_s
+        time.sleep(max(begin - time.time(), 0))
+        meter.start()
+        if window_s is not None:
+            time.sleep(max(begin + window_s - time.time(), 0))
+            cpu = meter.stop()
+            return self.collect(timeout_s), cpu
+        results = self.collect(timeout_s)
+        return results, meter.stop()

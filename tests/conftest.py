@@ -1,19 +1,19 @@
 """Fixtures: one embedded stack per test session (or real Kafka/ES via testcontainers), and
-per-test isolated topics, indices and consumer group so tests never see each other's orders."""
+per-test isolated topics, indices and consumer group so tests never see each other's orders.
+Everything they use comes from devkit/, shared with the bench and the demo."""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port, producer_healthy
-from pedidos.runtime.config import load_settings
-from tests.support import ServiceProcess, wait_for
+from devkit.net import free_port
+from devkit.processes import Services
+from devkit.scenario import prepare, scenario_env
+from devkit.stack import EmbeddedStack, MailSinkOptions, StackPorts
 
 BACKEND = os.environ.get("PEDIDOS_TEST_BACKEND", "embedded")
 # The test mail sink refuses these recipients with 550, like a server that knows no such user.
@@ -102,68 +102,20 @@ def tansu_stack(
 
 
 def isolated_env(stack_env: dict[str, str]) -> dict[str, str]:
-    """Environment for one test's services: its own topics, indices and consumer group."""
-    suffix = uuid.uuid4().hex[:8]
-    env = {
-        **stack_env,
-        "PEDIDOS_TOPIC": f"Pedidos-{suffix}",
-        "PEDIDOS_STATES_TOPIC": f"Pedidos.estados-{suffix}",
-        "PEDIDOS_DEAD_LETTER_TOPIC": f"Pedidos.dlq-{suffix}",
-        "KAFKA_TOPIC_PARTITIONS": "3",
-        "KAFKA_CONSUMER_GROUP": f"pedidos-consumer-{suffix}",
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "ELASTICSEARCH_EVENTS_INDEX": f"pedidos-order-events-{suffix}",
-        "ELASTICSEARCH_ORDERS_INDEX": f"pedidos-orders-{suffix}",
-        "GRPC_LISTEN": f"127.0.0.1:{free_port()}",
-        "STAGE_DELAY_MIN_S": "0.05",
-        "STAGE_DELAY_MAX_S": "0.2",
-        "SMTP_FROM": "Pedidos <pedidos@tienda.test>",
-        "LOG_LEVEL": "INFO",
-    }
-    env["PRODUCER_ADDRESS"] = env["GRPC_LISTEN"]
-    from admin import setup
-
-    settings = load_settings(**{k.lower(): v for k, v in env.items()})
-    setup.create_topics(settings)
-    from elasticsearch import Elasticsearch
-
-    es = Elasticsearch(env["ELASTICSEARCH_URL"])
-    setup.create_index_templates(settings, es)
-    es.close()
+    """Environment for one test's services: its own topics (created), indices and group."""
+    env = scenario_env(
+        stack_env,
+        KAFKA_TOPIC_PARTITIONS="3",
+        STAGE_DELAY_MIN_S="0.05",
+        STAGE_DELAY_MAX_S="0.2",
+    )
+    prepare(env)
     return env
 
 
 @pytest.fixture
 def pipeline_env(stack: EmbeddedStack) -> dict[str, str]:
     return isolated_env(stack.env())
-
-
-class Services:
-    """Starts producer/consumer processes for a test and always cleans them up."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.started: list[ServiceProcess] = []
-
-    def producer(self, **overrides: Any) -> ServiceProcess:
-        env = {**self.env, **{k: str(v) for k, v in overrides.items()}}
-        process = ServiceProcess("producer", env, self.log_dir).start()
-        self.started.append(process)
-        wait_for(lambda: producer_healthy(env["GRPC_LISTEN"]), 30, "producer health")
-        return process
-
-    def consumer(self, wait_assigned: bool = True, **overrides: Any) -> ServiceProcess:
-        env = {**self.env, **{k: str(v) for k, v in overrides.items()}}
-        process = ServiceProcess("consumer", env, self.log_dir).start()
-        self.started.append(process)
-        if wait_assigned:
-            process.wait_log("partitions assigned", timeout=60)
-        return process
-
-    def cleanup(self) -> None:
-        for process in self.started:
-            process.kill()
 
 
 @pytest.fixture

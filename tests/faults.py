@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import ClientSession, web
 
-from admin.stack import free_port
+from devkit.net import free_port
 
 # Headers that belong to one hop, or that aiohttp recomputes for the body it sends.
 _HOP_HEADERS = {
@@ -234,3 +234,63 @@ class FaultyElasticsearch:
         return web.Response(
             status=status, body=orjson.dumps(payload), content_type="application/json", headers=out
         )
+
+
+class TcpCutter:
+    """A loopback TCP forwarder that can be cut (refuse and drop connections) and restored.
+
+    It takes a server away from its clients without restarting the server, for outage tests
+    against servers whose own restart is not what is being tested.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self._target_port = target_port
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        self.restore()
+
+    async def _pipe(self, reader: Any, writer: Any) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                "127.0.0.1", self._target_port
+            )
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, upstream_writer}
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+        )
+        self._writers -= {writer, upstream_writer}
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    def restore(self) -> None:
+        async def listen() -> None:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+        self._run(listen())
+
+    def cut(self) -> None:
+        async def close() -> None:
+            assert self._server is not None
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+
+        self._run(close())

@@ -11,11 +11,14 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from admin.stack import EmbeddedStack
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.indices import search_docs
+from devkit.processes import ServiceProcess, Services
+from devkit.stack import EmbeddedStack
+from devkit.topics import read_topic
+from devkit.waiting import wait_for
 from pedidos.domain.states import ALL_STATES
 from tests.chaos.conftest import ROWS, ChaosRow
-from tests.conftest import Services
-from tests.support import STATE_SLUGS, Inbox, ServiceProcess, read_topic, search_docs, wait_for
 
 
 def logged_steps(processes: Iterable[ServiceProcess]) -> Counter[tuple[str, str]]:

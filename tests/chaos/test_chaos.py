@@ -21,9 +21,16 @@ import grpc
 import pytest
 from confluent_kafka import Producer
 
-from admin.stack import EmbeddedStack
 from client.orders import random_requests
-from client.sender import Accepted, Outcome, SendReport, send_orders, send_to_producer
+from client.outcomes import Confirmed, Outcome, SendReport
+from client.send import send_to_producer
+from client.unary import send_orders
+from devkit.inbox import Inbox
+from devkit.orders import make_details
+from devkit.processes import Services
+from devkit.stack import EmbeddedStack
+from devkit.topics import read_topic
+from devkit.waiting import wait_for
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
@@ -36,9 +43,7 @@ from tests.chaos.accounting import (
     redeliverable_steps,
     stall_report,
 )
-from tests.conftest import Services
-from tests.support import Inbox, TcpCutter, read_topic, wait_for
-from tests.unit.factories import make_details
+from tests.faults import TcpCutter
 
 # 2,000-order scenarios on 2 cores outlast the suite-wide 300 s timeout.
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
@@ -276,7 +281,7 @@ def test_producer_sigkilled_while_clients_retry_with_keys(
 
         def on_outcome(outcome: Outcome) -> None:
             nonlocal accepted
-            if isinstance(outcome, Accepted):
+            if isinstance(outcome, Confirmed):
                 accepted += 1
                 if accepted == kill_after:
                     # Right here, while the other calls are still in flight.
@@ -332,7 +337,7 @@ def test_broker_restarted_mid_run(
     """The broker goes down while clients send and the consumer walks, and comes back on the
     same log dir: SIGKILL stays down a while (a crash), SIGTERM restarts at once (an upgrade).
     It is restarted from a worker thread while gRPC threads run: the stack's tether
-    (admin/tether.py) keeps it tied to pytest without a preexec_fn."""
+    (devkit/tether.py) keeps it tied to pytest without a preexec_fn."""
     sig = signal.Signals[how]
     pause_s = (15 if orders >= 1000 else 5) if sig == signal.SIGKILL else 0
     env = services.env
@@ -346,7 +351,7 @@ def test_broker_restarted_mid_run(
     reached = threading.Event()
 
     def on_outcome(outcome: Outcome) -> None:
-        if isinstance(outcome, Accepted):
+        if isinstance(outcome, Confirmed):
             accepted.append((time.monotonic(), outcome.order_id))
             if len(accepted) >= kill_after:
                 reached.set()

@@ -25,7 +25,10 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from admin.stack import EmbeddedStack
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.processes import REPO, ServiceProcess, Services
+from devkit.stack import EmbeddedStack
+from devkit.waiting import wait_for
 from tests.chaos.test_chaos import (
     CHAOS_CONSUMER_SMTP,
     account,
@@ -33,8 +36,6 @@ from tests.chaos.test_chaos import (
     send,
     wait_complete,
 )
-from tests.conftest import Services
-from tests.support import REPO, STATE_SLUGS, Inbox, ServiceProcess, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 

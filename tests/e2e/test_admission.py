@@ -5,13 +5,13 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from admin.stack import EmbeddedStack
 from consumer.admission import MIN_FETCH
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.orders import order_request
+from devkit.processes import Services
+from devkit.stack import EmbeddedStack
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from tests.conftest import Services
 from tests.e2e.test_pipeline import assert_documents, wait_all_emails
-from tests.requests import order_request
-from tests.support import STATE_SLUGS, Inbox
 
 pytestmark = pytest.mark.e2e
 BACKLOG = 300

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from admin import maildev
-from tests.support import REPO
+from devkit import maildev
+from devkit.processes import REPO
 
 pytestmark = pytest.mark.e2e
 

@@ -25,11 +25,14 @@ from elasticsearch import Elasticsearch
 from admin.dlq_reader import read_topic_to_end
 from admin.dlq_records import DeadLetter
 from admin.mailsink import build_controller
-from admin.stack import EmbeddedStack, free_port
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.indices import search_docs
+from devkit.net import free_port
+from devkit.orders import order_request
+from devkit.processes import REPO, Services
+from devkit.stack import EmbeddedStack
+from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
-from tests.conftest import Services
-from tests.requests import order_request
-from tests.support import REPO, STATE_SLUGS, Inbox, search_docs, wait_for
 
 pytestmark = pytest.mark.e2e
 

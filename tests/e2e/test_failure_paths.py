@@ -16,25 +16,20 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from elasticsearch import Elasticsearch
 
-from admin.stack import EmbeddedStack, free_port
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.indices import search_docs
+from devkit.net import free_port
+from devkit.orders import make_details, order_request
+from devkit.processes import Services
+from devkit.stack import EmbeddedStack
+from devkit.topics import publish_order_records, read_topic, topic_size
+from devkit.waiting import wait_for
 from pedidos.domain.order import Order, utc_now
 from pedidos.domain.states import OrderState
 from pedidos.v1 import orders_pb2_grpc
 from pedidos.wire.records import STATE_SCHEMA, encode_order_accepted, header_value, headers_for
 from pedidos.wire.search_documents import iso
-from tests.conftest import Services
 from tests.e2e.test_pipeline import assert_documents, wait_all_emails
-from tests.requests import order_request
-from tests.support import (
-    STATE_SLUGS,
-    Inbox,
-    publish_order_records,
-    read_topic,
-    search_docs,
-    topic_size,
-    wait_for,
-)
-from tests.unit.factories import make_details
 
 pytestmark = pytest.mark.e2e
 

@@ -18,11 +18,14 @@ import grpc
 import pytest
 from elasticsearch import Elasticsearch
 
-from admin.stack import EmbeddedStack
+from devkit.inbox import Inbox
+from devkit.indices import search_docs
+from devkit.orders import order_request
+from devkit.processes import Services
+from devkit.stack import EmbeddedStack
+from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from tests.conftest import REJECTED_DOMAIN, Services
-from tests.requests import order_request
-from tests.support import Inbox, search_docs, wait_for
+from tests.conftest import REJECTED_DOMAIN
 
 pytestmark = pytest.mark.e2e
 

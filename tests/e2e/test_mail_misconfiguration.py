@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
-from tests.conftest import Services
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.indices import search_docs
+from devkit.net import free_port
+from devkit.processes import Services
+from devkit.stack import EmbeddedStack, MailSinkOptions, StackPorts
+from devkit.waiting import wait_for
 from tests.e2e.test_pipeline import assert_documents, send_orders, wait_all_emails
-from tests.support import STATE_SLUGS, Inbox, search_docs, wait_for
 
 pytestmark = [
     pytest.mark.e2e,

@@ -10,12 +10,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from admin import maildev
-from admin.stack import EmbeddedStack, StackPorts, free_port
+from devkit import maildev
+from devkit.inbox import STATE_SLUGS
+from devkit.net import free_port
+from devkit.orders import order_request
+from devkit.processes import Services
+from devkit.stack import EmbeddedStack, StackPorts
+from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
-from tests.conftest import Services
-from tests.requests import order_request
-from tests.support import STATE_SLUGS, wait_for
 
 pytestmark = [
     pytest.mark.e2e,

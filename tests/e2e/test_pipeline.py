@@ -10,12 +10,16 @@ import grpc
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from admin.stack import EmbeddedStack
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.indices import search_docs
+from devkit.orders import order_request
+from devkit.processes import ServiceProcess, Services
+from devkit.stack import EmbeddedStack
+from devkit.topics import read_topic
+from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
 from pedidos.wire.records import header_value
-from tests.conftest import REJECTED_DOMAIN, Services
-from tests.requests import order_request
-from tests.support import STATE_SLUGS, Inbox, ServiceProcess, read_topic, search_docs, wait_for
+from tests.conftest import REJECTED_DOMAIN
 
 pytestmark = pytest.mark.e2e
 

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from admin.stack import EmbeddedStack
-from tests.conftest import Services
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.orders import order_request
+from devkit.processes import REPO, Services
+from devkit.stack import EmbeddedStack
 from tests.e2e.test_pipeline import assert_documents, send_orders, wait_all_emails
 from tests.integration.test_tracking import WALK, start_pipeline, stub, watch
-from tests.requests import order_request
-from tests.support import REPO, STATE_SLUGS, Inbox
 
 pytestmark = pytest.mark.e2e
 

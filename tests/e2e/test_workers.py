@@ -9,17 +9,18 @@ import grpc
 import psutil
 import pytest
 
-from admin.stack import EmbeddedStack
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.orders import order_request
+from devkit.processes import ServiceProcess, Services
+from devkit.stack import EmbeddedStack
+from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
-from tests.conftest import Services
 from tests.e2e.test_pipeline import (
     assert_documents,
     wait_all_consumed,
     wait_all_emails,
     wait_partitions_shared,
 )
-from tests.requests import order_request
-from tests.support import STATE_SLUGS, Inbox, ServiceProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 # Separate client channels so that the kernel can spread their connections over the workers.

@@ -19,8 +19,8 @@ from confluent_kafka.admin import AdminClient
 
 from admin.dlq_reader import READER_GROUP, read_topic_to_end
 from consumer.dead_letters import DeadLetters
+from devkit.processes import REPO
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
-from tests.support import REPO
 
 pytestmark = pytest.mark.integration
 

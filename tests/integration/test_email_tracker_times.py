@@ -10,14 +10,15 @@ import grpc
 import pytest
 from babel.dates import format_datetime
 
-from admin.stack import EmbeddedStack
+from devkit.inbox import Inbox
+from devkit.orders import order_request
+from devkit.processes import Services
+from devkit.stack import EmbeddedStack
+from devkit.waiting import wait_for
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from pedidos.wire.proto_mapping import datetime_from_timestamp, state_from_proto
-from tests.conftest import Services
 from tests.integration.test_tracking import start_pipeline
-from tests.requests import order_request
-from tests.support import Inbox, wait_for
 from tests.unit.test_email_rendering import _Tracker
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from admin.apache_kafka import BROKER_ENV, choose_broker, java_major
-from admin.stack import EmbeddedStack, StackPorts, free_port
-from tests.support import REPO, wait_for
+from devkit.apache_kafka import BROKER_ENV, choose_broker, java_major
+from devkit.net import free_port
+from devkit.processes import REPO
+from devkit.stack import EmbeddedStack, StackPorts
+from devkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,26 +15,21 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
-from admin.stack import EmbeddedStack
+from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.indices import search_docs
+from devkit.orders import make_details
+from devkit.processes import REPO, Services
+from devkit.stack import EmbeddedStack
+from devkit.topics import publish_order_records, read_topic, topic_size
 from pedidos.adapters.elasticsearch.search_index import (
     OrderSearchIndex,
     PermanentIndexError,
     connect,
 )
 from pedidos.wire.records import header_value
-from tests.conftest import REJECTED_DOMAIN, Services
+from tests.conftest import REJECTED_DOMAIN
 from tests.e2e.test_pipeline import assert_documents, wait_all_emails
 from tests.faults import FaultyElasticsearch
-from tests.support import (
-    REPO,
-    STATE_SLUGS,
-    Inbox,
-    publish_order_records,
-    read_topic,
-    search_docs,
-    topic_size,
-)
-from tests.unit.factories import make_details
 
 pytestmark = pytest.mark.integration
 

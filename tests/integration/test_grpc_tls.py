@@ -11,10 +11,10 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.__main__ import main as client_main
+from devkit.orders import order_request
+from devkit.processes import ServiceProcess, Services
+from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
-from tests.conftest import Services
-from tests.requests import order_request
-from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import string
 import grpc
 import pytest
 
-from admin.stack import producer_healthy
+from devkit.net import producer_healthy
+from devkit.orders import order_request
+from devkit.processes import Services
+from devkit.topics import read_topic
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from tests.conftest import Services
-from tests.requests import order_request
-from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from admin.stack import EmbeddedStack
 from client.orders import random_requests
-from client.sender import send_to_producer
-from tests.conftest import Services
-from tests.support import REPO, Inbox, wait_for
+from client.send import send_to_producer
+from devkit.inbox import Inbox
+from devkit.processes import REPO, Services
+from devkit.stack import EmbeddedStack
+from devkit.waiting import wait_for
 
 # Generous: these machines run several suites at once on two cores.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

@@ -16,13 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from admin import setup
-from admin.stack import EmbeddedStack, StackPorts, free_port
+from devkit.net import free_port
+from devkit.orders import order_request
+from devkit.processes import Services
+from devkit.stack import EmbeddedStack, StackPorts
+from devkit.topics import read_topic
+from devkit.waiting import wait_for
 from pedidos.runtime.config import load_settings
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from pedidos.wire.records import header_value
-from tests.conftest import Services
-from tests.requests import order_request
-from tests.support import read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 

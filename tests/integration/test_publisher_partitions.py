@@ -9,7 +9,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from admin.stack import EmbeddedStack
+from devkit.stack import EmbeddedStack
 from pedidos.adapters.kafka.publisher import KafkaPublisher, PublishError, producer_config
 
 pytestmark = pytest.mark.integration

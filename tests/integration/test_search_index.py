@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devkit.indices import search_docs
+from devkit.orders import make_details
 from pedidos.adapters.elasticsearch.search_index import OrderSearchIndex, connect
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.wire.search_documents import event_document, order_document
-from tests.support import search_docs
-from tests.unit.factories import make_details
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -12,7 +12,10 @@ import pytest
 import trustme
 
 from admin.mailsink import Deferral, build_controller
-from admin.stack import EmbeddedStack, MailSinkOptions, StackPorts, free_port
+from devkit.inbox import Inbox
+from devkit.net import free_port
+from devkit.orders import make_details
+from devkit.stack import EmbeddedStack, MailSinkOptions, StackPorts
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.smtp_mailer import (
     MailOutageError,
@@ -23,8 +26,6 @@ from pedidos.adapters.smtp_mailer import (
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 from pedidos.ports import OutgoingEmail
-from tests.support import Inbox
-from tests.unit.factories import make_details
 
 pytestmark = pytest.mark.integration
 

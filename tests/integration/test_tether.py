@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, wait_for
+from devkit.processes import REPO
+from devkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,8 @@ STARTER = textwrap.dedent(
     """
     import sys, threading, time
     from pathlib import Path
-    from admin.stack import EmbeddedStack, StackPorts, free_port
+    from devkit.net import free_port
+    from devkit.stack import EmbeddedStack, StackPorts
 
     stack = EmbeddedStack(
         Path(sys.argv[1]), StackPorts(free_port(), free_port(), free_port()),

@@ -12,8 +12,9 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from admin.stack import EmbeddedStack
-from tests.support import REPO, wait_for
+from devkit.processes import REPO
+from devkit.stack import EmbeddedStack
+from devkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

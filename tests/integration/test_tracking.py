@@ -11,13 +11,13 @@ from datetime import UTC
 import grpc
 import pytest
 
-from admin.stack import free_port
-from client.bulk import send_bulk
+from client.stream import send_stream
+from devkit.net import free_port
+from devkit.orders import order_request
+from devkit.processes import ServiceProcess, Services
+from devkit.waiting import wait_for
 from pedidos.domain.order import new_order_id
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
-from tests.conftest import Services
-from tests.requests import order_request
-from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +197,7 @@ def test_two_hundred_watchers_see_all_five_states_of_their_orders(services: Serv
                 "every watcher registered",
                 0.2,
             )
-            report = await send_bulk(channel, requests, window=200, timeout_s=30)
+            report = await send_stream(channel, requests, window=200, timeout_s=30)
             seen = await asyncio.gather(*watchers)
             return dict(zip(ids, seen, strict=True)), report.order_ids()
 

@@ -14,7 +14,6 @@ from bench.checks import (
     pipeline_problems,
     rpc_problems,
 )
-from bench.inbox import parse_head
 from bench.logscan import LogTail, consumer_pace, scan_log_text
 
 
@@ -85,15 +84,6 @@ def test_every_record_must_be_confirmed() -> None:
         "1 records failed",
         "9 of 10 records confirmed",
     ]
-
-
-def test_the_inbox_reads_order_and_state_from_the_headers_only() -> None:
-    head = (
-        b"Subject: =?utf-8?q?Pedido?=\r\nX-Pedidos-Order-Id: 1234\r\nX-Pedidos-State: enviado\r\n"
-        b"\r\nX-Pedidos-State: in the body, ignored\r\n"
-    )
-    assert parse_head(head) == ("1234", "enviado")
-    assert parse_head(b"Subject: x\n\nbody") == (None, None)
 
 
 def test_log_scan_counts_levels_and_keeps_what_looks_wrong() -> None:

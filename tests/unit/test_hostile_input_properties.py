@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from devkit.orders import details_kwargs, make_details
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails
 from pedidos.domain.states import ALL_STATES
-from tests.unit.factories import details_kwargs, make_details
 
 HOSTILE_FRAGMENTS = st.sampled_from(
     [

@@ -1,11 +1,12 @@
-"""The tests' Inbox reads a Maildir incrementally: each message once, however often it polls."""
+"""devkit's Inbox reads a Maildir incrementally: each message once, however often it polls, and
+only its headers."""
 
 from __future__ import annotations
 
 import mailbox
 from pathlib import Path
 
-from tests.support import Inbox
+from devkit.inbox import Inbox, parse_head
 
 
 def mail(order_id: str, state: str) -> bytes:
@@ -38,3 +39,25 @@ def test_a_maildir_not_created_yet_is_empty(tmp_path: Path) -> None:
     assert inbox.states_by_order(["a"]) == {}
     mailbox.Maildir(tmp_path / "later", create=True).add(mail("a", "procesando"))
     assert inbox.states_by_order(["a"]) == {"a": ["procesando"]}
+
+
+def test_the_inbox_reads_order_and_state_from_the_headers_only() -> None:
+    head = (
+        b"Subject: =?utf-8?q?Pedido?=\r\nX-Pedidos-Order-Id: 1234\r\nX-Pedidos-State: enviado\r\n"
+        b"\r\nX-Pedidos-State: in the body, ignored\r\n"
+    )
+    assert parse_head(head) == ("1234", "enviado")
+    assert parse_head(b"Subject: x\n\nbody") == (None, None)
+
+
+def test_count_and_clear_see_every_message_without_reading_one(tmp_path: Path) -> None:
+    inbox = Inbox(tmp_path / "box")
+    assert inbox.count() == 0
+    inbox.clear()  # nothing there yet: nothing to do
+    box = mailbox.Maildir(tmp_path / "box", create=True)
+    for state in ("procesando", "preparacion", "enviado"):
+        box.add(mail("a", state))
+    assert inbox.count() == 3
+    inbox.clear()
+    assert inbox.count() == 0
+    assert inbox.states_by_order(["a"]) == {}

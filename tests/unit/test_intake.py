@@ -9,12 +9,12 @@ from typing import TypeVar
 
 import pytest
 
+from devkit.orders import make_details
 from pedidos.domain.order import new_order_id
 from pedidos.ports import PublishError
 from pedidos.services.errors import NotAcknowledged, OrderRejected, Reason
 from pedidos.services.intake import OrderIntake, Submission, settle
 from pedidos.wire.records import OrderAccepted, decode, header_value
-from tests.unit.factories import make_details
 from tests.unit.fakes import T0, FakeClock, FakePendingPublisher, FakePublisher
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from admin.stack import free_port
+from devkit.net import free_port
 from pedidos.adapters.kafka.publisher import KafkaPublisher, PublishError, producer_config
 
 

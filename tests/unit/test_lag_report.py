@@ -18,8 +18,8 @@ from admin.lag import (
     partition_lag,
     to_json,
 )
-from admin.stack import free_port
-from tests.support import REPO
+from devkit.net import free_port
+from devkit.processes import REPO
 
 MEMBER = Member("rdkafka-1f3a", "rdkafka", "/127.0.0.1")
 

@@ -1,5 +1,6 @@
 import pytest
 
+from devkit.orders import details_kwargs, make_details
 from pedidos.domain.order import (
     CardBrand,
     InvalidOrder,
@@ -8,7 +9,6 @@ from pedidos.domain.order import (
     validate_idempotency_key,
     validate_order_id,
 )
-from tests.unit.factories import details_kwargs, make_details
 
 
 def test_a_valid_order_is_normalised() -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
+from devkit.orders import order_request
 from pedidos.ports import CorruptOrderDocument, PublishError
 from pedidos.services.errors import Reason
 from pedidos.services.intake import OrderIntake
@@ -19,7 +20,6 @@ from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2
 from pedidos.wire.records import header_value
 from producer.servicer import STATUS_CODES, OrderServicer
-from tests.requests import order_request
 from tests.unit.fakes import FakeOrderLookup, FakePendingPublisher, FakePublisher
 
 T = TypeVar("T")

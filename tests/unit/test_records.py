@@ -5,6 +5,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from devkit.orders import make_details
 from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import OrderState
 from pedidos.wire.records import (
@@ -19,7 +20,6 @@ from pedidos.wire.records import (
     header_value,
     headers_for,
 )
-from tests.unit.factories import make_details
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ORDER_ID = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"

@@ -2,10 +2,10 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from devkit.orders import make_details
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.wire.search_documents import event_document, iso, order_document
-from tests.unit.factories import make_details
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TEMPLATES = Path(__file__).resolve().parents[2] / "admin" / "elasticsearch"

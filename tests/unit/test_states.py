@@ -2,9 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devkit.orders import make_details
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, IllegalTransition, OrderState, UnknownState
-from tests.unit.factories import make_details
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

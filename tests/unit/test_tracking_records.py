@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devkit.orders import make_details
 from pedidos.adapters.kafka.state_feed import read_state
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
@@ -20,7 +21,6 @@ from pedidos.wire.records import (
     encode_state_reached,
 )
 from pedidos.wire.search_documents import order_document, order_from_document
-from tests.unit.factories import make_details
 
 START = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,30 +15,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from admin import maildev, setup
-from admin.stack import EmbeddedStack, StackPorts, StackSetupError, free_port, producer_healthy
 from client.orders import random_requests
+from devkit import maildev
+from devkit.inbox import Inbox
+from devkit.net import free_port
+from devkit.processes import Services
+from devkit.scenario import prepare
+from devkit.stack import EmbeddedStack, StackPorts, StackSetupError
 from pedidos.domain.states import ALL_STATES
-from pedidos.runtime.config import load_settings
 from pedidos.v1 import orders_pb2_grpc
 
 console = Console()
-
-
-def _start(module: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    log = open(logs / f"{module}.log", "ab")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen(
-        [sys.executable, "-m", module], env={**os.environ, **env}, stdout=log, stderr=log
-    )
-
-
-def _wait_healthy(address: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if producer_healthy(address):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"producer not healthy at {address}")
 
 
 def _send(address: str, count: int, email: str) -> list[tuple[str, str]]:
@@ -84,19 +69,10 @@ def _maildev_counts(web_url: str, order_ids: set[str]) -> dict[str, int]:
     return counts
 
 
-def _mail_counts(maildir: Path, order_ids: set[str]) -> dict[str, int]:
+def _mail_counts(inbox: Inbox, order_ids: set[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    new = maildir / "new"
-    if not new.exists():
-        return counts
-    for path in new.iterdir():
-        with open(path, "rb") as handle:
-            head = handle.read(4096)
-        for line in head.split(b"\n"):
-            if line.startswith(b"X-Pedidos-Order-Id:"):
-                order_id = line.split(b":", 1)[1].strip().decode()
-                if order_id in order_ids:
-                    counts[order_id] = counts.get(order_id, 0) + 1
+    for order_id, _ in inbox.arrivals(order_ids):
+        counts[order_id] = counts.get(order_id, 0) + 1
     return counts
 
 
@@ -111,7 +87,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
     root = Path(".stack/demo")
     shutil.rmtree(
         root, ignore_errors=True
-    )  # each demo starts empty; its output stays until the next
+    )  # each demo starts empty; its output stays till the next
     inbox = choose_inbox(inbox)
     try:
         stack = EmbeddedStack(
@@ -122,7 +98,16 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
     except StackSetupError as exc:
         console.print(f"[red]demo: {exc}[/]")
         raise SystemExit(2) from None
-    processes: list[subprocess.Popen[bytes]] = []
+    env = {
+        **stack.env(),
+        "GRPC_LISTEN": f"127.0.0.1:{free_port()}",
+        "STAGE_DELAY_MIN_S": "0.5",
+        "STAGE_DELAY_MAX_S": "1.5",
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+    }
+    env["PRODUCER_ADDRESS"] = env["GRPC_LISTEN"]
+    logs = root / "logs"
+    services = Services(env, logs, tied=True)
     if stack.broker.note:
         console.print(f"[yellow]{stack.broker.note}[/]")
     broker = "Apache Kafka" if stack.broker.name == "apache" else "Tansu"
@@ -130,24 +115,12 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
     console.print(f"[bold]1/4[/] starting the embedded stack ({broker}, noida-db, {mail})…")
     try:
         stack.up()
-        env = {
-            **stack.env(),
-            "GRPC_LISTEN": f"127.0.0.1:{free_port()}",
-            "STAGE_DELAY_MIN_S": "0.5",
-            "STAGE_DELAY_MAX_S": "1.5",
-            "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        }
-        env["PRODUCER_ADDRESS"] = env["GRPC_LISTEN"]
-        settings = load_settings(**{k.lower(): v for k, v in env.items()})
         console.print("[bold]2/4[/] creating topics and index templates…")
-        setup.create_topics(settings)
+        settings = prepare(env)
         es = Elasticsearch(settings.elasticsearch_url)
-        setup.create_index_templates(settings, es)
         console.print("[bold]3/4[/] starting producer and consumer…")
-        logs = root / "logs"
-        processes.append(_start("producer", env, logs))
-        processes.append(_start("consumer", env, logs))
-        _wait_healthy(env["PRODUCER_ADDRESS"])
+        services.consumer(wait_assigned=False, log_name="consumer")
+        services.producer(log_name="producer")
         console.print(f"[bold]4/4[/] sending {orders} random orders through gRPC…")
         sent = _send(env["PRODUCER_ADDRESS"], orders, "cliente@example.cl")
         ids = {order_id for order_id, _ in sent}
@@ -166,7 +139,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
                 if stack.web_inbox_url:
                     mails = _maildev_counts(stack.web_inbox_url, ids)
                 else:
-                    mails = _mail_counts(stack.maildir, ids)
+                    mails = _mail_counts(Inbox(stack.maildir), ids)
                 live.update(_table(sent, states, mails))
                 finished = len(states) == len(ids) and set(states.values()) == {"Finalizado"}
                 if finished and sum(mails.values()) >= 5 * len(ids):
@@ -201,10 +174,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         if done != len(ids):
             raise SystemExit(1)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(20)
+        for process in services.started:
+            process.stop(20, kill_late=True)
         stack.down()
         console.print("stopped producer, consumer and the embedded stack")

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import tempfile
 import urllib.request
 from pathlib import Path
 
-from admin.cache import cache_root
+from devkit.cache import cache_root, fill_once
 
 # 2.2.1: the last release whose package carries the web UI (3.0.0 ships the API only).
 MAILDEV_VERSION = "2.2.1"
@@ -50,12 +48,11 @@ def ensure_installed(log: bool = True) -> Path:
             "without them the demo keeps e-mails in a Maildir"
         )
     target = install_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="maildev.partial-", dir=target.parent))
     if log:
         print(f"installing MailDev {MAILDEV_VERSION} from npm into {target} (once)…")
-    done = subprocess.run(
-        [
+    fill_once(
+        target,
+        lambda staging: [
             "npm",
             "install",
             "--no-audit",
@@ -65,19 +62,9 @@ def ensure_installed(log: bool = True) -> Path:
             str(staging),
             f"maildev@{MAILDEV_VERSION}",
         ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+        900,
+        lambda tail: MailDevSetupError(f"npm could not install maildev@{MAILDEV_VERSION}: {tail}"),
     )
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise MailDevSetupError(f"npm could not install maildev@{MAILDEV_VERSION}: {tail[0]}")
-    try:
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another run installed it first
     return _entry_point()
 
 

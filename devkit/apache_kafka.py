@@ -14,12 +14,11 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from admin.cache import cache_root
+from devkit.cache import cache_root, fill_once
 
 KAFKA_VERSION = "4.1.0"
 MIN_JAVA = 17
@@ -101,13 +100,16 @@ def ensure_libs(log: bool = True) -> Path:
             "install Maven (apt-get install maven) or use the Tansu broker (--kafka tansu)"
         )
     target = libs_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A private staging folder: two runs filling the cache at once must not mix their files.
-    staging = Path(tempfile.mkdtemp(prefix="libs.partial-", dir=target.parent))
     if log:
         print(f"fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {target} (once)…")
-    done = subprocess.run(
-        [
+
+    def write_manifest(staging: Path) -> None:
+        jars = {path.name: path.stat().st_size for path in staging.glob("*.jar")}
+        (staging / "manifest.json").write_text(json.dumps(jars, indent=1, sort_keys=True))
+
+    fill_once(
+        target,
+        lambda staging: [
             "mvn",
             "-q",
             "-B",
@@ -117,24 +119,10 @@ def ensure_libs(log: bool = True) -> Path:
             f"-DoutputDirectory={staging}",
             "-DincludeScope=runtime",
         ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
+        1800,
+        lambda tail: KafkaSetupError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION}: {tail}"),
+        write_manifest,
     )
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise KafkaSetupError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION}: {tail[0]}")
-    jars = {path.name: path.stat().st_size for path in staging.glob("*.jar")}
-    (staging / "manifest.json").write_text(json.dumps(jars, indent=1, sort_keys=True))
-    try:
-        staging.rename(target)
-    except OSError:
-        # Another run filled it first.
-        shutil.rmtree(staging, ignore_errors=True)
-        if not cache_filled():
-            raise
     return target
 
 

@@ -1,11 +1,12 @@
-"""`python admin/tether.py CMD ARGS...`: run CMD, and kill it when the process that started the
+"""`python devkit/tether.py CMD ARGS...`: run CMD, and kill it when the process that started the
 tether dies, whichever of its threads started it.
 
 The tether's stdin is a pipe whose only writer is the starting process, so end-of-file means that
 process is gone. (PR_SET_PDEATHSIG fires when the starting *thread* exits, and setting it needs a
 `preexec_fn`, which is unsafe in a process running gRPC threads: forked children crashed.) The
-test stacks use it so a killed pytest leaves no server behind. Kept free of project imports: it
-runs as a plain script.
+stacks, services and clients that tests, the bench and the demo start use it (via `spawn`), so a
+killed pytest or bench leaves no server behind. Kept free of project imports: it runs as a plain
+script.
 """
 
 from __future__ import annotations
@@ -15,6 +16,23 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
+from typing import Any
+
+
+def spawn(argv: list[str], tied: bool, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start `argv` in a session of its own (a signal to its process group reaches it and any
+    tether, not the caller). `tied`: through the tether, which kills it when this process dies;
+    keep the returned Popen, whose stdin is the tether's lifeline, for as long as it should run.
+    """
+    if tied:
+        argv = [sys.executable, str(Path(__file__).resolve()), *argv]
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if tied else subprocess.DEVNULL,
+        start_new_session=True,
+        **popen,
+    )
 
 
 def _watch_parent(child: subprocess.Popen[bytes]) -> None:

