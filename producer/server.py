@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pedidos.adapters.elasticsearch.order_lookup import OrderLookup
+from pedidos.adapters.elasticsearch.order_lookup import ElasticsearchOrderLookup
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
 from pedidos.adapters.kafka.state_feed import KafkaStateFeed, feed_config
 from pedidos.bootstrap import search_client
@@ -37,13 +37,15 @@ class TrackingSources:
 
     Built from settings by `connect`; started before the first call, closed after the last."""
 
-    lookup: OrderLookup
+    lookup: ElasticsearchOrderLookup
     fanout: StateFanout
     feed: StateFeed
 
     @classmethod
     def connect(cls, settings: Settings) -> TrackingSources:
-        lookup = OrderLookup(search_client(settings), settings.elasticsearch_orders_index)
+        lookup = ElasticsearchOrderLookup(
+            search_client(settings), settings.elasticsearch_orders_index
+        )
         fanout = StateFanout()
         loop = asyncio.get_running_loop()
 
