@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from devkit.inbox import STATE_SLUGS
 from pedidos.domain.states import ALL_STATES
 
 STATE_NAMES = tuple(s.value for s in ALL_STATES)
-STATE_SLUGS = tuple(s.slug for s in ALL_STATES)
 
 
 @dataclass(frozen=True, slots=True)

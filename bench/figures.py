@@ -13,7 +13,6 @@ class Status(StrEnum):
     OK = "ok"
     FAILED = "FAILED"
     NOT_IMPLEMENTED = "not implemented"
-    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +124,3 @@ class Figure:
             "notes": self.notes,
             "details": self.details,
         }
-
-
-def failed(key: str, scenario: str, label: str, unit: str, reason: str) -> Figure:
-    figure = Figure(key, scenario, label, unit)
-    figure.refuse([reason])
-    return figure

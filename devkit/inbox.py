@@ -9,6 +9,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 from pedidos.domain.states import ALL_STATES
@@ -128,3 +129,10 @@ class Inbox:
                     os.unlink(entry.path)
         except FileNotFoundError:
             return
+
+
+def part_text(message: EmailMessage, subtype: str) -> str:
+    """The text of an e-mail's `plain` or `html` part; fails if it has none."""
+    part = message.get_body((subtype,))
+    assert part is not None, f"the e-mail has no {subtype} part"
+    return str(part.get_content())

@@ -57,7 +57,8 @@ class DockerBackedStack(EmbeddedStack):
         return {
             **super().env(),
             "KAFKA_BOOTSTRAP_SERVERS": self._kafka.get_bootstrap_server(),
-            "ELASTICSEARCH_URL": self._es.get_url(),
+            "ELASTICSEARCH_URL": f"http://{self._es.get_container_host_ip()}:"
+            f"{self._es.get_exposed_port(9200)}",
         }
 
 

@@ -27,7 +27,7 @@ from client.send import send_to_producer
 from client.unary import send_orders
 from devkit.inbox import Inbox
 from devkit.orders import make_details
-from devkit.processes import Services
+from devkit.processes import ServiceProcess, Services
 from devkit.stack import EmbeddedStack
 from devkit.topics import read_topic
 from devkit.waiting import wait_for
@@ -48,9 +48,9 @@ from tests.faults import TcpCutter
 # 2,000-order scenarios on 2 cores outlast the suite-wide 300 s timeout.
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 
-CHAOS_CONSUMER: dict[str, object] = {"STAGE_DELAY_MIN_S": 0.02, "STAGE_DELAY_MAX_S": 0.1}
+CHAOS_CONSUMER: dict[str, Any] = {"STAGE_DELAY_MIN_S": 0.02, "STAGE_DELAY_MAX_S": 0.1}
 # One unrecorded e-mail at a time per consumer: each SIGKILL can repeat at most one e-mail.
-CHAOS_CONSUMER_SMTP = {"SMTP_CONNECTIONS": 1, "CONSUMER_MAX_UNRECORDED_EMAILS": 1}
+CHAOS_CONSUMER_SMTP: dict[str, Any] = {"SMTP_CONNECTIONS": 1, "CONSUMER_MAX_UNRECORDED_EMAILS": 1}
 
 
 @pytest.fixture
@@ -147,14 +147,11 @@ def test_consumer_sigkilled_three_times(
     interrupted = 0
     kills: list[Offsets] = []
     for fraction in sorted(rng.uniform(0.1, 0.8) for _ in range(3)):
-        wait_for(
-            lambda f=fraction, c=consumer: (
-                progress(inbox, order_ids) >= f * 5 * orders and "order state reached" in c.log()
-            ),
-            300,
-            "progress",
-            0.2,
-        )
+
+        def reached(f: float = fraction, c: ServiceProcess = consumer) -> bool:
+            return progress(inbox, order_ids) >= f * 5 * orders and "order state reached" in c.log()
+
+        wait_for(reached, 300, "progress", 0.2)
         consumer.kill()
         # Only a kill that left orders unfinished interrupted work; a later one proves nothing.
         if progress(inbox, order_ids) < 5 * orders:

@@ -64,7 +64,7 @@ def produce(bootstrap: str, topic: str, records: list[tuple[str, dict[str, Any]]
             topic,
             key=order_id.encode(),
             value=json.dumps(data).encode(),
-            headers=headers_for(schema, order_id),
+            headers=[*headers_for(schema, order_id)],
         )
     assert producer.flush(30) == 0
 

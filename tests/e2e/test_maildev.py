@@ -58,14 +58,14 @@ def test_an_orders_five_emails_reach_maildev_with_their_subjects(
             e
             for e in maildev.list_emails(web_inbox.web_inbox_url or "")
             if isinstance(e.get("headers"), dict)
-            and e["headers"].get("x-pedidos-order-id") == order_id  # type: ignore[index, union-attr]
+            and e["headers"].get("x-pedidos-order-id") == order_id  # type: ignore[attr-defined]
         ]
         return mine if len(mine) >= 5 else None
 
     emails = wait_for(five, 90, "5 e-mails in MailDev", 0.5)
-    by_state = {e["headers"]["x-pedidos-state"]: str(e["subject"]) for e in emails}  # type: ignore[index]
+    by_state = {e["headers"]["x-pedidos-state"]: str(e["subject"]) for e in emails}
     assert sorted(by_state) == sorted(STATE_SLUGS)
     assert len(emails) == 5
     assert len(set(by_state.values())) == 5, by_state
     assert all(request.order.product_name in subject for subject in by_state.values())
-    assert all(e["to"][0]["address"] == request.order.customer_email for e in emails)  # type: ignore[index]
+    assert all(e["to"][0]["address"] == request.order.customer_email for e in emails)

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from babel.dates import format_datetime
 
-from devkit.inbox import Inbox
+from devkit.inbox import Inbox, part_text
 from devkit.orders import order_request
 from devkit.processes import Services
 from devkit.stack import EmbeddedStack
@@ -56,12 +56,12 @@ def test_each_email_shows_the_times_the_order_reached_its_states(
             shown(reached[step]) if step.position <= state.position else "pendiente"
             for step in ALL_STATES
         ]
-        tracker = _Tracker(message.get_body(("html",)).get_content())
+        tracker = _Tracker(part_text(message, "html"))
         assert [texts[-1] for texts in tracker.texts] == expected, state
         assert [step.get("aria-current") for step in tracker.steps].index("step") == (
             state.position
         )
-        text = message.get_body(("plain",)).get_content()
+        text = part_text(message, "plain")
         for step, when in zip(ALL_STATES, expected, strict=True):
             assert f"] {step.value.ljust(12)} {when}" in text, (state, step)
     assert [slug for _, slug in inbox.arrivals([order_id])][-1] == OrderState.FINALIZADO.slug

@@ -7,6 +7,7 @@ import json
 import signal
 import uuid
 from datetime import UTC
+from typing import Any
 
 import grpc
 import pytest
@@ -28,7 +29,7 @@ WALK = [
     orders_pb2.ORDER_STATE_ENTREGADO,
     orders_pb2.ORDER_STATE_FINALIZADO,
 ]
-FAST_STAGES = {"STAGE_DELAY_MIN_S": 0.2, "STAGE_DELAY_MAX_S": 0.5}
+FAST_STAGES: dict[str, Any] = {"STAGE_DELAY_MIN_S": 0.2, "STAGE_DELAY_MAX_S": 0.5}
 # Not an order id: WatchOrder refuses it at once, and its "watch ended" log line still reports
 # how many watches the producer holds.
 PROBE_ID = "sonda"
@@ -40,7 +41,8 @@ def stub(address: str) -> orders_pb2_grpc.OrderServiceStub:
 
 def start_pipeline(services: Services, **stages: float) -> tuple[str, ServiceProcess]:
     producer = services.producer()
-    services.consumer(**(stages or FAST_STAGES))
+    overrides: dict[str, Any] = dict(stages or FAST_STAGES)
+    services.consumer(**overrides)
     producer.wait_log("state feed assigned", timeout=60)
     return services.env["PRODUCER_ADDRESS"], producer
 
@@ -155,7 +157,7 @@ def test_unknown_and_malformed_ids(services: Services) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             call()
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        assert unknown in caught.value.details()
+        assert unknown in (caught.value.details() or "")
 
     for bad in ("", "42", "not-a-uuid", unknown + "0"):
         for call in (
@@ -165,7 +167,7 @@ def test_unknown_and_malformed_ids(services: Services) -> None:
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert caught.value.details().startswith("order_id")
+            assert (caught.value.details() or "").startswith("order_id")
     wait_for(lambda: registry_empty_after(producer, 5), 10, "watch registry empty")
 
 
@@ -245,7 +247,7 @@ def test_store_down_gives_unavailable(services: Services) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             call()
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "order store unavailable" in caught.value.details()
+        assert "order store unavailable" in (caught.value.details() or "")
 
 
 def test_sigterm_ends_watches_with_unavailable(services: Services) -> None:

@@ -7,7 +7,6 @@ import pytest
 
 from bench.checks import (
     STATE_NAMES,
-    STATE_SLUGS,
     PipelineCounts,
     delivery_problems,
     inbox_problems,
@@ -15,6 +14,7 @@ from bench.checks import (
     rpc_problems,
 )
 from bench.logscan import LogTail, consumer_pace, scan_log_text
+from devkit.inbox import STATE_SLUGS
 
 
 def counts(n: int, **changes: object) -> PipelineCounts:
