@@ -31,6 +31,9 @@ _PR_SET_PDEATHSIG = 1
 
 def _stop_with_supervisor() -> None:
     # A supervisor killed with SIGKILL cannot forward anything: let the kernel do it (Linux).
+    # Unlike devkit/tether.py (the tests' and bench's way), workers stay the supervisor's direct
+    # children and get SIGTERM, a graceful stop; the preexec_fn is safe here because the
+    # supervisor starts them before any gRPC or Kafka thread exists.
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
