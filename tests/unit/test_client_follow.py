@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -296,3 +297,25 @@ def test_order_ids_after_a_send_are_listed_up_to_ten() -> None:
         "Pedido aceptado:",
         f"   1. {ids[0]}",
     ]
+
+
+def test_a_broken_watch_is_reopened_after_a_backoff_pause() -> None:
+    order_id = f"{FLAKY}-{uuid.uuid4()}"
+    servicer = FakeOrderService()
+
+    async def run() -> tuple[WatchFailure | None, float]:
+        server, address = await start_order_service(servicer)
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = orders_pb2_grpc.OrderServiceStub(channel)
+                started = time.monotonic()
+                failure = await follow_order(stub, order_id, lambda _: None, pause_s=0.6)
+                return failure, time.monotonic() - started
+        finally:
+            await server.stop(None)
+
+    failure, elapsed = asyncio.run(run())
+    assert failure is None
+    assert servicer.watch_calls[order_id] == 2
+    # The shared backoff's first pause: 0.5-1.5 times pause_s.
+    assert 0.3 <= elapsed < 0.9 + 1.0
