@@ -11,7 +11,6 @@ from pedidos.domain.order import InvalidOrder, OrderDetails
 from pedidos.v1 import orders_pb2
 from pedidos.wire.proto_mapping import details_to_proto
 
-CATALOGUE_CURRENCY = "CLP"
 # Where orders go when nobody says otherwise; example.com is reserved, so no real inbox gets mail.
 DEFAULT_CUSTOMER_EMAIL = "cliente@example.com"
 # Any fixed catalogue order will do: it only carries the e-mail through the domain's checks.
@@ -32,17 +31,7 @@ def new_idempotency_key() -> str:
 
 def to_order_details(order: RandomOrder, customer_email: str) -> OrderDetails:
     """Validate a catalogue order for `customer_email`; raises InvalidOrder like the producer."""
-    return OrderDetails.create(
-        product_name=order.product_name,
-        price_minor=order.price_clp,
-        currency=CATALOGUE_CURRENCY,
-        payment_gateway=order.payment_gateway,
-        card_brand=order.card_brand,
-        bank=order.bank,
-        shipping_region=order.shipping_region,
-        shipping_address=order.shipping_address,
-        customer_email=customer_email,
-    )
+    return order.details(customer_email)
 
 
 def check_email(address: str) -> str:

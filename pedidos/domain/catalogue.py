@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from pedidos.domain.order import CardBrand, PaymentGateway
+from pedidos.domain.order import CardBrand, OrderDetails, PaymentGateway
 
 PRODUCTS = (
     "Silla Gamer",
@@ -38,6 +38,7 @@ SHIPPING_ADDRESSES = (
     "Calle Larga 450, Temuco",
 )
 # Prices in CLP, like the original's randint(10, 100000).
+CATALOGUE_CURRENCY = "CLP"
 MIN_PRICE_CLP = 990
 MAX_PRICE_CLP = 1_500_000
 
@@ -51,6 +52,20 @@ class RandomOrder:
     bank: str
     shipping_region: str
     shipping_address: str
+
+    def details(self, customer_email: str) -> OrderDetails:
+        """This order for `customer_email`, through the domain's rules (raises InvalidOrder)."""
+        return OrderDetails.create(
+            product_name=self.product_name,
+            price_minor=self.price_clp,
+            currency=CATALOGUE_CURRENCY,
+            payment_gateway=self.payment_gateway,
+            card_brand=self.card_brand,
+            bank=self.bank,
+            shipping_region=self.shipping_region,
+            shipping_address=self.shipping_address,
+            customer_email=customer_email,
+        )
 
 
 def random_order(rng: random.Random) -> RandomOrder:

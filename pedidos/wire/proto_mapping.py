@@ -3,87 +3,73 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import cast
+from functools import lru_cache
+from operator import attrgetter
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pedidos.domain.order import Order, OrderDetails
 from pedidos.domain.states import OrderState
 from pedidos.v1 import orders_pb2
-
-_GATEWAY_PREFIX = "PAYMENT_GATEWAY_"
-_BRAND_PREFIX = "CARD_BRAND_"
-# Validated details by their wire bytes: the same order content (a retry, a customer's repeat
-# order, a bulk import) is validated once. OrderDetails is immutable, so sharing it is safe.
-_VALIDATED_MAX = 4096
-_validated: dict[bytes, OrderDetails] = {}
+from pedidos.wire.order_fields import DETAIL_FIELDS, JsonShape, Value, from_values
 
 
-def _enum_name(descriptor: object, number: int, prefix: str) -> str | None:
-    values = descriptor.values_by_number  # type: ignore[attr-defined]
-    if number not in values:
-        return "?"
-    name = str(values[number].name)
-    if name.endswith("_UNSPECIFIED"):
-        return None
-    return name.removeprefix(prefix)
+class _ProtoEnum:
+    """An enum field of the proto: its names carry the type's prefix (PAYMENT_GATEWAY_STRIPE for
+    the domain's STRIPE) and 0 is UNSPECIFIED (the domain's None)."""
+
+    def __init__(self, descriptor: Any) -> None:  # an EnumDescriptor (upb or pure Python)
+        self.prefix = descriptor.values_by_number[0].name.removesuffix("UNSPECIFIED")
+        self.names = {
+            value.number: value.name.removeprefix(self.prefix)
+            for value in descriptor.values
+            if value.number != 0
+        }
+
+    def name(self, number: int) -> str | None:
+        # An unknown number (a newer client) fails validation as an unknown value would.
+        return None if number == 0 else self.names.get(number, "?")
+
+    def label(self, name: Value) -> str | int:
+        return 0 if name is None else self.prefix + str(name)
+
+
+def _proto_enums() -> dict[int, tuple[str, _ProtoEnum]]:
+    """The enum fields of DETAIL_FIELDS (all directly in OrderDetails) by position in the table."""
+    enums = {}
+    for position, field in enumerate(DETAIL_FIELDS):
+        found = orders_pb2.OrderDetails.DESCRIPTOR.fields_by_name[field.proto[0]]
+        if found.enum_type is not None:
+            enums[position] = (field.proto[0], _ProtoEnum(found.enum_type))
+    return enums
+
+
+_ENUMS = _proto_enums()
+_read_proto: Any = attrgetter(*(".".join(field.proto) for field in DETAIL_FIELDS))
+_PROTO_SHAPE = JsonShape([field.proto for field in DETAIL_FIELDS], root="order")
 
 
 def details_from_proto(message: orders_pb2.OrderDetails) -> OrderDetails:
     """Validate a request's order; raises InvalidOrder naming the field."""
-    wire = message.SerializeToString(deterministic=True)
-    known = _validated.get(wire)
-    if known is not None:
-        return known
-    details = _validate_details(message)
-    if len(_validated) >= _VALIDATED_MAX:
-        del _validated[next(iter(_validated))]
-    _validated[wire] = details
-    return details
+    return _details_from_wire(message.SerializeToString(deterministic=True))
 
 
-def _validate_details(message: orders_pb2.OrderDetails) -> OrderDetails:
-    gateway = _enum_name(
-        orders_pb2.PaymentGateway.DESCRIPTOR, message.payment_gateway, _GATEWAY_PREFIX
-    )
-    brand = _enum_name(orders_pb2.CardBrand.DESCRIPTOR, message.card_brand, _BRAND_PREFIX)
-    return OrderDetails.create(
-        product_name=message.product_name,
-        price_minor=message.price.amount_minor,
-        currency=message.price.currency_code,
-        payment_gateway=gateway,
-        card_brand=brand,
-        bank=message.bank,
-        shipping_region=message.shipping_region,
-        shipping_address=message.shipping_address,
-        customer_email=message.customer_email,
-    )
+# Validated details by their wire bytes: the same order content (a retry, a customer's repeat
+# order, a bulk import) is validated once. OrderDetails is immutable, so sharing it is safe.
+@lru_cache(maxsize=4096)
+def _details_from_wire(wire: bytes) -> OrderDetails:
+    values = list(_read_proto(orders_pb2.OrderDetails.FromString(wire)))
+    for position, (_, enum) in _ENUMS.items():
+        values[position] = enum.name(values[position])
+    return from_values(values)
 
 
 def details_to_proto(details: OrderDetails) -> orders_pb2.OrderDetails:
-    return orders_pb2.OrderDetails(
-        product_name=details.product_name,
-        price=orders_pb2.Money(
-            currency_code=details.price.currency, amount_minor=details.price.amount_minor
-        ),
-        # Value() is typed as returning int; the number is this enum's.
-        payment_gateway=cast(
-            orders_pb2.PaymentGateway,
-            orders_pb2.PaymentGateway.Value(_GATEWAY_PREFIX + details.payment_gateway.value),
-        ),
-        card_brand=(
-            cast(
-                orders_pb2.CardBrand,
-                orders_pb2.CardBrand.Value(_BRAND_PREFIX + details.card_brand.value),
-            )
-            if details.card_brand
-            else orders_pb2.CARD_BRAND_UNSPECIFIED
-        ),
-        bank=details.bank,
-        shipping_region=details.shipping_region,
-        shipping_address=details.shipping_address,
-        customer_email=details.customer_email,
-    )
+    fields = _PROTO_SHAPE.dump(details)
+    for name, enum in _ENUMS.values():
+        fields[name] = enum.label(fields[name])
+    return orders_pb2.OrderDetails(**fields)
 
 
 def state_to_proto(state: OrderState) -> orders_pb2.OrderState:

@@ -7,15 +7,17 @@ carries `pedidos.state` v1 (one per state an order reached). Both are keyed by o
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from cachetools import LRUCache
 
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails, validate_order_id
 from pedidos.domain.states import OrderState, UnknownState
+from pedidos.wire.order_fields import RECORD_SHAPE, NotAnObject, validated
 from pedidos.wire.timestamps import iso_z
 
 CONTENT_TYPE = "application/json"
@@ -52,82 +54,20 @@ class StateReached:
 Record = OrderAccepted | StateReached
 
 
-def details_to_dict(details: OrderDetails) -> dict[str, Any]:
-    return {
-        "product_name": details.product_name,
-        "price": {"amount_minor": details.price.amount_minor, "currency": details.price.currency},
-        "payment_gateway": details.payment_gateway.value,
-        "card_brand": details.card_brand.value if details.card_brand else None,
-        "bank": details.bank,
-        "shipping_region": details.shipping_region,
-        "shipping_address": details.shipping_address,
-        "customer_email": details.customer_email,
-    }
+@lru_cache(maxsize=10_000)
+def details_to_dict(details: OrderDetails) -> Mapping[str, Any]:
+    """The record's `order` object; shared, so never to be changed: an order's records all
+    repeat it."""
+    return RECORD_SHAPE.dump(details)
 
 
 def details_from_dict(data: Any) -> OrderDetails:
-    if not isinstance(data, dict):
-        raise PoisonRecord("field 'order' must be an object")
-    price = data.get("price")
-    if not isinstance(price, dict):
-        raise PoisonRecord("field 'order.price' must be an object")
     try:
-        return OrderDetails.create(
-            product_name=data.get("product_name"),
-            price_minor=price.get("amount_minor"),
-            currency=price.get("currency"),
-            payment_gateway=data.get("payment_gateway"),
-            card_brand=data.get("card_brand"),
-            bank=data.get("bank"),
-            shipping_region=data.get("shipping_region"),
-            shipping_address=data.get("shipping_address"),
-            customer_email=data.get("customer_email"),
-        )
+        return validated(RECORD_SHAPE.values(data))
+    except NotAnObject as exc:
+        raise PoisonRecord(str(exc)) from None
     except InvalidOrder as exc:
         raise PoisonRecord(f"invalid order: {exc}") from None
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """Equal JSON values of equal types: Python's == has 1 == 1.0 == True, validation does not."""
-    if type(a) is not type(b):
-        return False
-    if type(a) is dict:
-        if a.keys() != b.keys():
-            return False
-        for key, value in a.items():
-            other = b[key]
-            if type(value) is dict or type(value) is list:
-                if not _same_json(value, other):
-                    return False
-            elif type(value) is not type(other) or value != other:
-                return False
-        return True
-    if type(a) is list:
-        return len(a) == len(b) and all(map(_same_json, a, b))
-    return bool(a == b)
-
-
-class DetailsCache:
-    """The validated details of recent orders, so an order's later records skip re-validation.
-
-    Every record of an order repeats its details, and validating them (e-mail syntax above all)
-    is most of decoding. Validation is deterministic, so details identical to ones that passed
-    pass again; anything else is validated in full. Bounded: least recently used first out.
-    """
-
-    def __init__(self, max_orders: int = 10_000) -> None:
-        self._entries: LRUCache[str, tuple[dict[str, Any], OrderDetails]] = LRUCache(max_orders)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def details(self, order_id: str, data: Any) -> OrderDetails:
-        entry = self._entries.get(order_id)
-        if entry is not None and _same_json(entry[0], data):
-            return entry[1]
-        details = details_from_dict(data)
-        self._entries[order_id] = (data, details)
-        return details
 
 
 def _ts(value: datetime) -> str:
@@ -214,13 +154,8 @@ def header_value(headers: Headers | None, name: str) -> str | None:
     return None
 
 
-def decode(
-    value: bytes | None, headers: Headers | None = None, details: DetailsCache | None = None
-) -> Record:
-    """Parse and validate a record of either schema; raise PoisonRecord on anything wrong.
-
-    `details` lets a consumer skip re-validating details it has seen validated for the order.
-    """
+def decode(value: bytes | None, headers: Headers | None = None) -> Record:
+    """Parse and validate a record of either schema; raise PoisonRecord on anything wrong."""
     if value is None:
         raise PoisonRecord("empty record (tombstone)")
     if len(value) > MAX_RECORD_BYTES:
@@ -237,14 +172,9 @@ def decode(
         order_id = validate_order_id(data.get("order_id"))  # type: ignore[arg-type]
     except InvalidOrder as exc:
         raise PoisonRecord(str(exc)) from None
-    raw_details = data.get("order")
     order = Order(
         order_id=order_id,
-        details=(
-            details.details(order_id, raw_details)
-            if details is not None
-            else details_from_dict(raw_details)
-        ),
+        details=details_from_dict(data.get("order")),
         accepted_at=_parse_ts(data.get("accepted_at"), "accepted_at"),
     )
     correlation_id = header_value(headers, "correlation-id") or order_id

@@ -1,12 +1,17 @@
-"""The Elasticsearch documents for an order: one per state reached, one for its current state."""
+"""The Elasticsearch documents for an order: one per state reached, one for its current state.
+
+Both carry the order's fields flat, under the names of `pedidos.wire.order_fields`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from pedidos.domain.order import Order
-from pedidos.domain.states import ALL_STATES, OrderState
+from pedidos.domain.order import InvalidOrder, Order
+from pedidos.domain.states import ALL_STATES, IllegalTransition, OrderState
+from pedidos.ports import CorruptOrderDocument
+from pedidos.wire.order_fields import FIELD_NAMES, flat_values, validated
 from pedidos.wire.timestamps import iso_z
 
 
@@ -15,19 +20,10 @@ def iso(value: datetime) -> str:
 
 
 def _order_fields(order: Order) -> dict[str, Any]:
-    details = order.details
     return {
         "order_id": order.order_id,
         "accepted_at": iso(order.accepted_at),
-        "product_name": details.product_name,
-        "price_minor": details.price.amount_minor,
-        "currency": details.price.currency,
-        "payment_gateway": details.payment_gateway.value,
-        "card_brand": details.card_brand.value if details.card_brand else None,
-        "bank": details.bank,
-        "shipping_region": details.shipping_region,
-        "shipping_address": details.shipping_address,
-        "customer_email": details.customer_email,
+        **flat_values(order.details),
     }
 
 
@@ -74,3 +70,21 @@ def order_document(order: Order) -> dict[str, Any]:
         "state_index": state.position,
         "reached_at": {s.slug: iso(at) for s, at in order.reached.items()},
     }
+
+
+def order_from_document(doc: dict[str, Any]) -> Order:
+    """The inverse of `order_document`, through the domain's rules; raises CorruptOrderDocument."""
+    try:
+        order = Order(
+            order_id=str(doc["order_id"]),
+            details=validated([doc.get(name) for name in FIELD_NAMES]),
+            accepted_at=datetime.fromisoformat(doc["accepted_at"]),
+        )
+        reached = doc.get("reached_at") or {}
+        for state in ALL_STATES:
+            at = reached.get(state.slug)
+            if at is not None:  # a state after a gap is an illegal transition
+                order.enter(state, datetime.fromisoformat(at))
+    except (InvalidOrder, IllegalTransition, KeyError, TypeError, ValueError) as exc:
+        raise CorruptOrderDocument(f"order document {doc.get('order_id')!r}: {exc}") from None
+    return order

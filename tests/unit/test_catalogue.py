@@ -1,7 +1,8 @@
 import random
 
 from pedidos.domain.catalogue import PRODUCTS, SHIPPING_REGIONS, random_order
-from pedidos.domain.order import OrderDetails, PaymentGateway
+from pedidos.domain.money import Money
+from pedidos.domain.order import PaymentGateway
 
 
 def test_random_orders_come_from_the_catalogue_and_validate() -> None:
@@ -16,16 +17,17 @@ def test_random_orders_come_from_the_catalogue_and_validate() -> None:
         if drawn.payment_gateway is PaymentGateway.BANK_TRANSFER:
             seen_transfer = True
             assert drawn.card_brand is None
-        OrderDetails.create(
-            product_name=drawn.product_name,
-            price_minor=drawn.price_clp,
-            currency="CLP",
-            payment_gateway=drawn.payment_gateway,
-            card_brand=drawn.card_brand,
-            bank=drawn.bank,
-            shipping_region=drawn.shipping_region,
-            shipping_address=drawn.shipping_address,
-            customer_email="x@example.cl",
+        details = drawn.details("x@example.cl")
+        assert details.price == Money(drawn.price_clp, "CLP")
+        assert (details.product_name, details.payment_gateway, details.card_brand) == (
+            drawn.product_name,
+            drawn.payment_gateway,
+            drawn.card_brand,
+        )
+        assert (details.bank, details.shipping_region, details.shipping_address) == (
+            drawn.bank,
+            drawn.shipping_region,
+            drawn.shipping_address,
         )
     assert seen_transfer
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from devkit.orders import make_details
 from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import OrderState
+from pedidos.wire import order_fields
 from pedidos.wire.records import (
     MAX_RECORD_BYTES,
-    DetailsCache,
     OrderAccepted,
     PoisonRecord,
     StateReached,
@@ -88,11 +88,11 @@ def _mutated(**changes: object) -> bytes:
 def test_poison_records_are_rejected_with_a_reason(
     raw: bytes | None, problem: str, cached: bool
 ) -> None:
-    cache = DetailsCache()
+    order_fields._validated.cache_clear()
     if cached:  # the order's valid details were seen before
-        decode(encode_order_accepted(order()), details=cache)
+        decode(encode_order_accepted(order()))
     with pytest.raises(PoisonRecord, match=problem):
-        decode(raw, details=cache)
+        decode(raw)
 
 
 def _with_details(**changes: object) -> bytes:
@@ -102,16 +102,16 @@ def _with_details(**changes: object) -> bytes:
 
 
 def test_details_validated_once_are_reused_for_the_same_order() -> None:
-    cache = DetailsCache()
-    first = decode(encode_order_accepted(order()), details=cache)
+    order_fields._validated.cache_clear()
+    first = decode(encode_order_accepted(order()))
     walked = order()
     walked.enter(OrderState.PROCESANDO, T0)
     event = StateReached(walked, OrderState.PROCESANDO, T0, "sent", "c")
-    second = decode(encode_state_reached(event), details=cache)
+    second = decode(encode_state_reached(event))
     assert second.order.details is first.order.details
-    assert second.order.details == decode(encode_state_reached(event)).order.details
+    assert order_fields._validated.cache_info().hits >= 1
     other = _with_details(shipping_address="Otra Calle 1")
-    assert decode(other, details=cache).order.details.shipping_address == "Otra Calle 1"
+    assert decode(other).order.details.shipping_address == "Otra Calle 1"
 
 
 CLP = "CLP"
@@ -134,19 +134,18 @@ CLP = "CLP"
 def test_details_differing_from_the_cached_ones_are_validated_again(
     valid: dict[str, object], invalid: dict[str, object]
 ) -> None:
-    cache = DetailsCache()
-    decode(_with_details(**valid), details=cache)
+    decode(_with_details(**valid))
     with pytest.raises(PoisonRecord, match="invalid order"):
-        decode(_with_details(**invalid), details=cache)
+        decode(_with_details(**invalid))
 
 
 def test_details_cache_is_bounded() -> None:
-    cache = DetailsCache(max_orders=2)
+    order_fields._validated.cache_clear()
     for n in range(5):
-        data = json.loads(encode_order_accepted(order()))
-        data["order_id"] = f"9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e4{n}"
-        decode(json.dumps(data).encode(), details=cache)
-    assert len(cache) == 2
+        decode(_with_details(shipping_address=f"Calle {n}"))
+    info = order_fields._validated.cache_info()
+    assert info.currsize == 5
+    assert info.maxsize == 10_000
 
 
 PRINTABLE = st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]))

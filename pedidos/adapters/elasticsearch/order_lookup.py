@@ -6,17 +6,16 @@ Concurrent lookups are coalesced into one `mget` (realtime, no refresh needed).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, AsyncElasticsearch
 
-from pedidos.domain.order import InvalidOrder, Order, OrderDetails
-from pedidos.domain.states import ALL_STATES, IllegalTransition
-from pedidos.ports import CorruptOrderDocument, LookupUnavailable
+from pedidos.domain.order import Order
+from pedidos.ports import LookupUnavailable
 from pedidos.runtime.batching import MicroBatcher
+from pedidos.wire.search_documents import order_from_document
 
 log = logging.getLogger(__name__)
 
@@ -26,36 +25,7 @@ LOOKUP_TIMEOUT_S = 5.0
 _MISSING_INDEX = "index_not_found_exception"
 
 
-def order_from_document(doc: Doc) -> Order:
-    """The inverse of `pedidos.wire.search_documents.order_document`, through the domain's rules."""
-    try:
-        details = OrderDetails.create(
-            product_name=doc.get("product_name"),
-            price_minor=doc.get("price_minor"),
-            currency=doc.get("currency"),
-            payment_gateway=doc.get("payment_gateway"),
-            card_brand=doc.get("card_brand"),
-            bank=doc.get("bank"),
-            shipping_region=doc.get("shipping_region"),
-            shipping_address=doc.get("shipping_address"),
-            customer_email=doc.get("customer_email"),
-        )
-        order = Order(
-            order_id=str(doc["order_id"]),
-            details=details,
-            accepted_at=datetime.fromisoformat(doc["accepted_at"]),
-        )
-        reached = doc.get("reached_at") or {}
-        for state in ALL_STATES:
-            at = reached.get(state.slug)
-            if at is not None:  # a state after a gap is an illegal transition
-                order.enter(state, datetime.fromisoformat(at))
-    except (InvalidOrder, IllegalTransition, KeyError, TypeError, ValueError) as exc:
-        raise CorruptOrderDocument(f"order document {doc.get('order_id')!r}: {exc}") from None
-    return order
-
-
-class OrderLookup:
+class ElasticsearchOrderLookup:
     def __init__(
         self, client: AsyncElasticsearch, orders_index: str, timeout_s: float = LOOKUP_TIMEOUT_S
     ) -> None:
