@@ -23,6 +23,7 @@ from devkit.processes import Services
 from devkit.scenario import prepare
 from devkit.stack import EmbeddedStack, StackPorts, StackSetupError
 from pedidos.domain.states import ALL_STATES
+from pedidos.runtime.config import Settings
 from pedidos.v1 import orders_pb2_grpc
 
 console = Console()
@@ -83,21 +84,71 @@ def choose_inbox(requested: str | None) -> str:
     return "maildev" if maildev.available() else "maildir"
 
 
-def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | None = None) -> None:
-    root = Path(".stack/demo")
-    shutil.rmtree(
-        root, ignore_errors=True
-    )  # each demo starts empty; its output stays till the next
-    inbox = choose_inbox(inbox)
+def _open_stack(root: Path, inbox: str | None) -> EmbeddedStack:
+    """The demo's stack on free ports, starting empty; exit 2 naming the fix if it cannot run."""
+    shutil.rmtree(root, ignore_errors=True)  # the previous demo's output stays until now
+    chosen = choose_inbox(inbox)
     try:
-        stack = EmbeddedStack(
+        return EmbeddedStack(
             root,
             StackPorts(free_port(), free_port(), free_port()),
-            inbox="maildev" if inbox == "maildev" else "sink",
+            inbox="maildev" if chosen == "maildev" else "sink",
         )
     except StackSetupError as exc:
         console.print(f"[red]demo: {exc}[/]")
         raise SystemExit(2) from None
+
+
+def _watch(
+    sent: list[tuple[str, str]], stack: EmbeddedStack, es: Elasticsearch, settings: Settings
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The live table until every order is Finalizado with its five e-mails (or 120 s pass);
+    the last states and e-mail counts."""
+    ids = {order_id for order_id, _ in sent}
+    index = settings.elasticsearch_orders_index
+    states: dict[str, str] = {}
+    mails: dict[str, int] = {}
+    with Live(_table(sent, states, {}), console=console, refresh_per_second=4) as live:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            es.indices.refresh(index=index)
+            query = {"terms": {"order_id": sorted(ids)}}
+            hits = es.search(index=index, query=query, size=len(ids))["hits"]["hits"]
+            states = {h["_source"]["order_id"]: h["_source"]["state"] for h in hits}
+            if stack.web_inbox_url:
+                mails = _maildev_counts(stack.web_inbox_url, ids)
+            else:
+                mails = _mail_counts(Inbox(stack.maildir), ids)
+            live.update(_table(sent, states, mails))
+            finished = len(states) == len(ids) and set(states.values()) == {"Finalizado"}
+            if finished and sum(mails.values()) >= 5 * len(ids):
+                break
+            time.sleep(0.5)
+    return states, mails
+
+
+def _print_where_to_look(stack: EmbeddedStack, settings: Settings, logs: Path) -> None:
+    if stack.web_inbox_url:
+        console.print(f"[bold]E-mails: open {stack.web_inbox_url}/[/] (MailDev web inbox)")
+    else:
+        console.print(
+            f"E-mails (one file each): {stack.maildir / 'new'} — open one in a mail client, "
+            "or install Node.js and npm for a web inbox"
+        )
+    console.print(
+        f"Current state:  curl -s '{settings.elasticsearch_url}/"
+        f"{settings.elasticsearch_orders_index}/_search?pretty'"
+    )
+    console.print(
+        f"State events:   curl -s '{settings.elasticsearch_url}/"
+        f"{settings.elasticsearch_events_index}/_search?q=state:Enviado&pretty'"
+    )
+    console.print(f"Logs: {logs}")
+
+
+def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | None = None) -> None:
+    root = Path(".stack/demo")
+    stack = _open_stack(root, inbox)
     env = {
         **stack.env(),
         "GRPC_LISTEN": f"127.0.0.1:{free_port()}",
@@ -123,47 +174,11 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         services.producer(log_name="producer")
         console.print(f"[bold]4/4[/] sending {orders} random orders through gRPC…")
         sent = _send(env["PRODUCER_ADDRESS"], orders, "cliente@example.cl")
-        ids = {order_id for order_id, _ in sent}
-        states: dict[str, str] = {}
-        mails: dict[str, int] = {}
-        with Live(_table(sent, states, {}), console=console, refresh_per_second=4) as live:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                es.indices.refresh(index=settings.elasticsearch_orders_index)
-                hits = es.search(
-                    index=settings.elasticsearch_orders_index,
-                    query={"terms": {"order_id": sorted(ids)}},
-                    size=len(ids),
-                )["hits"]["hits"]
-                states = {h["_source"]["order_id"]: h["_source"]["state"] for h in hits}
-                if stack.web_inbox_url:
-                    mails = _maildev_counts(stack.web_inbox_url, ids)
-                else:
-                    mails = _mail_counts(Inbox(stack.maildir), ids)
-                live.update(_table(sent, states, mails))
-                finished = len(states) == len(ids) and set(states.values()) == {"Finalizado"}
-                if finished and sum(mails.values()) >= 5 * len(ids):
-                    break
-                time.sleep(0.5)
+        states, mails = _watch(sent, stack, es, settings)
         done = sum(1 for s in states.values() if s == "Finalizado")
-        console.print(f"\n[bold green]{done}/{len(ids)} pedidos finalizados[/]")
-        console.print(f"{sum(mails.values())} e-mails delivered ({5 * len(ids)} expected)")
-        if stack.web_inbox_url:
-            console.print(f"[bold]E-mails: open {stack.web_inbox_url}/[/] (MailDev web inbox)")
-        else:
-            console.print(
-                f"E-mails (one file each): {stack.maildir / 'new'} — open one in a mail client, "
-                "or install Node.js and npm for a web inbox"
-            )
-        console.print(
-            f"Current state:  curl -s '{settings.elasticsearch_url}/"
-            f"{settings.elasticsearch_orders_index}/_search?pretty'"
-        )
-        console.print(
-            f"State events:   curl -s '{settings.elasticsearch_url}/"
-            f"{settings.elasticsearch_events_index}/_search?q=state:Enviado&pretty'"
-        )
-        console.print(f"Logs: {logs}")
+        console.print(f"\n[bold green]{done}/{len(sent)} pedidos finalizados[/]")
+        console.print(f"{sum(mails.values())} e-mails delivered ({5 * len(sent)} expected)")
+        _print_where_to_look(stack, settings, logs)
         if keep_running is None:
             keep_running = sys.stdin.isatty()
         if keep_running:
@@ -171,7 +186,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(1)
-        if done != len(ids):
+        if done != len(sent):
             raise SystemExit(1)
     finally:
         for process in services.started:
