@@ -94,6 +94,10 @@ def test_proto_enums_unspecified_is_none_and_an_unknown_number_is_refused() -> N
     with pytest.raises(InvalidOrder) as refused:
         details_from_proto(unknown)
     assert refused.value.field == "payment_gateway"
+    unknown.CopyFrom(details_to_proto(TRANSFER))
+    unknown.card_brand = 99  # type: ignore[assignment]  # not "no brand", which transfers allow
+    with pytest.raises(InvalidOrder, match="known card brand"):
+        details_from_proto(unknown)
 
 
 def test_values_equal_in_python_but_not_to_validation_miss_the_cache() -> None:
