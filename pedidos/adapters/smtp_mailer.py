@@ -75,35 +75,14 @@ def classify(exc: Exception) -> TransientMailError | PermanentMailError:
     relay refusals, sender refused, TLS): every e-mail would fail alike, so none is dead-lettered.
     """
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        replies = [(code, _reply(code, text)) for code, text in exc.recipients.values()]
-        said = "; ".join(reply for _, reply in replies)
-        if any(code == 421 for code, _ in replies):
-            return MailOutageError(f"mail server closing the connection ({said})")
-        if any(_about_our_setup(code, reply) for code, reply in replies):
-            return MailOutageError(f"the server refused to relay ({said}); {SETUP_HINT}")
-        if replies and all(500 <= code < 600 for code, _ in replies):
-            return PermanentMailError(f"recipient refused: {said}")
-        return TransientMailError(f"recipient deferred: {said}")
+        return _recipients_refused(exc)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return MailOutageError(
             f"SMTP authentication failed ({_reply(exc.smtp_code, exc.smtp_error)}); "
             "check SMTP_USER/SMTP_PASSWORD"
         )
     if isinstance(exc, smtplib.SMTPSenderRefused | smtplib.SMTPDataError):
-        code, reply = exc.smtp_code, _reply(exc.smtp_code, exc.smtp_error)
-        if _too_big(code, reply):
-            return PermanentMailError(f"message refused as too big: {reply}")
-        if code == 530:
-            return MailOutageError(
-                f"the server requires authentication or TLS ({reply}); {SETUP_HINT}"
-            )
-        if code < 500:
-            return MailOutageError(f"mail server deferred all mail ({reply})")
-        if isinstance(exc, smtplib.SMTPSenderRefused):
-            return MailOutageError(f"the server refused the sender ({reply}); {SETUP_HINT}")
-        if _about_our_setup(code, reply):
-            return MailOutageError(f"the server refused our mail by policy ({reply}); {SETUP_HINT}")
-        return PermanentMailError(f"message refused: {reply}")
+        return _sender_or_data_refused(exc)
     if isinstance(exc, smtplib.SMTPResponseException):
         # Greeting, EHLO, STARTTLS or any other command: the server, not this message.
         return MailOutageError(f"mail server replied {_reply(exc.smtp_code, exc.smtp_error)}")
@@ -112,6 +91,37 @@ def classify(exc: Exception) -> TransientMailError | PermanentMailError:
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return MailOutageError(f"{str(exc).rstrip('.')}; {SETUP_HINT}")
     return MailOutageError(f"mail server unreachable: {exc.__class__.__name__}: {exc}")
+
+
+def _recipients_refused(
+    exc: smtplib.SMTPRecipientsRefused,
+) -> TransientMailError | PermanentMailError:
+    replies = [(code, _reply(code, text)) for code, text in exc.recipients.values()]
+    said = "; ".join(reply for _, reply in replies)
+    if any(code == 421 for code, _ in replies):
+        return MailOutageError(f"mail server closing the connection ({said})")
+    if any(_about_our_setup(code, reply) for code, reply in replies):
+        return MailOutageError(f"the server refused to relay ({said}); {SETUP_HINT}")
+    if replies and all(500 <= code < 600 for code, _ in replies):
+        return PermanentMailError(f"recipient refused: {said}")
+    return TransientMailError(f"recipient deferred: {said}")
+
+
+def _sender_or_data_refused(
+    exc: smtplib.SMTPSenderRefused | smtplib.SMTPDataError,
+) -> TransientMailError | PermanentMailError:
+    code, reply = exc.smtp_code, _reply(exc.smtp_code, exc.smtp_error)
+    if _too_big(code, reply):
+        return PermanentMailError(f"message refused as too big: {reply}")
+    if code == 530:
+        return MailOutageError(f"the server requires authentication or TLS ({reply}); {SETUP_HINT}")
+    if code < 500:
+        return MailOutageError(f"mail server deferred all mail ({reply})")
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return MailOutageError(f"the server refused the sender ({reply}); {SETUP_HINT}")
+    if _about_our_setup(code, reply):
+        return MailOutageError(f"the server refused our mail by policy ({reply}); {SETUP_HINT}")
+    return PermanentMailError(f"message refused: {reply}")
 
 
 class SmtpMailer:
