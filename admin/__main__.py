@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from pedidos.bootstrap import blocking_search_client
 from pedidos.runtime.config import ConfigError, Settings, load_settings
+from pedidos.runtime.retry import Backoff, retry_blocking
 
 STACK_DIR = Path(".stack")
+_SETUP_BACKOFF = Backoff(initial_s=0.5, max_s=2.0)
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -22,17 +26,15 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def _retry(what: str, action, wait_s: float):  # type: ignore[no-untyped-def]
+def _retry(what: str, action: Callable[[], T], wait_s: float) -> T:
     """Dependencies may still be starting (compose, CI): retry until `wait_s` has passed."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return action()
-        except Exception as exc:
-            if time.monotonic() >= deadline:
-                print(f"admin: {what} failed: {exc}", file=sys.stderr)
-                raise SystemExit(1) from None
-            time.sleep(1)
+    try:
+        return retry_blocking(
+            what, action, retry_on=(Exception,), backoff=_SETUP_BACKOFF, within_s=wait_s
+        )
+    except Exception as exc:
+        print(f"admin: {what} failed: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def cmd_setup(args: argparse.Namespace) -> None:

@@ -9,16 +9,7 @@ from pedidos.runtime.config import Settings
 
 
 def search_client(settings: Settings) -> search_index.AsyncElasticsearch:
-    return search_index.connect(
-        settings.elasticsearch_url,
-        api_key=settings.elasticsearch_api_key.get_secret_value()
-        if settings.elasticsearch_api_key
-        else None,
-        username=settings.elasticsearch_username,
-        password=settings.elasticsearch_password.get_secret_value()
-        if settings.elasticsearch_password
-        else None,
-    )
+    return search_index.connect(settings.elasticsearch_url, **search_auth(settings))
 
 
 def search_auth(settings: Settings) -> dict[str, Any]:

@@ -32,6 +32,13 @@ class OrderState(StrEnum):
         return _ORDER.index(self)
 
     @property
+    def rank(self) -> int:
+        """How far along the walk: 1 for Procesando … 5 for Finalizado. What is stored about an
+        order only moves to a higher rank, never back (a late or repeated write of an earlier
+        state must not replace a later one); stores use it as the version of the order."""
+        return self.position + 1
+
+    @property
     def is_final(self) -> bool:
         return self is OrderState.FINALIZADO
 
@@ -53,3 +60,8 @@ class OrderState(StrEnum):
 FIRST_STATE = OrderState.PROCESANDO
 _ORDER: tuple[OrderState, ...] = tuple(OrderState)
 ALL_STATES = _ORDER
+
+
+def later(a: OrderState, b: OrderState) -> OrderState:
+    """The state further along the walk (`b` if they are the same)."""
+    return a if a.position > b.position else b

@@ -70,15 +70,22 @@ def retry_blocking(
     retry_on: tuple[type[BaseException], ...],
     backoff: Backoff = Backoff(),
     attempts: int | None = None,
+    within_s: float | None = None,
     logger: logging.Logger = log,
 ) -> T:
-    """The synchronous twin of `retry_async`, for the admin commands."""
+    """The synchronous twin of `retry_async`, for the admin commands.
+
+    With `within_s`, the last error is raised once that many seconds have passed since the
+    first call (nothing can cancel a blocking loop from outside)."""
+    deadline = None if within_s is None else time.monotonic() + within_s
     attempt = 1
     while True:
         try:
             return call()
         except retry_on as exc:
             if attempts is not None and attempt >= attempts:
+                raise
+            if deadline is not None and time.monotonic() >= deadline:
                 raise
             delay = backoff.delay(attempt)
             logger.warning("%s failed: %s; retrying in %.1fs", what, exc, delay)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -57,3 +58,17 @@ def test_errors_not_named_are_not_retried() -> None:
     with pytest.raises(ValueError, match="bad input"):
         asyncio.run(retry_async("broken", broken, retry_on=(ConnectionError,), backoff=FAST))
     assert len(calls) == 1
+
+
+def test_a_blocking_retry_gives_up_once_its_time_is_up() -> None:
+    calls = []
+
+    def down() -> None:
+        calls.append(time.monotonic())
+        raise ConnectionError(f"down {len(calls)}")
+
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="down"):
+        retry_blocking("down", down, retry_on=(ConnectionError,), backoff=FAST, within_s=0.05)
+    assert len(calls) > 2
+    assert 0.05 <= time.monotonic() - started < 1.0

@@ -1,10 +1,17 @@
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from devkit.orders import make_details
 from pedidos.domain.order import Order
-from pedidos.domain.states import ALL_STATES, IllegalTransition, OrderState, UnknownState
+from pedidos.domain.states import (
+    ALL_STATES,
+    IllegalTransition,
+    OrderState,
+    UnknownState,
+    later,
+)
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -18,6 +25,15 @@ def test_the_walk_is_the_five_states_in_order() -> None:
         "Finalizado",
     ]
     assert [s.next() for s in ALL_STATES[:-1]] == list(ALL_STATES[1:])
+
+
+def test_a_later_state_ranks_higher_and_wins() -> None:
+    assert [s.rank for s in ALL_STATES] == [1, 2, 3, 4, 5]
+    for earlier, after in itertools.pairwise(ALL_STATES):
+        assert later(earlier, after) is after
+        assert later(after, earlier) is after
+    assert later(OrderState.PROCESANDO, OrderState.FINALIZADO) is OrderState.FINALIZADO
+    assert later(OrderState.ENVIADO, OrderState.ENVIADO) is OrderState.ENVIADO
 
 
 def test_finalizado_has_no_next_state() -> None:

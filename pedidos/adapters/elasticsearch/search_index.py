@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -18,8 +17,10 @@ from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
+from pedidos.domain.states import OrderState, later
 from pedidos.ports import PermanentIndexError
 from pedidos.runtime.batching import MicroBatcher
+from pedidos.runtime.retry import Backoff, retry_async
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,8 @@ def serializers() -> dict[str, NdjsonSerializer | OrjsonSerializer]:
     }
 
 
-def connect(
-    url: str, api_key: str | None = None, username: str | None = None, password: str | None = None
-) -> AsyncElasticsearch:
-    auth: dict[str, Any] = {}
-    if api_key:
-        auth["api_key"] = api_key
-    elif username and password:
-        auth["basic_auth"] = (username, password)
+def connect(url: str, **auth: Any) -> AsyncElasticsearch:
+    """A client for the pipeline; `auth` is `pedidos.bootstrap.search_auth`'s credentials."""
     return AsyncElasticsearch(
         url,
         request_timeout=30,
@@ -69,27 +64,42 @@ def connect(
     )
 
 
-async def with_retries(what: str, call: Any, *, max_backoff_s: float = 5.0) -> Any:
+class _Busy(Exception):
+    """Elasticsearch could not take (part of) a request now: down, 429 or a 5xx. Retried."""
+
+
+# Both retry loops: whole requests, and the items of a bulk request Elasticsearch could not take.
+_BACKOFF = Backoff(initial_s=0.1, max_s=5.0)
+
+
+async def with_retries(what: str, call: Callable[[], Awaitable[Any]]) -> Any:
     """Run `call()` until it succeeds; transient failures back off exponentially, forever."""
-    delay = 0.1
-    while True:
+
+    async def attempt() -> Any:
         try:
             return await call()
         except (TransportConnectionError, ConnectionTimeout) as exc:
-            problem = f"unreachable ({exc.__class__.__name__})"
+            raise _Busy(f"unreachable ({exc.__class__.__name__})") from exc
         except ApiError as exc:
             if exc.meta.status not in _RETRYABLE_STATUS:
                 raise
-            problem = f"HTTP {exc.meta.status}"
-        log.warning("elasticsearch %s failed: %s; retrying in %.1fs", what, problem, delay)
-        await asyncio.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, max_backoff_s)
+            raise _Busy(f"HTTP {exc.meta.status}") from exc
+
+    return await retry_async(
+        f"elasticsearch {what}", attempt, retry_on=(_Busy,), backoff=_BACKOFF, logger=log
+    )
+
+
+def _state(doc: Doc) -> OrderState:
+    return OrderState(doc["state"])
 
 
 def _merge_order_docs(older: Doc, newer: Doc) -> Doc:
+    """Two current-state documents of one order in one batch as one: every state either
+    reached, and the current state of whichever is further along (never back)."""
     merged = {**older, **newer}
     merged["reached_at"] = {**older.get("reached_at", {}), **newer.get("reached_at", {})}
-    if older.get("state_index", -1) > newer.get("state_index", -1):
+    if later(_state(older), _state(newer)) is not _state(newer):
         for field in ("state", "state_index", "@timestamp"):
             merged[field] = older[field]
     return merged
@@ -150,25 +160,32 @@ class OrderSearchIndex:
         an earlier attempt) or is already newer (a current-state document of a later state).
         A refused document fails only its own step, not the others that shared its request.
         """
-        pending, delay = docs, 0.1
+        pending = docs
         refused: dict[str, PermanentIndexError] = {}
-        while pending:
+
+        async def attempt() -> None:
+            nonlocal pending
             operations: list[Doc] = []
             for doc in pending:
                 operations += (action(doc), doc)
             results = await self._bulk(operations, what)
-            retry = []
+            retry, busy = [], set()
             for doc, result in zip(pending, results, strict=True):
                 status = result.get("status", 500)
                 if status in _RETRYABLE_STATUS:
                     retry.append(doc)
+                    busy.add(status)
                 elif status not in (200, 201, 409):
                     error = f"{what} {doc['order_id']}: {result.get('error')}"
                     refused[doc["order_id"]] = PermanentIndexError(error)
-            pending = retry
-            if pending:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            if retry:
+                statuses = ", ".join(map(str, sorted(busy)))
+                pending = retry
+                raise _Busy(f"{len(retry)} of {len(results)} items answered HTTP {statuses}")
+
+        await retry_async(
+            f"elasticsearch {what} bulk", attempt, retry_on=(_Busy,), backoff=_BACKOFF, logger=log
+        )
         return refused
 
     async def _write_events(self, docs: list[Doc]) -> list[PermanentIndexError | None]:
@@ -192,13 +209,13 @@ class OrderSearchIndex:
             )
 
         def index_versioned(doc: Doc) -> Doc:
-            # The state's position is the document's version: a late or duplicate write of an
+            # The state's rank is the document's version: a late or duplicate write of an
             # earlier state is refused (409) instead of moving the order backwards.
             return {
                 "index": {
                     "_index": self.orders_index,
                     "_id": doc["order_id"],
-                    "version": doc["state_index"] + 1,
+                    "version": _state(doc).rank,
                     "version_type": "external_gte",
                 }
             }

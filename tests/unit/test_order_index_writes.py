@@ -1,0 +1,96 @@
+"""OrderSearchIndex against a fake client: the current-state document never moves back (the
+domain's rank is its version, a batch keeps the later state), and bulk items Elasticsearch
+could not take now are retried while refused ones fail alone."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devkit.orders import make_details
+from pedidos.adapters.elasticsearch import search_index
+from pedidos.adapters.elasticsearch.search_index import OrderSearchIndex, PermanentIndexError
+from pedidos.domain.order import Order
+from pedidos.domain.states import ALL_STATES, OrderState
+from pedidos.runtime.retry import Backoff
+from pedidos.wire.search_documents import order_document
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def document(order_id: str, upto: OrderState) -> dict[str, Any]:
+    order = Order(order_id, make_details(), T0)
+    for step, state in enumerate(ALL_STATES[: upto.position + 1]):
+        order.enter(state, T0 + timedelta(seconds=step))
+    return order_document(order)
+
+
+class FakeBulkClient:
+    """Answers each bulk item with the next status queued for its document id (201 when none)."""
+
+    def __init__(self, statuses: dict[str, list[int]] | None = None) -> None:
+        self.statuses = statuses or {}
+        self.requests: list[list[dict[str, Any]]] = []
+
+    async def bulk(self, operations: list[dict[str, Any]], refresh: bool) -> dict[str, Any]:
+        self.requests.append(operations)
+        items = []
+        for action in operations[::2]:
+            kind, meta = next(iter(action.items()))
+            queued = self.statuses.get(meta["_id"]) or [201]
+            status = queued.pop(0)
+            items.append({kind: {"status": status, "error": "nope" if status >= 400 else None}})
+        return {"items": items}
+
+    async def close(self) -> None:
+        pass
+
+
+async def _write(client: FakeBulkClient, docs: list[dict[str, Any]], kind: str) -> list[Any]:
+    index = OrderSearchIndex(client, "events", "orders")  # type: ignore[arg-type]
+    write = index.write_order if kind == "order" else index.write_event
+    outcomes = await asyncio.gather(*(write(doc) for doc in docs), return_exceptions=True)
+    await index.close()
+    return outcomes
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(search_index, "_BACKOFF", Backoff(initial_s=0.001, max_s=0.002))
+
+
+def test_the_version_of_an_order_document_is_its_states_rank() -> None:
+    client = FakeBulkClient()
+    asyncio.run(_write(client, [document("o-1", OrderState.ENVIADO)], "order"))
+    [[action, _]] = client.requests
+    assert action["index"]["version"] == OrderState.ENVIADO.rank
+    assert action["index"]["version_type"] == "external_gte"
+
+
+@pytest.mark.parametrize("late_first", [False, True], ids=["in-order", "late-write-last"])
+def test_one_batch_keeps_the_later_state_and_every_timestamp(late_first: bool) -> None:
+    earlier = document("o-1", OrderState.PREPARACION)
+    later_doc = document("o-1", OrderState.ENTREGADO)
+    client = FakeBulkClient()
+    batch = [later_doc, earlier] if late_first else [earlier, later_doc]
+    asyncio.run(_write(client, batch, "order"))
+    [[action, written]] = client.requests  # coalesced: one document for the order
+    assert written["state"] == OrderState.ENTREGADO.value
+    assert written["state_index"] == OrderState.ENTREGADO.position
+    assert written["@timestamp"] == later_doc["@timestamp"]
+    assert set(written["reached_at"]) == {s.slug for s in ALL_STATES[:4]}
+    assert action["index"]["version"] == OrderState.ENTREGADO.rank
+
+
+def test_busy_items_are_retried_and_a_refused_one_fails_alone() -> None:
+    docs = [document(f"o-{n}", OrderState.PROCESANDO) for n in range(3)]
+    ids = [search_index.event_id(d["order_id"], d["state"]) for d in docs]
+    client = FakeBulkClient({ids[0]: [503, 429, 201], ids[1]: [400]})
+    outcomes = asyncio.run(_write(client, docs, "event"))
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], PermanentIndexError)
+    assert outcomes[2] is None
+    assert [len(request) // 2 for request in client.requests] == [3, 1, 1]
