@@ -7,11 +7,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pedidos.bootstrap import blocking_search_client
 from pedidos.runtime.config import ConfigError, Settings, load_settings
 from pedidos.runtime.retry import Backoff, retry_blocking
+
+if TYPE_CHECKING:  # the stack commands import the devkit only when run
+    from devkit.stack import EmbeddedStack, StackPorts
 
 STACK_DIR = Path(".stack")
 _SETUP_BACKOFF = Backoff(initial_s=0.5, max_s=2.0)
@@ -101,19 +104,10 @@ def cmd_lag(args: argparse.Namespace) -> None:
 
 
 def cmd_stack(args: argparse.Namespace) -> None:
-    from devkit.stack import EmbeddedStack, StackError, StackPorts, StackSetupError
+    from devkit.stack import EmbeddedStack, StackError, StackSetupError
 
-    ports = None
-    if args.kafka_port or args.elasticsearch_port or args.smtp_port:
-        ports = StackPorts(
-            args.kafka_port or 9092, args.elasticsearch_port or 9200, args.smtp_port or 1025
-        )
     try:
-        if args.mail_web_port and ports:
-            ports = replace(ports, mail_web=args.mail_web_port)
-        elif args.mail_web_port:
-            ports = StackPorts(mail_web=args.mail_web_port)
-        stack = EmbeddedStack(args.dir, ports, kafka=args.kafka, inbox=args.inbox)
+        stack = EmbeddedStack(args.dir, _stack_ports(args), kafka=args.kafka, inbox=args.inbox)
         if args.action == "up":
             if stack.broker.note:
                 print(stack.broker.note, file=sys.stderr)
@@ -126,13 +120,35 @@ def cmd_stack(args: argparse.Namespace) -> None:
     except StackError as exc:
         print(f"admin: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    if args.action == "env":
+    _print_stack(stack, args.action)
+
+
+def _stack_ports(args: argparse.Namespace) -> StackPorts | None:
+    """The ports given on the command line, the defaults for the others; None if none given."""
+    from devkit.stack import StackPorts
+
+    ports = None
+    if args.kafka_port or args.elasticsearch_port or args.smtp_port:
+        ports = StackPorts(
+            args.kafka_port or 9092, args.elasticsearch_port or 9200, args.smtp_port or 1025
+        )
+    if args.mail_web_port:
+        ports = (
+            replace(ports, mail_web=args.mail_web_port)
+            if ports
+            else StackPorts(mail_web=args.mail_web_port)
+        )
+    return ports
+
+
+def _print_stack(stack: EmbeddedStack, action: str) -> None:
+    if action == "env":
         for key, value in stack.env().items():
             print(f"{key}={value}")
         return
     for name, status in stack.status().items():
         print(f"{name:14} {status}")
-    if args.action == "up":
+    if action == "up":
         if stack.web_inbox_url:
             print(f"mail: MailDev web inbox at {stack.web_inbox_url}/")
         else:

@@ -74,6 +74,29 @@ def read_topic_to_end(
 
 
 def _read(consumer: Consumer, topic: str, timeout_s: float) -> Iterator[DeadLetter]:
+    ends, starts = _unread(consumer, topic, timeout_s)
+    if not ends:
+        return
+    consumer.assign(starts)
+    last_progress = time.monotonic()
+    while ends:
+        messages = consumer.consume(500, 0.5)
+        if messages:
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress > timeout_s:
+            raise TopicReadError(
+                f"no progress reading {topic} for {timeout_s:.0f}s; "
+                f"partitions not read to the end: {sorted(ends)}"
+            )
+        for message in messages:
+            if _counts(message, topic, ends):
+                yield _dead_letter(message)
+
+
+def _unread(
+    consumer: Consumer, topic: str, timeout_s: float
+) -> tuple[dict[int, int], list[TopicPartition]]:
+    """Where each non-empty partition ends now, and where to start reading it."""
     try:
         metadata = consumer.list_topics(topic, timeout=min(timeout_s, 10))
     except KafkaException as exc:
@@ -94,30 +117,22 @@ def _read(consumer: Consumer, topic: str, timeout_s: float) -> Iterator[DeadLett
         if high > low:
             ends[partition] = high
             starts.append(TopicPartition(topic, partition, low))
-    if not ends:
-        return
-    consumer.assign(starts)
-    last_progress = time.monotonic()
-    while ends:
-        messages = consumer.consume(500, 0.5)
-        if messages:
-            last_progress = time.monotonic()
-        elif time.monotonic() - last_progress > timeout_s:
-            raise TopicReadError(
-                f"no progress reading {topic} for {timeout_s:.0f}s; "
-                f"partitions not read to the end: {sorted(ends)}"
-            )
-        for message in messages:
-            partition = int(message.partition() or 0)
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    ends.pop(partition, None)
-                    continue
-                raise TopicReadError(f"reading {topic}/{partition}: {error.str()}")
-            end = ends.get(partition)
-            if end is None or (message.offset() or 0) >= end:
-                continue  # written after the read began
-            yield _dead_letter(message)
-            if (message.offset() or 0) + 1 >= end:
-                ends.pop(partition)
+    return ends, starts
+
+
+def _counts(message: Message, topic: str, ends: dict[int, int]) -> bool:
+    """Whether `message` was there when the read began; drops its partition from `ends` once
+    that partition is read to its end."""
+    partition = int(message.partition() or 0)
+    error = message.error()
+    if error is not None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            ends.pop(partition, None)
+            return False
+        raise TopicReadError(f"reading {topic}/{partition}: {error.str()}")
+    end = ends.get(partition)
+    if end is None or (message.offset() or 0) >= end:
+        return False  # written after the read began
+    if (message.offset() or 0) + 1 >= end:
+        ends.pop(partition)
+    return True

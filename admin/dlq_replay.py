@@ -22,10 +22,10 @@ from admin.dlq_records import (
     DeadLetterError,
     rejected_email,
 )
-from pedidos.services.order_walk import EMAIL_REJECTED, EMAIL_SENT
 from pedidos.adapters.elasticsearch.search_index import event_id
 from pedidos.domain.states import OrderState
 from pedidos.ports import OutgoingEmail, PermanentMailError, TransientMailError
+from pedidos.services.order_walk import EMAIL_REJECTED, EMAIL_SENT
 
 REPLAYED = "replayed"
 SENT = "sent"

@@ -92,17 +92,7 @@ def add_partitions(settings: Settings, count: int, timeout_s: float = 30) -> dic
         raise PartitionsRefused(f"a topic needs at least 1 partition, not {count}")
     names = topic_names(settings)
     current = list_topics(settings, timeout_s)
-    missing = [name for name in names if name not in current]
-    if missing:
-        raise PartitionsRefused(
-            f"missing topics: {', '.join(missing)}; run `python -m admin setup` first"
-        )
-    larger = [f"{name} has {current[name]}" for name in names if current[name] > count]
-    if larger:
-        raise PartitionsRefused(
-            f"refusing to shrink to {count} partitions: {'; '.join(larger)} "
-            "(Kafka cannot remove partitions)"
-        )
+    _check_growth(names, current, count)
     outcome = {name: f"already {count} partitions" for name in names if current[name] == count}
     grow = [NewPartitions(name, count) for name in names if current[name] < count]
     if not grow:
@@ -117,29 +107,52 @@ def add_partitions(settings: Settings, count: int, timeout_s: float = 30) -> dic
         )
         failed = []
         for name, future in futures.items():
-            try:
-                future.result(timeout=timeout_s)
-                if not validate_only:
-                    outcome[name] = f"{current[name]} -> {count} partitions"
-            except KafkaException as exc:
-                error = _kafka_error(exc)
-                if error is not None and error.code() in (
-                    KafkaError.UNSUPPORTED_VERSION,
-                    KafkaError._UNSUPPORTED_FEATURE,
-                    KafkaError.INVALID_REQUEST,
-                ):
-                    raise SetupError(
-                        f"the broker at {settings.kafka_bootstrap_servers} cannot add partitions "
-                        f"(no CreatePartitions support, e.g. Tansu): {error.str()}"
-                    ) from None
-                failed.append(f"{name}: {error.str() if error else exc}")
-            except Exception as exc:
-                failed.append(f"{name}: {exc}")
+            problem = _partitions_problem(future, timeout_s, settings.kafka_bootstrap_servers)
+            if problem:
+                failed.append(f"{name}: {problem}")
+            elif not validate_only:
+                outcome[name] = f"{current[name]} -> {count} partitions"
         if failed:
             done = [f"{name} {text}" for name, text in outcome.items() if "->" in text]
             state = f"; done: {', '.join(done)}; run again to finish" if done else ""
             raise SetupError(f"adding partitions failed: {'; '.join(failed)}{state}")
     return {name: outcome[name] for name in names}
+
+
+def _check_growth(names: list[str], current: dict[str, int], count: int) -> None:
+    """Refuse, changing nothing, a missing topic or a count that would shrink one."""
+    missing = [name for name in names if name not in current]
+    if missing:
+        raise PartitionsRefused(
+            f"missing topics: {', '.join(missing)}; run `python -m admin setup` first"
+        )
+    larger = [f"{name} has {current[name]}" for name in names if current[name] > count]
+    if larger:
+        raise PartitionsRefused(
+            f"refusing to shrink to {count} partitions: {'; '.join(larger)} "
+            "(Kafka cannot remove partitions)"
+        )
+
+
+def _partitions_problem(future: Any, timeout_s: float, servers: str) -> str | None:
+    """Why one topic's CreatePartitions failed, or None; a broker without it is a SetupError."""
+    try:
+        future.result(timeout=timeout_s)
+    except KafkaException as exc:
+        error = _kafka_error(exc)
+        if error is not None and error.code() in (
+            KafkaError.UNSUPPORTED_VERSION,
+            KafkaError._UNSUPPORTED_FEATURE,
+            KafkaError.INVALID_REQUEST,
+        ):
+            raise SetupError(
+                f"the broker at {servers} cannot add partitions "
+                f"(no CreatePartitions support, e.g. Tansu): {error.str()}"
+            ) from None
+        return error.str() if error else str(exc)
+    except Exception as exc:
+        return str(exc)
+    return None
 
 
 def index_template(file_name: str, index_name: str) -> dict[str, Any]:

@@ -156,6 +156,16 @@ def header_value(headers: Headers | None, name: str) -> str | None:
 
 def decode(value: bytes | None, headers: Headers | None = None) -> Record:
     """Parse and validate a record of either schema; raise PoisonRecord on anything wrong."""
+    data = _envelope(value)
+    order = _order(data)
+    correlation_id = header_value(headers, "correlation-id") or order.order_id
+    if data["schema"] == ORDER_SCHEMA:
+        return OrderAccepted(order=order, correlation_id=correlation_id)
+    return _state_reached(data, order, correlation_id)
+
+
+def _envelope(value: bytes | None) -> dict[str, Any]:
+    """The record as a JSON object of a known schema and version."""
     if value is None:
         raise PoisonRecord("empty record (tombstone)")
     if len(value) > MAX_RECORD_BYTES:
@@ -168,18 +178,23 @@ def decode(value: bytes | None, headers: Headers | None = None) -> Record:
         raise PoisonRecord(f"unknown schema {schema!r}")
     if version != SCHEMA_VERSION:
         raise PoisonRecord(f"unsupported {schema} version {version!r}")
+    return data
+
+
+def _order(data: dict[str, Any]) -> Order:
     try:
         order_id = validate_order_id(data.get("order_id"))  # type: ignore[arg-type]
     except InvalidOrder as exc:
         raise PoisonRecord(str(exc)) from None
-    order = Order(
+    return Order(
         order_id=order_id,
         details=details_from_dict(data.get("order")),
         accepted_at=_parse_ts(data.get("accepted_at"), "accepted_at"),
     )
-    correlation_id = header_value(headers, "correlation-id") or order_id
-    if schema == ORDER_SCHEMA:
-        return OrderAccepted(order=order, correlation_id=correlation_id)
+
+
+def _state_reached(data: dict[str, Any], order: Order, correlation_id: str) -> StateReached:
+    """The rest of a `pedidos.state` record: the states `order` reached, in the walk's order."""
     reached = data.get("reached")
     if not isinstance(reached, dict):
         raise PoisonRecord("field 'reached' must be an object")

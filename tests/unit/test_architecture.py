@@ -128,40 +128,29 @@ def io_imports(found: list[Import]) -> list[Import]:
 
 
 def cycles(found: list[Import]) -> list[list[str]]:
-    """The strongly connected groups of first-party modules (Tarjan), each sorted."""
+    """The groups of first-party modules that import one another, each sorted."""
     graph: dict[str, set[str]] = {}
     for imp in found:
         if imp.target.split(".")[0] in FIRST_PARTY and imp.target != imp.module:
             graph.setdefault(imp.module, set()).add(imp.target)
             graph.setdefault(imp.target, set())
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    groups: list[list[str]] = []
+    reach = {node: _reachable(graph, node) for node in graph}
+    groups = {
+        tuple(sorted(other for other in reach[node] if node in reach[other]))
+        for node in graph
+        if node in reach[node]
+    }
+    return [list(group) for group in sorted(groups)]
 
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for successor in sorted(graph[node]):
-            if successor not in index:
-                visit(successor)
-                low[node] = min(low[node], low[successor])
-            elif successor in stack:
-                low[node] = min(low[node], index[successor])
-        if low[node] == index[node]:
-            group = []
-            while True:
-                member = stack.pop()
-                group.append(member)
-                if member == node:
-                    break
-            if len(group) > 1:
-                groups.append(sorted(group))
 
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return groups
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for successor in graph[todo.pop()] - seen:
+            seen.add(successor)
+            todo.append(successor)
+    return seen
 
 
 # -- the tree as it is ---------------------------------------------------------------------------
