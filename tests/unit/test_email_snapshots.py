@@ -2,7 +2,8 @@
 
 A change to the wording or layout shows here as a diff to review. After an intended change:
     PEDIDOS_UPDATE_SNAPSHOTS=1 python -m pytest tests/unit/test_email_snapshots.py
-then look at the diff (and `make emails` for the pictures) before committing.
+then look at the diff (and `make emails` for the pictures) before committing. The snapshots
+are the sample e-mails in docs/emails, so the documentation shows exactly what is tested.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from pedidos.adapters.email.preview import body, sample_email
 from pedidos.domain.states import ALL_STATES, OrderState
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
+SNAPSHOTS = Path(__file__).parents[2] / "docs" / "emails"
 UPDATE = os.environ.get("PEDIDOS_UPDATE_SNAPSHOTS") == "1"
 
 
@@ -43,6 +44,6 @@ def test_snapshots_have_no_strays() -> None:
     expected = {
         f"{state.position + 1}-{state.slug}.{suffix}"
         for state in ALL_STATES
-        for suffix in ("txt", "html")
+        for suffix in ("txt", "html", "png")
     }
     assert {path.name for path in SNAPSHOTS.iterdir()} == expected
