@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pedidos.bootstrap import blocking_search_client
-from pedidos.runtime.config import ConfigError, Settings, load_settings
+from pedidos.runtime.config import settings_or_exit
 from pedidos.runtime.retry import Backoff, retry_blocking
 
 if TYPE_CHECKING:  # the stack commands import the devkit only when run
@@ -19,14 +19,6 @@ if TYPE_CHECKING:  # the stack commands import the devkit only when run
 STACK_DIR = Path(".stack")
 _SETUP_BACKOFF = Backoff(initial_s=0.5, max_s=2.0)
 T = TypeVar("T")
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(f"admin: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def _retry(what: str, action: Callable[[], T], wait_s: float) -> T:
@@ -43,7 +35,7 @@ def _retry(what: str, action: Callable[[], T], wait_s: float) -> T:
 def cmd_setup(args: argparse.Namespace) -> None:
     from admin import setup
 
-    settings = _settings()
+    settings = settings_or_exit("admin")
     topics = _retry("creating topics", lambda: setup.create_topics(settings), args.wait)
     for name, outcome in topics.items():
         print(f"topic {name}: {outcome}")
@@ -70,7 +62,7 @@ def cmd_setup(args: argparse.Namespace) -> None:
 def cmd_topics(args: argparse.Namespace) -> None:
     from admin import setup
 
-    settings = _settings()
+    settings = settings_or_exit("admin")
     if args.partitions is not None:
         try:
             changes = setup.add_partitions(settings, args.partitions)
@@ -92,7 +84,7 @@ def cmd_topics(args: argparse.Namespace) -> None:
 def cmd_lag(args: argparse.Namespace) -> None:
     from admin.lag import LagError, LagReader, UnknownGroup, format_table, to_json
 
-    settings = _settings()
+    settings = settings_or_exit("admin")
     reader = LagReader(settings.kafka_bootstrap_servers)
     try:
         groups = reader.groups() if args.all else [args.group or settings.kafka_consumer_group]

@@ -29,7 +29,7 @@ from admin.dlq_records import (
     summarise,
 )
 from pedidos.bootstrap import blocking_search_client
-from pedidos.runtime.config import ConfigError, Settings, load_settings
+from pedidos.runtime.config import Settings, settings_or_exit
 
 if TYPE_CHECKING:  # the replay's imports (Elasticsearch, SMTP) load only for `replay`
     from admin.dlq_replay import Outcome
@@ -71,14 +71,6 @@ def add_parser(commands: Any) -> None:
     replay.set_defaults(run=cmd_replay)
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(f"admin: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def _filters(args: argparse.Namespace) -> Filters:
     if args.since and args.until and args.since >= args.until:
         print("admin: --since must be before --until", file=sys.stderr)
@@ -99,7 +91,7 @@ def _selected(settings: Settings, args: argparse.Namespace) -> Iterator[DeadLett
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = settings_or_exit("admin")
     rows = summarise(_selected(settings, args))
     if not rows:
         print(f"no dead letters in {settings.pedidos_dead_letter_topic} match")
@@ -114,7 +106,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = settings_or_exit("admin")
     shown = 0
     for record in _selected(settings, args):
         if args.limit is not None and shown >= args.limit:
@@ -128,7 +120,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 def cmd_replay(args: argparse.Namespace) -> None:
     from admin.dlq_replay import SKIPPED, Ledger, NotificationReplayer, Outcome, RecordReplayer
 
-    settings = _settings()
+    settings = settings_or_exit("admin")
     records = RecordReplayer(None if args.dry_run else _producer(settings), args.dry_run)
     es = blocking_search_client(settings)
     mailer = None if args.dry_run else _mailer(settings)

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 from consumer.app import run_consumer
-from pedidos.runtime.config import ConfigError, load_settings
-from pedidos.runtime.logs import configure_logging
-from pedidos.runtime.supervisor import is_worker, supervise
+from pedidos.runtime.service_main import run_service
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"consumer: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging("consumer", settings.log_level)
-    if settings.consumer_workers > 1 and not is_worker():
-        raise SystemExit(supervise("consumer", settings.consumer_workers))
-    asyncio.run(run_consumer(settings))
+    run_service("consumer", lambda settings: settings.consumer_workers, run_consumer)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
@@ -109,3 +110,12 @@ def load_settings(**overrides: object) -> Settings:
             label = f"{where}{shown}: " if where else ""
             problems.append(f"{label}{error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def settings_or_exit(component: str) -> Settings:
+    """The settings of a command-line entrypoint: a bad value is one line and exit code 2."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"{component}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,25 @@
+"""What `python -m producer` and `python -m consumer` share: settings, logs, worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pedidos.runtime.config import Settings, settings_or_exit
+from pedidos.runtime.logs import configure_logging
+from pedidos.runtime.supervisor import is_worker, supervise
+
+
+def run_service(
+    component: str,
+    workers: Callable[[Settings], int],
+    serve: Callable[[Settings], Coroutine[Any, Any, None]],
+) -> None:
+    """Run `serve` in this process, or supervise `workers(settings)` copies of it when > 1."""
+    settings = settings_or_exit(component)
+    configure_logging(component, settings.log_level)
+    count = workers(settings)
+    if count > 1 and not is_worker():
+        raise SystemExit(supervise(component, count))
+    asyncio.run(serve(settings))
