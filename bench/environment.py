@@ -1,9 +1,11 @@
 """The embedded stack the bench runs on (free ports, temp dir), a second mail sink that
-discards, and one set of topics, indices and consumer group per scenario (devkit.scenario)."""
+discards, one set of topics, indices and consumer group per scenario (devkit.scenario), and
+the counts of a scenario's own indices and inbox: progress and the final tally."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +13,13 @@ from pathlib import Path
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 
+from bench.checks import PipelineCounts
+from bench.logscan import EMAIL_SENT_NEEDLE, FINALIZADO_NEEDLE, TRANSITION_NEEDLE, LogTail
+from bench.options import Options
 from devkit.inbox import Inbox
 from devkit.net import free_port
-from devkit.scenario import prepare, scenario_env
+from devkit.scenario import scenario_env
 from devkit.stack import EmbeddedStack, MailSinkOptions, StackPorts
-from pedidos.runtime.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,28 +43,19 @@ def _tied_stack(root: Path, mail: MailSinkOptions, kafka: str | None) -> Embedde
 
 
 class BenchStack:
-    def __init__(
-        self,
-        root: Path,
-        service_env: dict[str, str] | None = None,
-        keep_data: bool = False,
-        kafka: str | None = None,
-    ) -> None:
+    def __init__(self, root: Path, options: Options) -> None:
         self.root = root
-        self.service_env = service_env or {}
-        self.keep_data = keep_data
+        self.logs = root / "logs"
+        self.service_env = dict(options.service_env)
+        self.keep_data = options.keep_data
         self.run_id = uuid.uuid4().hex[:6]
-        self.main = _tied_stack(root / "stack", MailSinkOptions(), kafka)
+        self.main = _tied_stack(root / "stack", MailSinkOptions(), options.kafka)
         # Only its mail sink ever runs (so its broker is the one that needs nothing).
         self.discarding = _tied_stack(root / "discard-sink", MailSinkOptions(discard=True), "tansu")
         self.sinks = {
             "maildir": MailSink("maildir", self.main.ports.smtp, self.main.maildir),
             "discard": MailSink("discard", self.discarding.ports.smtp, None),
         }
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
 
     def up(self) -> None:
         self.main.up()
@@ -70,22 +65,15 @@ class BenchStack:
         self.discarding.stop("smtp")
         self.main.down()
 
-    def pids(self) -> dict[str, int]:
+    def pids(self) -> dict[str, list[int]]:
+        """The stack's processes by name, as CpuMeter takes them."""
         found = {
             "kafka": self.main.pid("kafka"),
             "elasticsearch": self.main.pid("elasticsearch"),
             "smtp-maildir": self.main.pid("smtp"),
             "smtp-discard": self.discarding.pid("smtp"),
         }
-        return {name: pid for name, pid in found.items() if pid is not None}
-
-    @property
-    def bootstrap(self) -> str:
-        return self.main.env()["KAFKA_BOOTSTRAP_SERVERS"]
-
-    @property
-    def elasticsearch_url(self) -> str:
-        return self.main.env()["ELASTICSEARCH_URL"]
+        return {name: [pid] for name, pid in found.items() if pid is not None}
 
     def scenario_env(self, scenario: str, sink: MailSink | None = None) -> dict[str, str]:
         """Environment for one scenario's services: its own topics, indices and group."""
@@ -103,12 +91,84 @@ class BenchStack:
         in memory and slows down as it grows, so one scenario's data would slow the next."""
         if self.keep_data:
             return
-        es = Elasticsearch(self.elasticsearch_url, request_timeout=60)
+        es = Elasticsearch(env["ELASTICSEARCH_URL"], request_timeout=60)
         # A failed cleanup must not hide what the scenario itself reported.
         with es, contextlib.suppress(ApiError, TransportError):
             for name in ("ELASTICSEARCH_EVENTS_INDEX", "ELASTICSEARCH_ORDERS_INDEX"):
                 es.options(ignore_status=404).indices.delete(index=env[name])
 
-    def prepare(self, env: dict[str, str]) -> Settings:
-        """Create the scenario's topics, index templates and indices; return its settings."""
-        return prepare(env)
+
+# What the consumer logs, counted: e-mails sent, orders Finalizado (written to ES).
+_LOGGED = {
+    "sent": [TRANSITION_NEEDLE, EMAIL_SENT_NEEDLE],
+    "finalizado": [TRANSITION_NEEDLE, FINALIZADO_NEEDLE],
+}
+
+
+class PipelineProbe:
+    """Progress from the inbox and the consumer's log (cheap, no load on what is measured);
+    Finalizado orders from Elasticsearch (refresh + count) once they can all be there."""
+
+    def __init__(
+        self, env: dict[str, str], sink: MailSink, consumer_log: Path | None = None
+    ) -> None:
+        """`env`: the scenario's (its Elasticsearch and indices)."""
+        self.es_url = env["ELASTICSEARCH_URL"]
+        self.events_index = env["ELASTICSEARCH_EVENTS_INDEX"]
+        self.orders_index = env["ELASTICSEARCH_ORDERS_INDEX"]
+        self._es = Elasticsearch(self.es_url, request_timeout=30)
+        self._sink = sink
+        self._inbox_before = sink.inbox_count()
+        self._log = None if consumer_log is None else LogTail(consumer_log, _LOGGED)
+        self.poll_seconds: list[float] = []  # how long each refresh + count took
+        self._logged_before = {"sent": 0, "finalizado": 0}
+
+    def start_phase(self) -> None:
+        """Count e-mails and logged transitions from now on (the inbox may have been emptied)."""
+        self._inbox_before = self._sink.inbox_count()
+        self._logged_before = dict(self._logged_total())
+
+    def close(self) -> None:
+        self._es.close()
+
+    def inbox_delta(self) -> int | None:
+        now = self._sink.inbox_count()
+        return None if now is None or self._inbox_before is None else now - self._inbox_before
+
+    def _count(self, index: str, field: str | None = None, value: str | None = None) -> int:
+        query = {"term": {field: value}} if field else {"match_all": {}}
+        return int(self._es.count(index=index, query=query)["count"])
+
+    def _logged_total(self) -> dict[str, int]:
+        return self._log.poll() if self._log else {"sent": 0, "finalizado": 0}
+
+    def logged(self) -> dict[str, int]:
+        """What the consumer logged since the phase began: e-mails sent, orders Finalizado
+        (written to ES)."""
+        total = self._logged_total()
+        return {key: total[key] - self._logged_before[key] for key in total}
+
+    def emails(self) -> int:
+        """E-mails received by the inbox, or logged as sent when the sink discards them."""
+        inbox = self.inbox_delta()
+        return inbox if inbox is not None else self.logged()["sent"]
+
+    def finalizado(self) -> int:
+        started = time.perf_counter()
+        self._es.indices.refresh(index=[self.events_index, self.orders_index])
+        found = self._count(self.orders_index, "state", "Finalizado")
+        self.poll_seconds.append(time.perf_counter() - started)
+        return found
+
+    def counts(self) -> PipelineCounts:
+        self._es.indices.refresh(index=[self.events_index, self.orders_index])
+        by_state = {"states": {"terms": {"field": "state", "size": 50}}}
+        response = self._es.search(index=self.events_index, size=0, aggs=by_state)
+        buckets = response["aggregations"]["states"]["buckets"]
+        return PipelineCounts(
+            orders_total=self._count(self.orders_index),
+            orders_finalizado=self._count(self.orders_index, "state", "Finalizado"),
+            events_by_state={str(b["key"]): int(b["doc_count"]) for b in buckets},
+            events_email_sent=self._count(self.events_index, "email_status", "sent"),
+            inbox_messages=self.inbox_delta(),
+        )

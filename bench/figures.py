@@ -35,6 +35,9 @@ class Requirement:
         bound = "?" if self.bound is None else f"{self.bound:,.1f}"
         return f"{self.label} {sign} {bound}"
 
+    def to_json(self) -> dict[str, Any]:
+        return dict(target=self.describe(), measured=self.measured, bound=self.bound, met=self.met)
+
 
 def at_least_times(
     label: str, measured: float | None, limit: float | None, factor: float
@@ -51,9 +54,7 @@ def at_most_times(
 
 
 def ratio(value: float | None, limit: float | None) -> float | None:
-    if value is None or limit is None or limit <= 0:
-        return None
-    return value / limit
+    return None if value is None or limit is None or limit <= 0 else value / limit
 
 
 @dataclass
@@ -80,10 +81,8 @@ class Figure:
     @property
     def met(self) -> bool | None:
         """True/False when every target could be judged; None when there is nothing to judge."""
-        if self.status is not Status.OK or not self.requirements:
-            return None
         verdicts = [r.met for r in self.requirements]
-        if any(v is None for v in verdicts):
+        if self.status is not Status.OK or not verdicts or None in verdicts:
             return None
         return all(verdicts)
 
@@ -110,15 +109,7 @@ class Figure:
             "limit": None if self.limit is None else round(self.limit, 3),
             "limit_label": self.limit_label,
             "ratio": None if self.ratio is None else round(self.ratio, 4),
-            "targets": [
-                {
-                    "target": r.describe(),
-                    "measured": r.measured,
-                    "bound": r.bound,
-                    "met": r.met,
-                }
-                for r in self.requirements
-            ],
+            "targets": [r.to_json() for r in self.requirements],
             "met": self.met,
             "foreign_cores": None if self.foreign_cores is None else round(self.foreign_cores, 3),
             "notes": self.notes,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,28 +51,32 @@ class LoadResult:
     latencies_s: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     order_ids: list[str] = field(default_factory=list)
-    first_sent_at: float | None = None
     last_done_at: float | None = None
     failure: str | None = None
 
+    def absorb(self, other: LoadResult) -> None:
+        """Add another client process's (or phase's) result to this one."""
+        self.completed += other.completed
+        self.latencies_s += other.latencies_s
+        self.errors.update(other.errors)
+        self.order_ids += other.order_ids
+        ends = [t for t in (self.last_done_at, other.last_done_at) if t is not None]
+        self.last_done_at = max(ends, default=None)
 
-class OrderRequests:
-    """Distinct CreateOrderRequests: catalogue templates with a unique customer and key."""
 
-    def __init__(self, seed: int, key_prefix: str) -> None:
-        self._templates = request_details(seed, DISTINCT_TEMPLATES)
-        self._prefix = key_prefix
+def _order_requests(seed: int, key_prefix: str) -> Callable[[int], orders_pb2.CreateOrderRequest]:
+    """Distinct CreateOrderRequests by number: templates with a unique customer and key."""
+    templates = request_details(seed, DISTINCT_TEMPLATES)
 
-    def make(self, sequence: int) -> orders_pb2.CreateOrderRequest:
+    def make(sequence: int) -> orders_pb2.CreateOrderRequest:
         request = orders_pb2.CreateOrderRequest(
-            order=self._templates[sequence % DISTINCT_TEMPLATES],
-            idempotency_key=f"{self._prefix}-{sequence}",
+            order=templates[sequence % DISTINCT_TEMPLATES],
+            idempotency_key=f"{key_prefix}-{sequence}",
         )
-        request.order.customer_email = f"cliente.{self._prefix}.{sequence}@example.cl"
+        request.order.customer_email = f"cliente.{key_prefix}.{sequence}@example.cl"
         return request
 
-    def stream(self, sequences: range) -> Iterator[orders_pb2.CreateOrderRequest]:
-        return (self.make(s) for s in sequences)
+    return make
 
 
 def _unary_call(spec: LoadSpec, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[str]]:
@@ -86,10 +90,10 @@ def _unary_call(spec: LoadSpec, channel: grpc.aio.Channel) -> Callable[[int], Aw
 
         return call_health
     orders = orders_pb2_grpc.OrderServiceStub(channel)
-    requests = OrderRequests(spec.seed, spec.key_prefix)
+    request = _order_requests(spec.seed, spec.key_prefix)
 
     async def create(sequence: int) -> str:
-        response = await orders.CreateOrder(requests.make(sequence), timeout=spec.deadline_s)
+        response = await orders.CreateOrder(request(sequence), timeout=spec.deadline_s)
         return str(response.order_id)
 
     return create
@@ -133,14 +137,14 @@ async def _closed_loop(
 async def _bulk(spec: LoadSpec, channels: list[grpc.aio.Channel], result: LoadResult) -> None:
     """`concurrency` CreateOrderBatch calls in flight, BULK_BATCH orders each, spread over the
     connections like the unary callers."""
-    requests = OrderRequests(spec.seed, spec.key_prefix)
+    request = _order_requests(spec.seed, spec.key_prefix)
     total = spec.count or 0
     starts = iter(range(0, total, BULK_BATCH))
 
     async def sender(stub: orders_pb2_grpc.OrderServiceAsyncStub) -> None:
         for start in starts:
             batch = orders_pb2.CreateOrderBatchRequest(
-                orders=requests.stream(range(start, min(start + BULK_BATCH, total)))
+                orders=(request(s) for s in range(start, min(start + BULK_BATCH, total)))
             )
             sent = time.perf_counter()
             response = await stub.CreateOrderBatch(batch, timeout=spec.deadline_s)
@@ -167,7 +171,6 @@ async def _run(spec: LoadSpec) -> LoadResult:
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), timeout=10)
         await asyncio.sleep(max(spec.start_at - time.time(), 0))
-        result.first_sent_at = time.time()
         try:
             if spec.kind == "bulk":
                 await _bulk(spec, channels, result)

@@ -5,23 +5,31 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, replace
 
-from bench.grpc_scenarios import Timing
-
 SINKS = ("maildir", "discard")
+# Each scenario but the end-to-end run (see Options.e2e_timeout_s) gives up after this long.
+SCENARIO_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    warmup_s: float
+    duration_s: float
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    profile: str
-    levels: tuple[int, ...]
-    timing: Timing
-    bulk_orders: int
-    broker_records: int
-    mail_emails: int
-    index_orders: int
-    orders: int
-    sinks: tuple[str, ...]
-    client_processes: int
+    """A run's size; the defaults are the default profile's."""
+
+    profile: str = "default"
+    levels: tuple[int, ...] = (1, 16, 64)
+    timing: Timing = Timing(warmup_s=1.0, duration_s=5.0)
+    bulk_orders: int = 50_000
+    broker_records: int = 100_000
+    mail_emails: int = 5_000
+    index_orders: int = 5_000
+    orders: int = 5_000
+    sinks: tuple[str, ...] = SINKS
+    client_processes: int = 2
     keep_data: bool = False
     # End-to-end orders per phase; the data is dropped between phases (see bench/pipeline.py).
     phase_orders: int | None = None
@@ -37,35 +45,19 @@ class Options:
 
 
 PROFILES = {
+    "default": Options(),
     "quick": Options(
         profile="quick",
-        levels=(1, 16, 64),
         timing=Timing(warmup_s=0.5, duration_s=2.0),
         bulk_orders=5_000,
         broker_records=20_000,
         mail_emails=1_000,
         index_orders=500,
         orders=500,
-        sinks=SINKS,
-        client_processes=2,
     ),
-    "default": Options(
-        profile="default",
-        levels=(1, 16, 64),
-        timing=Timing(warmup_s=1.0, duration_s=5.0),
-        bulk_orders=50_000,
-        broker_records=100_000,
-        mail_emails=5_000,
-        index_orders=5_000,
-        orders=5_000,
-        sinks=SINKS,
-        client_processes=2,
-    ),
+    # The long run is about memory: one sink (the one that is not the bottleneck) unless asked.
+    "long": Options(profile="long", orders=100_000, phase_orders=10_000, sinks=("discard",)),
 }
-# The long run is about memory: one sink (the one that is not the bottleneck) unless asked.
-PROFILES["long"] = replace(
-    PROFILES["default"], profile="long", orders=100_000, phase_orders=10_000, sinks=("discard",)
-)
 
 
 def _positive(text: str) -> int:
@@ -82,7 +74,7 @@ def _assignment(text: str) -> tuple[str, str]:
     return name.upper(), value
 
 
-def parse_options(argv: list[str] | None = None) -> Options:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark the pipeline on an embedded stack it starts on free ports.",
@@ -129,16 +121,23 @@ def parse_options(argv: list[str] | None = None) -> Options:
         choices=("apache", "tansu"),
         help="embedded broker (default: Apache Kafka when Java 17+ can run it, else Tansu)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    args = _parser().parse_args(argv)
     options = PROFILES["quick" if args.quick else "long" if args.long else "default"]
-    if args.orders:
-        options = replace(options, orders=args.orders)
-    if args.phase_orders:
-        options = replace(options, phase_orders=args.phase_orders)
-    if args.sinks:
-        options = replace(options, sinks=SINKS if args.sinks == "both" else (args.sinks,))
-    if args.client_processes:
-        options = replace(options, client_processes=args.client_processes)
+    sinks = SINKS if args.sinks == "both" else (args.sinks,)
+    overrides = {
+        "orders": args.orders,
+        "phase_orders": args.phase_orders,
+        "sinks": sinks if args.sinks else None,
+        "client_processes": args.client_processes,
+    }
     return replace(
-        options, keep_data=args.keep_data, service_env=tuple(args.service_env), kafka=args.kafka
+        options,
+        **{name: value for name, value in overrides.items() if value},
+        keep_data=args.keep_data,
+        service_env=tuple(args.service_env),
+        kafka=args.kafka,
     )

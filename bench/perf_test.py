@@ -9,8 +9,10 @@ import subprocess
 import time
 
 from bench.figures import Figure
+from bench.options import SCENARIO_TIMEOUT_S
 from devkit.apache_kafka import PRODUCER_PERF_MAIN, tool_command
 from devkit.topics import topic_size
+from pedidos.runtime.config import Settings
 
 # "100000 records sent, 81234.5 records/sec (8.12 MB/sec), 12.30 ms avg latency, 200.00 ms max
 # latency, 10 ms 50th, 30 ms 95th, 50 ms 99th, 90 ms 99.9th."
@@ -29,50 +31,34 @@ def parse_summary(output: str) -> dict[str, float] | None:
     return {name: float(value) for name, value in found[-1].groupdict().items()}
 
 
-def perf_test_figure(
-    bootstrap: str,
-    topic: str,
-    partitions: int,
-    count: int,
-    record_size: int,
-    timeout_s: float,
-    watermarks_exact: bool,
-) -> Figure:
-    figure = Figure(
-        key="broker_limit.perf_test",
-        scenario="4 Broker limit",
-        label="kafka-producer-perf-test (Java client)",
-        unit="records/s",
-    )
-    argv = tool_command(
+def _command(bootstrap: str, topic: str, count: int, record_size: int) -> list[str]:
+    return tool_command(
         PRODUCER_PERF_MAIN,
-        "--topic",
-        topic,
-        "--num-records",
-        str(count),
-        "--record-size",
-        str(record_size),
-        "--throughput",
-        "-1",
-        "--producer-props",
-        f"bootstrap.servers={bootstrap}",
-        "acks=all",
-        "enable.idempotence=true",
-        "linger.ms=2",
-        "compression.type=lz4",
+        *("--topic", topic, "--num-records", str(count), "--record-size", str(record_size)),
+        *("--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}"),
+        *("acks=all", "enable.idempotence=true", "linger.ms=2", "compression.type=lz4"),
         "client.id=pedidos-bench-perf-test",
     )
+
+
+def measure_perf_test(
+    figure: Figure, settings: Settings, count: int, record_size: int, watermarks_exact: bool
+) -> None:
+    bootstrap, topic = settings.kafka_bootstrap_servers, settings.pedidos_topic
+    argv = _command(bootstrap, topic, count, record_size)
     started = time.perf_counter()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_S, check=False
+        )
     except subprocess.TimeoutExpired:
-        figure.refuse([f"kafka-producer-perf-test did not finish in {timeout_s:.0f}s"])
-        return figure
+        figure.refuse([f"kafka-producer-perf-test did not finish in {SCENARIO_TIMEOUT_S:.0f}s"])
+        return
     summary = parse_summary(done.stdout)
     if done.returncode != 0 or summary is None:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         figure.refuse([f"kafka-producer-perf-test exited {done.returncode}: {tail[0]}"])
-        return figure
+        return
     figure.value = summary["rate"]
     figure.details = {
         "records": count,
@@ -88,11 +74,10 @@ def perf_test_figure(
     if int(summary["sent"]) != count:
         problems.append(f"the tool sent {int(summary['sent'])} of {count} records")
     if watermarks_exact:
-        stored = topic_size(bootstrap, topic, partitions)
+        stored = topic_size(bootstrap, topic, settings.kafka_topic_partitions)
         figure.details["records_on_topic"] = stored
         if stored != count:
             problems.append(f"the topic holds {stored} records, not {count}")
     else:
         figure.notes.append("records on the topic not checked: this broker's end offsets are wrong")
     figure.refuse(problems)
-    return figure

@@ -1,27 +1,33 @@
 """Scenarios 6 and 7: orders/s from the first CreateOrder to the last order Finalizado with all
-its e-mails, and the producer's and consumer's memory meanwhile."""
+its e-mails (beside the mail limit), and the producer's and consumer's memory meanwhile."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.checks import PipelineCounts, inbox_problems, pipeline_problems
-from bench.environment import BenchStack, MailSink
+from bench.environment import BenchStack, MailSink, PipelineProbe
+from bench.figures import Figure, Requirement, at_least_times
 from bench.load import LoadResult, LoadSpec
 from bench.logscan import LogFindings, Pace, consumer_pace, scan_log
-from bench.probe import PipelineProbe
-from bench.resources import CpuMeter, CpuUsage, RssSampler, rss_profile
-from bench.workers import LoadWorkers, fan_out, split
+from bench.options import Options
+from bench.resources import MB, CpuMeter, CpuUsage, RssSampler, cpu_ms_per_item, growth, rss_profile
+from bench.workers import LoadWorkers, fan_out
 from devkit.inbox import Inbox
 from devkit.processes import ServiceError, ServiceProcess, Services
+from devkit.scenario import prepare
 
 SEND_CONCURRENCY = 64
 SETTLE_S = 1.5  # after completion, time for any duplicate e-mail or document to show up
 VERIFY_RETRY_S = 10.0
 POLL_S = 0.2
+ORIGINAL = 77.0  # orders/s of the original system (69-77), the 10x goal's base
+RSS_LIMIT_MB = 200.0
+FLAT_GROWTH = 0.10  # at most 10 % growth between the middle and the end of the run
 
 Report = Callable[[str], None]
 
@@ -32,9 +38,8 @@ class PipelineRun:
     orders: int
     started_at: float = 0.0
     detected_at: float | None = None  # when the bench saw the run complete
-    finished_at: float | None = None  # when it did complete
     problems: list[str] = field(default_factory=list)
-    sent: list[LoadResult] = field(default_factory=list)
+    sent: LoadResult = field(default_factory=LoadResult)  # every phase's
     cpu: CpuUsage | None = None
     rss: dict[str, dict[str, int | None]] = field(default_factory=dict)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
@@ -47,6 +52,15 @@ class PipelineRun:
     phases: list[dict[str, int]] = field(default_factory=list)
 
     @property
+    def finished_at(self) -> float | None:
+        """The last order's Finalizado as the consumer logged it (after its ES write): exact to
+        the millisecond, where detection is only as fine as the polling."""
+        last = self.pace.last_finalizado_at if self.pace else None
+        if last is None or self.detected_at is None or last <= self.started_at:
+            return self.detected_at
+        return min(last, self.detected_at)  # never later than the bench saw it
+
+    @property
     def elapsed_s(self) -> float | None:
         if self.finished_at is None:
             return None
@@ -55,16 +69,11 @@ class PipelineRun:
     def add_counts(self, counts: PipelineCounts, reads: int) -> None:
         """Add one phase's tally to the run's."""
         self.counts["reads"] = self.counts.get("reads", 0) + reads
-        for key in PipelineCounts.__slots__:
-            value = getattr(counts, key)
-            if isinstance(value, Mapping):
-                totals = self.counts.setdefault(key, {})
-                for state, n in value.items():
-                    totals[state] = totals.get(state, 0) + n
-            elif value is not None:
-                self.counts[key] = self.counts.get(key, 0) + value
-            else:
-                self.counts.setdefault(key, None)
+        for key, value in asdict(counts).items():
+            if isinstance(value, dict):
+                self.counts.setdefault(key, Counter()).update(value)
+            else:  # None: the sink keeps no mail to count
+                self.counts[key] = None if value is None else self.counts.get(key, 0) + value
 
 
 def phase_sizes(orders: int, phase_orders: int | None) -> list[int]:
@@ -74,13 +83,7 @@ def phase_sizes(orders: int, phase_orders: int | None) -> list[int]:
 
 
 def run_pipeline(
-    stack: BenchStack,
-    sink: MailSink,
-    orders: int,
-    workers: LoadWorkers,
-    timeout_s: float,
-    report: Report,
-    phase_orders: int | None = None,
+    stack: BenchStack, sink: MailSink, workers: LoadWorkers, options: Options, report: Report
 ) -> PipelineRun:
     """One producer and one consumer for the whole run; the orders go in phases.
 
@@ -89,27 +92,28 @@ def run_pipeline(
     so a 100,000-order run in one piece measures noida-db, not the services. The services
     keep running, so their memory is still that of the whole run; the pauses between phases
     are left out of the elapsed time."""
-    run = PipelineRun(sink, orders)
+    run = PipelineRun(sink, options.orders)
     env = stack.scenario_env(f"e2e-{sink.name}", sink)
-    stack.prepare(env)
+    prepare(env)
     services = Services(env, stack.logs, tied=True)
-    session: _Session | None = None
+    probe: PipelineProbe | None = None
     try:
-        session = _Session.start(run, stack, env, services, workers, report)
-        session.send_all(
-            phase_sizes(orders, None if stack.keep_data else phase_orders),
-            time.monotonic() + timeout_s,
-        )
+        # Started in this order, stopped and reported in this order.
+        producer = services.producer(log_name=f"producer-e2e-{sink.name}")
+        consumer = services.consumer(log_name=f"consumer-e2e-{sink.name}")
+        probe = PipelineProbe(env, sink, consumer.log_path)
+        session = _Session(run, stack, env, producer, consumer, probe, workers, report)
+        phases = phase_sizes(options.orders, None if stack.keep_data else options.phase_orders)
+        session.send_all(phases, time.monotonic() + options.e2e_timeout_s)
     finally:
-        if session is not None:
-            session.probe.close()
-            run.es_polls = session.probe.poll_seconds
+        if probe is not None:
+            probe.close()
+            run.es_polls = probe.poll_seconds
         run.exit_codes = {p.module: p.stop(kill_late=True) for p in services.started}
         stack.release(env)
         by_module = {p.module: p.log_path for p in services.started}
         run.logs = [scan_log(by_module[m]) for m in ("producer", "consumer") if m in by_module]
         run.pace = consumer_pace(by_module["consumer"]) if "consumer" in by_module else None
-        run.finished_at = _finished_at(run)
     return run
 
 
@@ -126,40 +130,11 @@ class _Session:
     workers: LoadWorkers
     report: Report
 
-    @classmethod
-    def start(
-        cls,
-        run: PipelineRun,
-        stack: BenchStack,
-        env: dict[str, str],
-        services: Services,
-        workers: LoadWorkers,
-        report: Report,
-    ) -> _Session:
-        """The producer and the consumer, up and holding partitions; the probe watching them."""
-        # Started in this order, stopped and reported in this order.
-        producer = services.producer(log_name=f"producer-e2e-{run.sink.name}")
-        consumer = services.consumer(log_name=f"consumer-e2e-{run.sink.name}")
-        probe = PipelineProbe(
-            stack.elasticsearch_url,
-            env["ELASTICSEARCH_EVENTS_INDEX"],
-            env["ELASTICSEARCH_ORDERS_INDEX"],
-            run.sink,
-            consumer.log_path,
-        )
-        return cls(run, stack, env, producer, consumer, probe, workers, report)
-
     def send_all(self, phases: list[int], deadline: float) -> None:
         """Every phase's orders sent and awaited; CPU over the run, RSS sampled meanwhile."""
-        shares = split(SEND_CONCURRENCY, self.workers.size)
         pids = {"producer": self.producer.pid, "consumer": self.consumer.pid}
-        meter = CpuMeter(
-            {
-                **{name: [pid] for name, pid in pids.items()},
-                "client": self.workers.pids[: len(shares)],
-                **{name: [pid] for name, pid in self.stack.pids().items()},
-            }
-        )
+        services = {name: [pid] for name, pid in pids.items()}
+        meter = CpuMeter({**services, "client": self.workers.pids, **self.stack.pids()})
         with RssSampler(pids) as sampler:
             for number, count in enumerate(phases):
                 self._start_phase(number, count, len(phases))
@@ -180,7 +155,7 @@ class _Session:
         run = self.run
         if number:
             self.stack.release(self.env)
-            self.stack.prepare(self.env)
+            prepare(self.env)
             run.sink.clear()
         phase_started = time.time() + 0.5
         if not number:
@@ -203,7 +178,7 @@ class _Session:
 
     def _finish_phase(self, count: int, deadline: float, label: str) -> bool:
         """Wait for one phase's orders and verify them; False when the run cannot go on."""
-        run, probe = self.run, self.probe
+        run = self.run
         run.detected_at = None
         try:
             run.detected_at = self._wait_complete(count, deadline)
@@ -212,14 +187,11 @@ class _Session:
         except KeyboardInterrupt:
             # Report what was measured (as FAILED), then let the bench stop.
             run.interrupted = True
-            run.problems.append(
-                f"{label}interrupted after {time.time() - run.started_at:.0f}s: "
-                f"{probe.emails():,}/{5 * count:,} e-mails, "
-                f"{probe.logged()['finalizado']:,}/{count:,} logged Finalizado"
-            )
+            elapsed = time.time() - run.started_at
+            run.problems.append(f"{label}interrupted after {elapsed:.0f}s: {self._progress(count)}")
             return False
         sent = self.workers.collect(60)
-        run.sent += sent
+        run.sent.absorb(sent)
         if run.detected_at is None:
             return False
         self._verify(count, sent, label)
@@ -248,10 +220,7 @@ class _Session:
                 if finalizado >= orders:
                     return time.time()
             if now >= next_report:
-                logged = self.probe.logged()["finalizado"]
-                self.report(
-                    f"  {emails:,}/{5 * orders:,} e-mails, {logged:,}/{orders:,} logged Finalizado"
-                )
+                self.report(f"  {self._progress(orders, emails)}")
                 next_report = now + 10
             if now > deadline:
                 raise ServiceError(
@@ -260,32 +229,26 @@ class _Session:
                 )
             time.sleep(POLL_S)
 
-    def _verify(self, orders: int, sent: list[LoadResult], label: str) -> None:
+    def _progress(self, orders: int, emails: int | None = None) -> str:
+        """How far a phase of `orders` got (`emails`: when just read)."""
+        emails = self.probe.emails() if emails is None else emails
+        logged = self.probe.logged()["finalizado"]
+        return f"{emails:,}/{5 * orders:,} e-mails, {logged:,}/{orders:,} logged Finalizado"
+
+    def _verify(self, orders: int, sent: LoadResult, label: str) -> None:
         counts, reads = _settled_counts(orders, self.probe)
         self.run.add_counts(counts, reads)
         problems = pipeline_problems(orders, counts)
-        order_ids = [order_id for result in sent for order_id in result.order_ids]
-        errors = sum(sum(r.errors.values()) for r in sent)
-        if errors or len(set(order_ids)) != orders:
-            problems.append(
-                f"{len(set(order_ids))} distinct orders accepted of {orders}, {errors} calls failed"
-            )
+        distinct = len(set(sent.order_ids))
+        errors = sum(sent.errors.values())
+        if errors or distinct != orders:
+            accepted = f"{distinct} distinct orders accepted of {orders}"
+            problems.append(f"{accepted}, {errors} calls failed")
         if self.run.sink.maildir is not None:
-            states = Inbox(self.run.sink.maildir).states_by_order(order_ids)
-            problems += inbox_problems(order_ids, states)
+            states = Inbox(self.run.sink.maildir).states_by_order(sent.order_ids)
+            problems += inbox_problems(sent.order_ids, states)
         self.run.phases.append({"orders": orders, "reads": reads, "problems": len(problems)})
         self.run.problems += [f"{label}{problem}" for problem in problems]
-
-
-def _finished_at(run: PipelineRun) -> float | None:
-    """The last order's Finalizado as the consumer logged it (after its ES write): exact to
-    the millisecond, where detection is only as fine as the polling."""
-    if run.detected_at is None:
-        return None
-    last = run.pace.last_finalizado_at if run.pace else None
-    if last is None or not run.started_at < last <= run.detected_at:
-        return run.detected_at
-    return last
 
 
 def _settled_counts(orders: int, probe: PipelineProbe) -> tuple[PipelineCounts, int]:
@@ -300,3 +263,112 @@ def _settled_counts(orders: int, probe: PipelineProbe) -> tuple[PipelineCounts, 
         if not pipeline_problems(orders, counts) or time.monotonic() > deadline:
             return counts, reads
         time.sleep(1)
+
+
+def _send_rate(run: PipelineRun) -> float | None:
+    end = run.sent.last_done_at
+    if end is None or end <= run.started_at:
+        return None
+    return run.sent.completed / (end - run.started_at)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def e2e_figure(
+    figure: Figure, run: PipelineRun, mail_limit: Figure | None, index_limit: Figure | None
+) -> None:
+    """Orders/s from the first order sent to the last one Finalizado, beside the mail limit."""
+    limit = mail_limit.value / 5 if mail_limit and mail_limit.value is not None else None
+    value = run.orders / run.elapsed_s if run.elapsed_s else None
+    figure.value = value
+    figure.limit = limit
+    figure.limit_label = f"mail limit ({run.sink.name}) ÷ 5"
+    figure.requirements = [at_least_times("orders/s", value, limit, 0.8)]
+    if run.sink.maildir is None:
+        figure.requirements.append(Requirement("orders/s (10× original)", value, 10 * ORIGINAL))
+    send_rate = _send_rate(run)
+    detected_after = None if run.detected_at is None else run.detected_at - run.started_at
+    figure.notes += _e2e_notes(run, value, send_rate, index_limit)
+    if run.cpu is not None:
+        figure.foreign_cores = run.cpu.other
+    figure.details = {
+        "orders": run.orders,
+        "elapsed_s": _round(run.elapsed_s, 3),
+        "detected_after_s": _round(detected_after, 3),
+        "send_rate": _round(send_rate, 1),
+        "counts": run.counts,
+        "cpu": run.cpu.to_json() if run.cpu else None,
+        "exit_codes": run.exit_codes,
+        "pace": None if run.pace is None else asdict(run.pace),
+        "es_poll_max_s": round(max(run.es_polls), 3) if run.es_polls else None,
+        "phases": run.phases,
+        "paused_s": round(run.paused_s, 3),
+    }
+    figure.refuse(run.problems)
+
+
+def _e2e_notes(
+    run: PipelineRun, value: float | None, send_rate: float | None, index_limit: Figure | None
+) -> list[str]:
+    notes = []
+    if send_rate is not None:
+        notes.append(f"sent at c={SEND_CONCURRENCY}: {send_rate:,.0f} orders/s")
+    if run.cpu is not None:
+        notes.append(run.cpu.describe())
+        per_order = cpu_ms_per_item(run.cpu, "consumer", value)
+        if per_order is not None:
+            notes.append(f"consumer CPU {per_order:.2f} ms per order (5 states)")
+    if index_limit is not None and index_limit.value is not None:
+        notes.append(f"index limit (same run): {index_limit.value:,.0f} orders/s")
+    if run.pace is not None:
+        notes.append(run.pace.describe())
+    if len(run.phases) > 1:
+        notes.append(
+            f"{len(run.phases)} phases of ≤ {max(p['orders'] for p in run.phases):,} orders, "
+            f"data dropped in between; {run.paused_s:.0f}s of pauses not counted"
+        )
+    if run.es_polls:
+        notes.append(
+            f"bench's ES polls (refresh + count): {len(run.es_polls)}, "
+            f"mean {sum(run.es_polls) / len(run.es_polls):.2f}s, max {max(run.es_polls):.2f}s"
+        )
+    unclean = {name: code for name, code in run.exit_codes.items() if code != 0}
+    if unclean:
+        notes.append(f"unclean exit (None = killed): {unclean}")
+    return notes
+
+
+def _mb(value: int | None) -> str:
+    return "?" if value is None else f"{value / MB:.0f}"
+
+
+def rss_figures(run: PipelineRun) -> list[Figure]:
+    figures = []
+    for name in ("producer", "consumer"):
+        profile = run.rss.get(name, {})
+        peak = profile.get("peak")
+        peak_mb = None if peak is None else peak / MB
+        grew = growth(profile.get("p50"), profile.get("p100"))
+        grew_pct = None if grew is None else grew * 100
+        shown = "/".join(_mb(profile.get(k)) for k in ("p10", "p50", "p100"))
+        figure = Figure(
+            key=f"rss.{name}.{run.sink.name}",
+            scenario="7 Memory",
+            label=f"{name} peak RSS ({run.orders:,} orders, {run.sink.name})",
+            unit="MB",
+            value=peak_mb,
+            requirements=[
+                Requirement("peak MB", peak_mb, RSS_LIMIT_MB, at_least=False),
+                Requirement("growth 50→100 %", grew_pct, FLAT_GROWTH * 100, at_least=False),
+            ],
+            notes=[f"RSS at 10/50/100 % of the run: {shown} MB"],
+            details=dict(profile),
+            foreign_cores=run.cpu.other if run.cpu else None,
+        )
+        if run.finished_at is None or run.problems:
+            # The profile stays in details: a run cut short still shows how memory grew.
+            figure.refuse(["end-to-end run incomplete or incorrect; memory not reported"])
+        figures.append(figure)
+    return figures

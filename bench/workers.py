@@ -3,33 +3,27 @@ load specs on request, so each concurrency level starts without import or connec
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import signal
 import time
 from dataclasses import replace
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from multiprocessing.pool import AsyncResult, Pool
+from multiprocessing.synchronize import Semaphore
 
 from bench.load import LoadResult, LoadSpec, run_load
 from bench.resources import CpuMeter, CpuUsage
+
+START_TIMEOUT_S = 60.0
 
 
 class WorkerError(RuntimeError):
     pass
 
 
-def _serve(conn: Connection) -> None:
+def _started(started: Semaphore) -> None:
+    """A client process's first step: it has imported bench.load (this module imports it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench stops its clients itself
-    conn.send("ready")
-    while True:
-        try:
-            spec = conn.recv()
-        except EOFError:  # the bench went away
-            return
-        if spec is None:
-            return
-        conn.send(run_load(spec))
+    started.release()
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -64,90 +58,76 @@ def fan_out(
 
 
 class LoadWorkers:
-    def __init__(self, processes: int, start_timeout_s: float = 60) -> None:
+    """A pool of client processes; each load spec runs in one of them, all at once."""
+
+    def __init__(self, processes: int) -> None:
         self.size = processes
-        self._start_timeout_s = start_timeout_s
         self._context = multiprocessing.get_context("spawn")
-        self._workers: list[tuple[BaseProcess, Connection]] = []
-        self._busy: list[Connection] = []
+        self._pool: Pool | None = None
+        self._busy: list[AsyncResult[LoadResult]] = []
 
     def __enter__(self) -> LoadWorkers:
         self.start()
         return self
 
-    def start(self) -> None:
-        if self._workers:
-            return
-        try:
-            for index in range(self.size):
-                parent, child = self._context.Pipe()
-                process = self._context.Process(
-                    target=_serve, args=(child,), name=f"bench-client-{index}", daemon=True
-                )
-                process.start()
-                child.close()
-                self._workers.append((process, parent))
-            for started, conn in self._workers:
-                try:
-                    ready = conn.poll(self._start_timeout_s) and conn.recv() == "ready"
-                except EOFError:
-                    ready = False
-                if not ready:
-                    raise WorkerError(f"client process {started.name} did not start")
-        except BaseException:
-            self.close()
-            raise
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> Pool:
+        """The pool, once every client process is up and has imported the load code."""
+        if self._pool is not None:
+            return self._pool
+        started = self._context.Semaphore(0)
+        self._pool = self._context.Pool(self.size, _started, (started,))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            for _ in range(self.size):
+                if not started.acquire(timeout=max(deadline - time.monotonic(), 0)):
+                    raise WorkerError(f"client processes did not start in {START_TIMEOUT_S:.0f}s")
+        except BaseException:
+            self.close()
+            raise
+        return self._pool
+
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p, _ in self._workers if p.pid is not None]
+        # The pool's processes are the bench's only multiprocessing children.
+        return [p.pid for p in multiprocessing.active_children() if p.pid is not None]
 
     def submit(self, specs: list[LoadSpec]) -> None:
         if self._busy:
             raise WorkerError("previous load still running")
-        self.start()  # again, if a failed collect stopped them
-        if len(specs) > len(self._workers):
-            raise WorkerError(f"{len(specs)} specs for {len(self._workers)} client processes")
-        for spec, (_, conn) in zip(specs, self._workers, strict=False):
-            conn.send(spec)
-            self._busy.append(conn)
+        if len(specs) > self.size:
+            raise WorkerError(f"{len(specs)} specs for {self.size} client processes")
+        pool = self.start()  # again, if a failed collect stopped them
+        self._busy = [pool.apply_async(run_load, (spec,)) for spec in specs]
 
-    def collect(self, timeout_s: float) -> list[LoadResult]:
+    def collect(self, timeout_s: float) -> LoadResult:
+        """What every client process did with the load submitted, as one result."""
         deadline = time.monotonic() + timeout_s
-        results = []
+        total = LoadResult()
         try:
-            for conn in self._busy:
-                if not conn.poll(max(deadline - time.monotonic(), 0)):
-                    raise WorkerError(f"client load did not finish within {timeout_s:.0f}s")
-                try:
-                    result = conn.recv()
-                except EOFError:
-                    raise WorkerError("a client process died") from None
+            for pending in self._busy:
+                result = pending.get(max(deadline - time.monotonic(), 0))
                 if result.failure:
                     raise WorkerError(f"client process failed: {result.failure}")
-                results.append(result)
-        except BaseException:
+                total.absorb(result)
+        except multiprocessing.TimeoutError:
             # A worker that missed its deadline may still answer later: stop them all.
+            self.close()
+            raise WorkerError(f"client load did not finish within {timeout_s:.0f}s") from None
+        except BaseException:
             self.close()
             raise
         finally:
             self._busy = []
-        return results
+        return total
 
     def close(self) -> None:
-        for _, conn in self._workers:
-            with contextlib.suppress(OSError, ValueError):
-                conn.send(None)
-        for process, conn in self._workers:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout=5)
-            conn.close()
-        self._workers = []
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
     def measure(
         self,
@@ -155,17 +135,18 @@ class LoadWorkers:
         watched: dict[str, list[int]],
         timeout_s: float,
         window_s: float | None = None,
-    ) -> tuple[list[LoadResult], CpuUsage]:
+    ) -> tuple[LoadResult, CpuUsage]:
         """Run `specs` (all starting together); CPU is metered from their start (after warm-up)
-        for `window_s`, or until every process has finished."""
-        meter = CpuMeter({"client": self.pids[: len(specs)], **watched})
+        for `window_s`, or until every process has finished. An idle client process adds no
+        CPU, so all of them are metered (which one runs a spec is the pool's choice)."""
+        meter = CpuMeter({"client": self.pids, **watched})
         self.submit(specs)
         begin = specs[0].start_at + specs[0].warmup_s
         time.sleep(max(begin - time.time(), 0))
         meter.start()
-        if window_s is not None:
-            time.sleep(max(begin + window_s - time.time(), 0))
-            cpu = meter.stop()
-            return self.collect(timeout_s), cpu
-        results = self.collect(timeout_s)
-        return results, meter.stop()
+        if window_s is None:
+            result = self.collect(timeout_s)
+            return result, meter.stop()
+        time.sleep(max(begin + window_s - time.time(), 0))
+        cpu = meter.stop()
+        return self.collect(timeout_s), cpu
