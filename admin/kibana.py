@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import urllib.error
@@ -10,6 +11,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+
+from pedidos.runtime.retry import Backoff, retry_blocking
 
 # Lens names the reference of each layer's data view after the layer id.
 _LAYER_REFERENCE_PREFIX = "indexpattern-datasource-layer-"
@@ -21,6 +24,10 @@ _FIRST_BACKOFF_S = 0.5
 _MAX_BACKOFF_S = 5.0
 # The import gets its own budget: `timeout_s` bounds only the wait for Kibana to come up.
 _IMPORT_TIMEOUT_S = 60.0
+# Each wait is one line of the final error, not a warning per poll while Kibana boots.
+_quiet = logging.getLogger("admin.kibana.wait")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
 
 
 class KibanaError(RuntimeError):
@@ -89,36 +96,60 @@ def referenced_fields(ndjson: Path) -> dict[str, set[str]]:
     return fields
 
 
+class _NotReady(Exception):
+    """Kibana answered, but cannot import saved objects yet (or did not answer)."""
+
+
 def _wait_until_available(base: str, deadline: float, timeout_s: float) -> None:
-    backoff = _FIRST_BACKOFF_S
-    last = "no answer yet"
-    while True:
+    """Until Kibana's saved objects service is available.
+
+    Not the overall level: Kibana can sit at `degraded` for a long time because of a plugin
+    that has nothing to do with saved objects, and the import works all the same."""
+
+    def ready() -> None:
         try:
             with urllib.request.urlopen(  # noqa: S310 - scheme checked by the caller
                 f"{base}/api/status", timeout=_remaining(deadline, 10.0)
             ) as response:
-                level = _overall_level(response.read())
-            if level == "available":
-                return
-            last = f"status {level}"
+                level = _saved_objects_level(response.read())
         except urllib.error.HTTPError as exc:
             # While starting, Kibana answers 503 with the same JSON body.
-            last = f"HTTP {exc.code} (status {_overall_level(exc.read())})"
+            raise _NotReady(
+                f"HTTP {exc.code} (status {_saved_objects_level(exc.read())})"
+            ) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            last = str(getattr(exc, "reason", exc))
-        if time.monotonic() + backoff > deadline:
-            raise KibanaError(
-                f"Kibana at {base} was not available within {timeout_s:g} s (last: {last})"
-            )
-        time.sleep(backoff)
-        backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            raise _NotReady(str(getattr(exc, "reason", exc))) from None
+        if level != "available":
+            raise _NotReady(f"status {level}")
 
-
-def _overall_level(body: bytes) -> str:
     try:
-        return str(json.loads(body)["status"]["overall"]["level"])
+        retry_blocking(
+            f"waiting for Kibana at {base}",
+            ready,
+            retry_on=(_NotReady,),
+            backoff=Backoff(initial_s=_FIRST_BACKOFF_S, max_s=_MAX_BACKOFF_S),
+            within_s=max(0.0, deadline - time.monotonic()),
+            logger=_quiet,
+        )
+    except _NotReady as exc:
+        raise KibanaError(
+            f"Kibana at {base} was not available within {timeout_s:g} s (last: {exc})"
+        ) from None
+
+
+def _saved_objects_level(body: bytes) -> str:
+    """The level of the saved objects service, or the overall one if the answer lacks it."""
+    try:
+        status = json.loads(body)["status"]
     except (ValueError, KeyError, TypeError):
         return "unknown"
+    for path in (("core", "savedObjects", "level"), ("overall", "level")):
+        node: Any = status
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str):
+            return node
+    return "unknown"
 
 
 def _remaining(deadline: float, cap: float) -> float:

@@ -19,8 +19,13 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """Every knob of every component; each field is the upper-cased environment variable."""
 
+    # An empty variable means its default, as in .env.example (and compose's `${X:-default}`).
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
     )
 
     # Kafka

@@ -293,3 +293,64 @@ def test_gmail_is_only_a_dotenv_away(compose: Path, tmp_path: Path) -> None:
     assert env["SMTP_USER"] == "tienda@gmail.com"
     assert env["SMTP_PASSWORD"] == "abcd efgh ijkl mnop"  # pragma: allowlist secret
     assert env["SMTP_FROM"] == "Tienda <tienda@gmail.com>"
+
+
+def _depends_on(model: dict[str, Any], service: str) -> set[str]:
+    """Every service `service` waits for, directly or through another."""
+    seen: set[str] = set()
+    pending = [service]
+    while pending:
+        for name in model["services"][pending.pop()].get("depends_on", {}):
+            if name not in seen:
+                seen.add(name)
+                pending.append(name)
+    return seen
+
+
+def test_orders_flow_without_waiting_for_kibana(everything: dict[str, Any]) -> None:
+    for service in ("producer", "consumer"):
+        waits_for = _depends_on(everything, service)
+        assert {"kafka", "elasticsearch", "admin"} <= waits_for
+        assert not waits_for & {"kibana", "kibana-setup"}, f"{service} waits for Kibana"
+    assert "--skip-kibana" in everything["services"]["admin"]["command"]
+    assert "KIBANA_URL" not in everything["services"]["admin"].get("environment", {})
+
+
+def test_the_dashboard_import_is_its_own_retried_one_shot(everything: dict[str, Any]) -> None:
+    setup = everything["services"]["kibana-setup"]
+    assert setup["command"] == ["setup"]
+    assert setup["environment"]["KIBANA_URL"] == "http://kibana:5601"
+    assert setup["depends_on"]["kibana"]["condition"] == "service_healthy"
+    assert setup["restart"].startswith("on-failure")
+    # Kibana is "healthy" once its saved objects service is: what the import needs.
+    check = " ".join(everything["services"]["kibana"]["healthcheck"]["test"])
+    assert '"savedObjects"' in check
+    assert "overall" not in check
+
+
+def test_the_documented_dotenv_is_safe_for_compose(compose: Path, tmp_path: Path) -> None:
+    """.env.example says to copy it to .env; done beside the compose files, every service must
+    still reach the others by their compose names (a host-only value would stall every order)."""
+    project = _copy_project(tmp_path)
+    shutil.copy2(ROOT / ".env.example", project / ".env")
+    model = rendered(compose, project, "--profile", "ui", "--profile", "client")
+    consumer = model["services"]["consumer"]["environment"]
+    assert consumer["SMTP_HOST"] == "mailpit"
+    assert consumer["SMTP_PORT"] == "1025"
+    for name in ("admin", "kibana-setup", "producer", "consumer"):
+        env = model["services"][name]["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
+        assert env["ELASTICSEARCH_URL"] == "http://elasticsearch:9200", name
+    assert model["services"]["client"]["environment"]["PRODUCER_ADDRESS"] == "producer:50051"
+
+
+def test_the_documented_dotenv_points_at_the_embedded_stack_on_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    settings = Settings(_env_file=ROOT / ".env.example")  # type: ignore[call-arg]
+    assert settings.smtp_host == "localhost"
+    assert settings.kafka_bootstrap_servers == "localhost:9092"
+    assert settings.elasticsearch_url == "http://localhost:9200"
+    assert settings.grpc_tls_cert is None

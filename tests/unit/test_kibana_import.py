@@ -41,12 +41,13 @@ class Recorded:
 class FakeKibana:
     """What the server answers (status answers are consumed in order, the last one repeats)."""
 
-    statuses: list[tuple[int, str]] = field(default_factory=lambda: [AVAILABLE])
+    # (HTTP code, overall level) or (HTTP code, overall level, saved objects service level)
+    statuses: list[tuple[Any, ...]] = field(default_factory=lambda: [AVAILABLE])
     import_answer: tuple[int, dict[str, Any]] = IMPORTED
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
 
-    def next_status(self) -> tuple[int, str]:
+    def next_status(self) -> tuple[Any, ...]:
         return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
 
     def imports(self) -> list[Recorded]:
@@ -60,8 +61,11 @@ def _handler(fake: FakeKibana) -> type[BaseHTTPRequestHandler]:
             if self.path != "/api/status":
                 self._answer(404, {"error": "Not Found"})
                 return
-            code, level = fake.next_status()
-            self._answer(code, {"status": {"overall": {"level": level}}})
+            code, level, *saved_objects = fake.next_status()
+            status: dict[str, Any] = {"overall": {"level": level}}
+            if saved_objects:
+                status["core"] = {"savedObjects": {"level": saved_objects[0]}}
+            self._answer(code, {"status": status})
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -136,6 +140,30 @@ def test_waits_while_kibana_is_starting(fake_kibana: FakeKibana) -> None:
     asked = [r.path for r in fake_kibana.requests if r.method == "GET"]
     assert asked == ["/api/status"] * 4
     assert len(fake_kibana.imports()) == 1, "imports once, only after 'available'"
+
+
+def test_a_degraded_kibana_whose_saved_objects_work_gets_the_dashboards(
+    fake_kibana: FakeKibana,
+) -> None:
+    """A plugin can keep the overall level at `degraded` for long; the import needs only the
+    saved objects service, so it must not wait for the overall level."""
+    fake_kibana.statuses = [(503, "unavailable", "unavailable"), (200, "degraded", "available")]
+
+    import_saved_objects(fake_kibana.url, NDJSON, timeout_s=5)
+
+    assert len(fake_kibana.imports()) == 1
+
+
+def test_waits_for_the_saved_objects_service_even_when_overall_is_available(
+    fake_kibana: FakeKibana,
+) -> None:
+    fake_kibana.statuses = [(200, "available", "degraded"), (200, "available", "available")]
+
+    import_saved_objects(fake_kibana.url, NDJSON, timeout_s=5)
+
+    asked = [r.path for r in fake_kibana.requests if r.method == "GET"]
+    assert asked == ["/api/status"] * 2
+    assert len(fake_kibana.imports()) == 1
 
 
 def test_gives_up_with_a_clear_error_when_never_available(fake_kibana: FakeKibana) -> None:
