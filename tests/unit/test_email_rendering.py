@@ -1,3 +1,5 @@
+import os
+from base64 import encodebytes
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.charset import BASE64, Charset
@@ -16,7 +18,13 @@ from markupsafe import escape
 
 from devkit.inbox import part_text
 from devkit.orders import make_details
-from pedidos.adapters.email.render import SUBJECTS, EmailRenderer, _fold, message_id
+from pedidos.adapters.email.render import (
+    SUBJECTS,
+    EmailRenderer,
+    _base64_crlf,
+    _fold,
+    message_id,
+)
 from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import ALL_STATES, OrderState
 
@@ -319,3 +327,10 @@ def test_filled_skeletons_are_what_the_templates_render(
     expected = renderer.bodies_from_templates(state, renderer.values(order, state, T0))
     assert part_text(parsed, "plain") == expected[0]
     assert part_text(parsed, "html") == expected[1]
+
+
+@pytest.mark.parametrize("size", [*range(0, 240), 57 * 260 - 1, 57 * 260, 57 * 260 + 1, 19_000])
+def test_base64_lines_are_what_encodebytes_draws_with_crlf(size: int) -> None:
+    """Every length around a line's 57 input bytes, and an HTML part's size."""
+    data = os.urandom(size)
+    assert _base64_crlf(data) == encodebytes(data).replace(b"\n", b"\r\n")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from base64 import encodebytes
+import struct
+from binascii import b2a_base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -248,11 +249,32 @@ _PART_HEADERS = {
 }
 
 
+_B64_LINE = 76  # characters per base64 line, as email.base64mime and base64.encodebytes draw them
+
+
+@lru_cache(maxsize=256)
+def _b64_lines(count: int) -> struct.Struct:
+    """Splits `count` full base64 lines out of one encoded string in C."""
+    return struct.Struct(f"{_B64_LINE}s" * count)
+
+
+def _base64_crlf(data: bytes) -> bytes:
+    """`base64.encodebytes(data)` with CRLF line ends, for under half its cost: one C call
+    encodes everything and a cached Struct cuts the lines (encodebytes loops in Python, one
+    call per 57 bytes, then a replace copies the result again)."""
+    encoded = b2a_base64(data, newline=False)
+    full, rest = divmod(len(encoded), _B64_LINE)
+    lines = list(_b64_lines(full).unpack_from(encoded))
+    if rest:
+        lines.append(encoded[full * _B64_LINE :])
+    lines.append(b"")
+    return _CRLF.join(lines)
+
+
 def _text_part(subtype: str, body: str) -> bytes:
     """What MIMEText(body, subtype, "utf-8") serialises to: headers, blank line, base64 body."""
-    # encodebytes draws 76-character lines like email.base64mime; SMTP wants CRLF after each.
-    encoded = encodebytes(body.encode("utf-8")).replace(b"\n", _CRLF)
-    return _PART_HEADERS[subtype] + _CRLF + encoded
+    # 76-character lines like email.base64mime; SMTP wants CRLF after each.
+    return _PART_HEADERS[subtype] + _CRLF + _base64_crlf(body.encode("utf-8"))
 
 
 def message_id(order_id: str, state: OrderState, domain: str) -> str:
