@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
 
 from pedidos.domain.money import InvalidMoney, Money
 from pedidos.domain.states import FIRST_STATE, IllegalTransition, OrderState
@@ -16,6 +20,9 @@ MAX_TEXT_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
 # Fixed namespace so that an idempotency key maps to the same order id on every replica.
 _ORDER_ID_NAMESPACE = uuid.UUID("6f1c7b1e-3c1a-4f7e-9a55-0d6a3c2b9e41")
+_NAMESPACE_BYTES = _ORDER_ID_NAMESPACE.bytes
+# Domains remembered by `_plain_domain`: one entry per mail provider, so a few thousand suffice.
+_KNOWN_DOMAINS = 4096
 
 
 class PaymentGateway(StrEnum):
@@ -60,12 +67,44 @@ def _clean_email(value: object) -> str:
     # The space is the only printable whitespace character.
     if len(value) > 254 or not value.isprintable() or " " in value:
         raise InvalidOrder("customer_email", "is not a valid e-mail address")
+    if _is_plain_address(value):
+        return value
     try:
         # ASCII only: most SMTP servers do not speak SMTPUTF8; IDN domains become punycode.
         checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidOrder("customer_email", f"is not a valid e-mail address ({exc})") from None
     return str(checked.ascii_email or checked.normalized)
+
+
+def _is_plain_address(value: str) -> bool:
+    """True when email-validator would accept `value` and return it unchanged, decided without
+    running it: validating an address costs ~0.2 ms, most of an order's intake.
+
+    That holds for an address of at most 254 characters whose local part is a plain ASCII
+    dot-atom (email-validator's own regex; no quotes, so the first @ splits it as it would) that
+    is not a mailbox name it lowercases, at a domain it accepted unchanged, as ASCII and as
+    Unicode (an IDN's Unicode form may be the longer one): it checks the local part and the
+    domain apart, then the length of the whole in each form, here all the same string.
+    Anything else takes the full validation, which also words every refusal.
+    """
+    local, at, domain = value.partition("@")
+    return bool(
+        at
+        and DOT_ATOM_TEXT.match(local)
+        and local.lower() not in CASE_INSENSITIVE_MAILBOX_NAMES
+        and _plain_domain(domain)
+    )
+
+
+@lru_cache(maxsize=_KNOWN_DOMAINS)
+def _plain_domain(domain: str) -> bool:
+    """Whether email-validator accepts `domain` as it is (already lowercase ASCII, no IDNA)."""
+    try:
+        checked = validate_email(f"x@{domain}", check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        return False
+    return checked.ascii_domain == domain and checked.domain == domain
 
 
 def validate_idempotency_key(key: str) -> str:
@@ -142,8 +181,19 @@ class OrderDetails:
 def new_order_id(customer_email: str, idempotency_key: str | None) -> str:
     """A random id, or one derived from (customer, key) so retries land on the same order."""
     if not idempotency_key:
-        return str(uuid.uuid4())
-    return str(uuid.uuid5(_ORDER_ID_NAMESPACE, f"{customer_email}\x00{idempotency_key}"))
+        return _uuid_text(os.urandom(16), 4)
+    name = f"{customer_email}\x00{idempotency_key}".encode()
+    return _uuid_text(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest(), 5)
+
+
+def _uuid_text(digest: bytes, version: int) -> str:
+    """`str(uuid.UUID(bytes=digest[:16], version=version))`, i.e. what uuid4()/uuid5() give,
+    without building the UUID object (a third of an order's intake after validation)."""
+    raw = bytearray(digest[:16])
+    raw[6] = (raw[6] & 0x0F) | (version << 4)
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def validate_order_id(order_id: str) -> str:

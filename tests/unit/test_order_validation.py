@@ -1,10 +1,15 @@
+from unittest.mock import patch
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devkit.orders import details_kwargs, make_details
 from pedidos.domain.order import (
     CardBrand,
     InvalidOrder,
     OrderDetails,
+    _clean_email,
     new_order_id,
     validate_idempotency_key,
     validate_order_id,
@@ -81,3 +86,86 @@ def test_bad_idempotency_keys_are_rejected(key: str) -> None:
 def test_malformed_order_id_is_rejected() -> None:
     with pytest.raises(InvalidOrder, match="UUID"):
         validate_order_id("../etc/passwd")
+
+
+# -- the e-mail fast path: the same answer as email-validator, without running it -------------
+
+# Pieces that each touch one of email-validator's rules: case, mailbox names it lowercases,
+# quoting, dots, IDN, special-use and numeric top-level domains, hyphens, long labels.
+_LOCAL_PARTS = st.one_of(
+    st.sampled_from(
+        ["ana", "Ana.Perez", "a+b", "a..b", ".a", "a.", "Postmaster", "INFO", "abuse", "x_y-z",
+         "o'neil", "a{b}", '"quoted"', "a\\b", "a(b)", "josé", "a<b", "", "a" * 64, "a" * 65]
+    ),
+    st.text(alphabet="aZ0.+-_'\"@<>()[]\\ñ", min_size=1, max_size=12),
+)  # fmt: skip
+_DOMAINS = st.one_of(
+    st.sampled_from(
+        ["example.cl", "Example.CL", "mail.example.com", "ñandú.cl", "xn--and-6ma2c.cl",
+         "example.test", "localhost", "example.invalid", "host.local", "a.b", "example",
+         "example.123", "-bad.cl", "bad-.cl", "ab--cd.cl", "xn--ab.cl", "e" * 64 + ".cl",
+         "e" * 63 + ".cl", "example.cl.", "[127.0.0.1]", "exa_mple.cl", "a@b.cl", ""]
+    ),
+    st.text(alphabet="aZ0.-_ñ@", min_size=1, max_size=12),
+)  # fmt: skip
+
+
+def _full_validation(value: str) -> str | InvalidOrder:
+    """What `_clean_email` answered before its fast path: email-validator on every address."""
+    try:
+        with patch("pedidos.domain.order._is_plain_address", return_value=False):
+            return _clean_email(value)
+    except InvalidOrder as exc:
+        return exc
+
+
+def _answer(value: str) -> str | InvalidOrder:
+    try:
+        return _clean_email(value)
+    except InvalidOrder as exc:
+        return exc
+
+
+def _same(got: str | InvalidOrder, expected: str | InvalidOrder) -> bool:
+    if isinstance(expected, InvalidOrder):
+        return isinstance(got, InvalidOrder) and str(got) == str(expected)
+    return got == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(local=_LOCAL_PARTS, domain=_DOMAINS, padding=st.integers(0, 200))
+def test_the_email_fast_path_answers_as_email_validator(
+    local: str, domain: str, padding: int
+) -> None:
+    # Twice: the second answer may come from the remembered domain.
+    for value in (f"{local}@{domain}", f"{local}@{domain}", f"{'p' * padding}{local}@{domain}"):
+        assert _same(_answer(value), _full_validation(value)), value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("ana@example.cl", "ana@example.cl"),
+        ("Ana@Example.CL", "Ana@example.cl"),  # the domain is lowercased, the local part kept
+        ("Postmaster@example.cl", "postmaster@example.cl"),  # RFC 2142 names are lowercased
+        ("ana@ñandú.cl", "ana@xn--and-6ma2c.cl"),
+    ],
+)
+def test_addresses_at_a_known_domain_are_normalised_as_before(value: str, expected: str) -> None:
+    _clean_email("warm@example.cl")  # example.cl is now a known domain
+    assert _clean_email(value) == expected
+
+
+# Punycode of two labels of 中 (80 characters, 240 bytes in UTF-8): short as ASCII, too long
+# once email-validator turns it back into Unicode behind a local part of 11 characters.
+_LONG_IDN = "xn--fiq" + "a" * 49 + ".xn--fiq" + "a" * 29 + ".cl"
+
+
+@pytest.mark.parametrize(
+    "value", ["a..b@example.cl", "ana@example.test", "ana@localhost", f"abcdefghijk@{_LONG_IDN}"]
+)
+def test_addresses_email_validator_refuses_stay_refused(value: str) -> None:
+    _clean_email("warm@example.cl")
+    _clean_email(f"x@{_LONG_IDN}")  # valid behind a local part of one character
+    with pytest.raises(InvalidOrder, match="valid e-mail"):
+        _clean_email(value)
