@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bench.figures import Figure, Status
+from bench.figures import Figure, Status, short
 from bench.options import parse_options
 from bench.resources import FOREIGN_LOAD_CORES
 from bench.run import BenchRun
@@ -36,7 +36,12 @@ def _measured(figure: Figure) -> Text:
         return Text("FAILED", style="bold red")
     if figure.status is not Status.OK:
         return Text(figure.status.value, style="yellow")
-    text = Text(f"{_number(figure.value, 1)} {figure.unit}")
+    text = Text(f"{short(figure.value) if figure.value is not None else ''} {figure.unit}")
+    spread = figure.details.get("value_range")
+    if spread:  # the median of several runs: their range
+        text.append(
+            f"\n({short(spread[0])}–{short(spread[1])}, {figure.details['median_of']} runs)"
+        )
     if _shared(figure):
         text.append(" *", style="bold yellow")
     return text
@@ -45,7 +50,7 @@ def _measured(figure: Figure) -> Text:
 def _met(figure: Figure) -> Text:
     if figure.met is None:
         return Text("—" if not figure.requirements else "n/a", style="dim")
-    return Text("yes", style="green") if figure.met else Text("NO", style="bold red")
+    return Text("MET", style="green") if figure.met else Text("NOT MET", style="bold red")
 
 
 def results_table(figures: list[Figure]) -> Table:
@@ -63,7 +68,8 @@ def results_table(figures: list[Figure]) -> Table:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for figure in figures:
-        shown = _number(figure.limit, 1) or "?"  # "?": the limit was not measured
+        # "?": the limit was not measured
+        shown = "?" if figure.limit is None else short(figure.limit)
         limit = f"{shown} ({figure.limit_label})" if figure.limit_label else ""
         table.add_row(
             figure.scenario,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,16 +76,19 @@ class BenchStack:
         }
         return {name: [pid] for name, pid in found.items() if pid is not None}
 
-    def scenario_env(self, scenario: str, sink: MailSink | None = None) -> dict[str, str]:
-        """Environment for one scenario's services: its own topics, indices and group."""
-        return scenario_env(
-            self.main.env(),
-            f"{self.run_id}-{scenario}",
-            SMTP_PORT=str((sink or self.sinks["maildir"]).port),
-            STAGE_DELAY_MIN_S="0",
-            STAGE_DELAY_MAX_S="0",
+    def scenario_env(
+        self, scenario: str, sink: MailSink | None = None, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Environment for one scenario's services: its own topics, indices and group; `extra`
+        settings win over --service-env."""
+        settings = {
+            "SMTP_PORT": str((sink or self.sinks["maildir"]).port),
+            "STAGE_DELAY_MIN_S": "0",
+            "STAGE_DELAY_MAX_S": "0",
             **self.service_env,
-        )
+            **(extra or {}),
+        }
+        return scenario_env(self.main.env(), f"{self.run_id}-{scenario}", **settings)
 
     def release(self, env: dict[str, str]) -> None:
         """Drop a finished scenario's indices (unless --keep-data): noida-db keeps every document

@@ -32,11 +32,21 @@ class Requirement:
 
     def describe(self) -> str:
         sign = "≥" if self.at_least else "≤"
-        bound = "?" if self.bound is None else f"{self.bound:,.1f}"
+        if self.bound is None:
+            bound = "?"
+        else:  # small bounds (0.08 ms) need more than one decimal
+            bound = f"{self.bound:,.1f}" if abs(self.bound) >= 10 else short(self.bound)
         return f"{self.label} {sign} {bound}"
 
     def to_json(self) -> dict[str, Any]:
         return dict(target=self.describe(), measured=self.measured, bound=self.bound, met=self.met)
+
+
+def short(value: float) -> str:
+    """A number with the digits that matter: 1,304 · 96.2 · 4.47 · 0.183."""
+    size = abs(value)
+    digits = 0 if size >= 100 else 1 if size >= 10 else 2 if size >= 0.1 else 3
+    return f"{value:,.{digits}f}"
 
 
 def at_least_times(
@@ -85,6 +95,11 @@ class Figure:
         if self.status is not Status.OK or not verdicts or None in verdicts:
             return None
         return all(verdicts)
+
+    def set_latency(self, seconds: list[float]) -> None:
+        """A latency figure: its value is the p50, in ms."""
+        self.latency = LatencySummary.of_seconds(seconds)
+        self.value = self.latency.p50_ms if self.latency else None
 
     def refuse(self, problems: list[str]) -> None:
         """A figure whose run was not correct is not reported: FAILED, with the reasons."""

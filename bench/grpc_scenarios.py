@@ -6,13 +6,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import grpc
+
 from bench.checks import rpc_problems
 from bench.figures import Figure, Requirement, at_least_times, at_most_times
-from bench.load import BULK_BATCH, Kind, LoadSpec
+from bench.load import BULK_BATCH, Kind, LoadSpec, order_requests
 from bench.options import SCENARIO_TIMEOUT_S, Timing
 from bench.resources import CpuUsage, cpu_ms_per_item, saturation
 from bench.stats import LatencySummary
 from bench.workers import LoadWorkers, fan_out
+from pedidos.v1 import orders_pb2_grpc
 
 TARGETED_CONCURRENCY = 16  # from here on ingest must keep up with the no-op RPC
 # Let the parent's CPU snapshot land before the window opens.
@@ -20,6 +23,7 @@ START_DELAY_S = 0.5
 # Batch calls in flight per client process: one is being answered while the next is read.
 BULK_CALLS_IN_FLIGHT = 4
 BULK_TARGET = 20_000.0
+WARM_UP_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,24 @@ def _measure_level(
     figure.foreign_cores = cpu.other
     figure.refuse(rpc_problems(result.completed, result.errors))
     return rate, latency
+
+
+def warm_up(address: str, key_prefix: str) -> None:
+    """One CreateOrder, untimed, until it is acknowledged: a fresh broker can keep the
+    producer's first publish waiting for its idempotent producer id for seconds, longer than a
+    --quick window."""
+    request = order_requests(seed=0, key_prefix=key_prefix)(0)
+    deadline = time.monotonic() + WARM_UP_S
+    with grpc.insecure_channel(address) as channel:
+        stub = orders_pb2_grpc.OrderServiceStub(channel)
+        while True:
+            try:
+                stub.CreateOrder(request, timeout=max(deadline - time.monotonic(), 1.0))
+                return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def measure_noop(figure: Figure, target: Target, concurrency: int) -> None:

@@ -64,7 +64,7 @@ class LoadResult:
         self.last_done_at = max(ends, default=None)
 
 
-def _order_requests(seed: int, key_prefix: str) -> Callable[[int], orders_pb2.CreateOrderRequest]:
+def order_requests(seed: int, key_prefix: str) -> Callable[[int], orders_pb2.CreateOrderRequest]:
     """Distinct CreateOrderRequests by number: templates with a unique customer and key."""
     templates = request_details(seed, DISTINCT_TEMPLATES)
 
@@ -90,7 +90,7 @@ def _unary_call(spec: LoadSpec, channel: grpc.aio.Channel) -> Callable[[int], Aw
 
         return call_health
     orders = orders_pb2_grpc.OrderServiceStub(channel)
-    request = _order_requests(spec.seed, spec.key_prefix)
+    request = order_requests(spec.seed, spec.key_prefix)
 
     async def create(sequence: int) -> str:
         response = await orders.CreateOrder(request(sequence), timeout=spec.deadline_s)
@@ -137,7 +137,7 @@ async def _closed_loop(
 async def _bulk(spec: LoadSpec, channels: list[grpc.aio.Channel], result: LoadResult) -> None:
     """`concurrency` CreateOrderBatch calls in flight, BULK_BATCH orders each, spread over the
     connections like the unary callers."""
-    request = _order_requests(spec.seed, spec.key_prefix)
+    request = order_requests(spec.seed, spec.key_prefix)
     total = spec.count or 0
     starts = iter(range(0, total, BULK_BATCH))
 

@@ -92,15 +92,20 @@ class LogTail:
         self._partial = b""
         self.counts = dict.fromkeys(patterns, 0)
 
-    def poll(self) -> dict[str, int]:
+    def new_lines(self) -> list[bytes]:
+        """The complete lines written since the last call."""
         if not self._path.exists():
-            return self.counts
+            return []
         with open(self._path, "rb") as handle:
             handle.seek(self._offset)
             chunk = handle.read()
         self._offset += len(chunk)
         lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()  # an unfinished last line waits for the next poll
+        return lines
+
+    def poll(self) -> dict[str, int]:
+        lines = self.new_lines()
         for name, needles in self._patterns.items():
             self.counts[name] += sum(1 for line in lines if all(n in line for n in needles))
         return self.counts
@@ -110,6 +115,33 @@ TRANSITION_NEEDLE = '"order state reached"'
 FINALIZADO_NEEDLE = '"state": "Finalizado"'
 EMAIL_SENT_NEEDLE = '"email": "sent"'
 _TRANSITION_TS = re.compile(rb'^\{"ts": "([0-9-]+ [0-9:]+),([0-9]+)".*"order state reached"')
+
+
+def _stamp(match: re.Match[bytes]) -> float:
+    """time.time() of a log line's local-time stamp (millisecond resolution)."""
+    moment = datetime.strptime(match.group(1).decode(), "%Y-%m-%d %H:%M:%S")
+    return moment.timestamp() + int(match.group(2)) / 1000
+
+
+def transition(line: bytes) -> tuple[str, str, float] | None:
+    """Order id, state and time.time() of a consumer's "order state reached" line (logged once
+    the step's e-mail, documents and state record are done), else None."""
+    match = _TRANSITION_TS.match(line)
+    if match is None:
+        return None
+    record = json.loads(line)
+    return str(record.get("order_id")), str(record.get("state")), _stamp(match)
+
+
+class TransitionTail(LogTail):
+    """The state transitions a growing consumer log gains, each read once."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, {})
+
+    def transitions(self) -> list[tuple[str, str, float]]:
+        found = (transition(line) for line in self.new_lines())
+        return [each for each in found if each is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +170,7 @@ def consumer_pace(path: Path) -> Pace | None:
         for line in handle:
             match = _TRANSITION_TS.match(line)
             if match:
-                moment = datetime.strptime(match.group(1).decode(), "%Y-%m-%d %H:%M:%S")
-                stamp = moment.timestamp() + int(match.group(2)) / 1000
+                stamp = _stamp(match)
                 stamps.append(stamp)
                 if FINALIZADO_NEEDLE.encode() in line:
                     last_final = stamp if last_final is None else max(last_final, stamp)

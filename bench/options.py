@@ -37,6 +37,11 @@ class Options:
     service_env: tuple[tuple[str, str], ...] = ()
     # The embedded broker: "apache" or "tansu"; None lets the stack choose (Apache Kafka).
     kafka: str | None = None
+    # Each figure is the median of this many runs of every scenario (issue #18: three).
+    runs: int = 3
+    # "One order alone": orders sent one after the other, each awaited until Finalizado; also
+    # the samples of each raw single-operation latency it is judged against.
+    alone_orders: int = 200
 
     @property
     def e2e_timeout_s(self) -> float:
@@ -54,9 +59,13 @@ PROFILES = {
         mail_emails=1_000,
         index_orders=500,
         orders=500,
+        runs=1,
+        alone_orders=50,
     ),
     # The long run is about memory: one sink (the one that is not the bottleneck) unless asked.
-    "long": Options(profile="long", orders=100_000, phase_orders=10_000, sinks=("discard",)),
+    "long": Options(
+        profile="long", orders=100_000, phase_orders=10_000, sinks=("discard",), runs=1
+    ),
 }
 
 
@@ -87,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
         help="100,000-order end-to-end run (discard sink unless --sinks says otherwise)",
     )
     parser.add_argument("--orders", type=_positive, help="orders in each end-to-end run")
+    parser.add_argument(
+        "--runs",
+        type=_positive,
+        help="run every scenario N times and report each figure's median (default 3; "
+        "--quick, --long: 1)",
+    )
     parser.add_argument(
         "--phase-orders",
         type=_positive,
@@ -133,6 +148,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         "phase_orders": args.phase_orders,
         "sinks": sinks if args.sinks else None,
         "client_processes": args.client_processes,
+        "runs": args.runs,
     }
     return replace(
         options,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,7 +15,16 @@ from bench.figures import Figure, Requirement, at_least_times
 from bench.load import LoadResult, LoadSpec
 from bench.logscan import LogFindings, Pace, consumer_pace, scan_log
 from bench.options import Options
-from bench.resources import MB, CpuMeter, CpuUsage, RssSampler, cpu_ms_per_item, growth, rss_profile
+from bench.resources import (
+    MB,
+    CpuMeter,
+    CpuUsage,
+    RssSampler,
+    bottleneck,
+    cpu_ms_per_unit,
+    growth,
+    rss_profile,
+)
 from bench.workers import LoadWorkers, fan_out
 from devkit.inbox import Inbox
 from devkit.processes import ServiceError, ServiceProcess, Services
@@ -83,7 +92,12 @@ def phase_sizes(orders: int, phase_orders: int | None) -> list[int]:
 
 
 def run_pipeline(
-    stack: BenchStack, sink: MailSink, workers: LoadWorkers, options: Options, report: Report
+    stack: BenchStack,
+    sink: MailSink,
+    workers: LoadWorkers,
+    options: Options,
+    report: Report,
+    variant: Mapping[str, str] | None = None,
 ) -> PipelineRun:
     """One producer and one consumer for the whole run; the orders go in phases.
 
@@ -91,16 +105,20 @@ def run_pipeline(
     Maildir's messages): noida-db keeps every document in memory and slows down as it fills,
     so a 100,000-order run in one piece measures noida-db, not the services. The services
     keep running, so their memory is still that of the whole run; the pauses between phases
-    are left out of the elapsed time."""
+    are left out of the elapsed time. `variant`: service settings of this run only (e.g.
+    CONSUMER_WORKERS=2), also in its topics' and logs' names."""
     run = PipelineRun(sink, options.orders)
-    env = stack.scenario_env(f"e2e-{sink.name}", sink)
+    variant = variant or {}
+    # The variant first: a name extending another scenario's would match its index templates.
+    name = "".join(f"{k.lower()}{v}-" for k, v in variant.items()) + sink.name
+    env = stack.scenario_env(f"e2e-{name}", sink, variant)
     prepare(env)
     services = Services(env, stack.logs, tied=True)
     probe: PipelineProbe | None = None
     try:
         # Started in this order, stopped and reported in this order.
-        producer = services.producer(log_name=f"producer-e2e-{sink.name}")
-        consumer = services.consumer(log_name=f"consumer-e2e-{sink.name}")
+        producer = services.producer(log_name=f"producer-e2e-{name}")
+        consumer = services.consumer(log_name=f"consumer-e2e-{name}")
         probe = PipelineProbe(env, sink, consumer.log_path)
         session = _Session(run, stack, env, producer, consumer, probe, workers, report)
         phases = phase_sizes(options.orders, None if stack.keep_data else options.phase_orders)
@@ -305,7 +323,17 @@ def e2e_figure(
         "es_poll_max_s": round(max(run.es_polls), 3) if run.es_polls else None,
         "phases": run.phases,
         "paused_s": round(run.paused_s, 3),
+        # Issue #18: the consumer's CPU seconds over the run (all its processes) per order.
+        "consumer_cpu_ms_per_order": _round(cpu_ms_per_unit(run.cpu, "consumer", run.orders), 3),
     }
+    if run.cpu is not None:
+        name, cores, verdict = bottleneck(run.cpu)
+        figure.details["bottleneck"] = {
+            "process": name,
+            "cores": round(cores, 3),
+            "verdict": verdict,
+        }
+        figure.notes.append(f"bottleneck: {verdict}")
     figure.refuse(run.problems)
 
 
@@ -317,7 +345,7 @@ def _e2e_notes(
         notes.append(f"sent at c={SEND_CONCURRENCY}: {send_rate:,.0f} orders/s")
     if run.cpu is not None:
         notes.append(run.cpu.describe())
-        per_order = cpu_ms_per_item(run.cpu, "consumer", value)
+        per_order = cpu_ms_per_unit(run.cpu, "consumer", run.orders)
         if per_order is not None:
             notes.append(f"consumer CPU {per_order:.2f} ms per order (5 states)")
     if index_limit is not None and index_limit.value is not None:

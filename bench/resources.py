@@ -60,6 +60,10 @@ class CpuUsage:
     other: float = 0.0  # cores of user-space processes outside the bench (a shared machine)
     top_other: dict[str, float] = field(default_factory=dict)  # the heaviest of them
     kernel: float = 0.0  # busy time no live process accounts for (softirq, exited processes)
+    wall_s: float = 0.0  # the window: cores × wall_s = CPU seconds
+    # Each group's busiest single process (a supervisor's worker, one of the client processes):
+    # a bottleneck is one process near a full core, not a group's sum.
+    busiest: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         parts = [f"{name} {cores:.2f}" for name, cores in self.cores.items() if cores >= 0.005]
@@ -78,6 +82,8 @@ class CpuUsage:
             "heaviest_other_processes": self.top_other,
             "machine_busy": round(self.machine_busy, 3),
             "logical_cpus": self.logical_cpus,
+            "wall_s": round(self.wall_s, 3),
+            "busiest_process": {k: round(v, 3) for k, v in self.busiest.items()},
         }
 
 
@@ -131,6 +137,11 @@ class CpuMeter:
             other=other,
             top_other={label: round(u, 2) for u, label in foreign[:3] if u >= 0.05},
             kernel=max(machine * cpus - sum(cores.values()) - other, 0.0),
+            wall_s=wall,
+            busiest={
+                name: max((used.get(pid, 0.0) for pid in pids), default=0.0)
+                for name, pids in members.items()
+            },
         )
 
 
@@ -154,6 +165,35 @@ def saturation(usage: CpuUsage, client: str, server: str, client_processes: int)
     if client_cores >= 0.9:
         return f"{client} saturated ({client_cores:.2f} cores per process)"
     return "no CPU saturated (latency-bound)"
+
+
+def cpu_ms_per_unit(usage: CpuUsage | None, name: str, units: int | None) -> float | None:
+    """Milliseconds of `name`'s CPU per unit of work, `units` done in the window (so time the
+    window spent idle, e.g. settling, still counts: it is the process's cost)."""
+    if usage is None or not units or name not in usage.cores or usage.wall_s <= 0:
+        return None
+    return usage.cores[name] * usage.wall_s / units * 1000
+
+
+def bottleneck(usage: CpuUsage) -> tuple[str, float, str]:
+    """The process closest to a full core (the bench's own process left out), its cores, and
+    what that means: one process at ≥ 0.9 cores is the bottleneck; else a machine ≥ 90 % busy
+    is, else nothing saturated (latency-bound)."""
+    candidates = {name: cores for name, cores in usage.busiest.items() if name != "bench"}
+    if not candidates:
+        return "?", 0.0, "no process metered"
+    name = max(candidates, key=candidates.__getitem__)
+    cores = candidates[name]
+    if cores >= 0.9:
+        verdict = f"{name} saturated: one process at {cores:.2f} cores"
+    elif usage.machine_busy >= 0.9:
+        verdict = (
+            f"machine saturated ({usage.logical_cpus} CPUs {usage.machine_busy:.0%} busy); "
+            f"busiest process {name} at {cores:.2f} cores"
+        )
+    else:
+        verdict = f"no CPU saturated (latency-bound); busiest process {name} at {cores:.2f} cores"
+    return name, cores, verdict
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,17 @@ from rich.console import Console
 
 from bench.environment import BenchStack, PipelineProbe
 from bench.figures import Figure
-from bench.grpc_scenarios import Target, measure_bulk, measure_ingest, measure_noop
+from bench.grpc_scenarios import Target, measure_bulk, measure_ingest, measure_noop, warm_up
+from bench.issue18 import SCENARIO as ISSUE
+from bench.issue18 import issue_figures
+from bench.latency import measure_broker_latency, measure_index_write, measure_one_order
 from bench.limits import measure_broker, measure_index, measure_mail
 from bench.load import BULK_BATCH
-from bench.logscan import LogFindings, scan_log, scan_plain_log
+from bench.logscan import LogFindings, TransitionTail, scan_log, scan_plain_log
 from bench.options import Options
 from bench.perf_test import measure_perf_test
 from bench.pipeline import e2e_figure, rss_figures, run_pipeline
+from bench.repeat import merge_runs
 from bench.resources import CpuMeter
 from bench.workers import LoadWorkers
 from devkit.apache_kafka import KAFKA_VERSION
@@ -48,6 +52,8 @@ class BenchRun:
         self.root = Path(tempfile.mkdtemp(prefix="pedidos-bench-"))
         self.stack = BenchStack(self.root, options)
         self.figures: list[Figure] = []
+        self.runs: list[list[Figure]] = []  # each run's figures; `figures` ends as their medians
+        self.base_run_id = self.stack.run_id
         self.logs: list[LogFindings] = []
         self.mail_limits: dict[str, Figure] = {}
         self.index: Figure | None = None
@@ -88,6 +94,7 @@ class BenchRun:
             producer = services.producer(log_name="producer-ingest")
             watched = {"producer": [producer.pid], **self.stack.pids()}
             target = Target(workers, env["GRPC_LISTEN"], watched, self.options.timing)
+            warm_up(target.address, f"{run_id}-warm-up")
             for c in self.options.levels:
                 self.say(f"1-2 no-op Health.Check, then CreateOrder, at concurrency {c}")
                 noop = Figure(f"grpc_limit.c{c}", "1 gRPC limit", f"Health.Check c={c}", "RPC/s")
@@ -142,28 +149,101 @@ class BenchRun:
             probe.close()
             self.stack.release(env)
 
+    def latency_limits(self) -> None:
+        """5c: one ES event write and one record on the broker, each alone (issue #18)."""
+        samples = self.options.alone_orders
+        self.say(f"5c latency limits: {samples} single ES event writes, {samples} single records")
+        env = self.stack.scenario_env("latency")
+        settings = prepare(env)
+        label = "one ES event write (bulk of 1)"
+        self._attempt(
+            Figure("latency.es_write", "5c Latency", label, "ms"), measure_index_write, env, samples
+        )
+        label = "produce → consumed, 1 record"
+        trip = Figure("latency.broker_round_trip", "5c Latency", label, "ms")
+        self._attempt(trip, measure_broker_latency, settings, samples)
+        self.stack.release(env)
+
+    def one_order_alone(self) -> None:
+        """Issue #18: orders one at a time, each CreateOrder → its Finalizado; discard sink."""
+        count = self.options.alone_orders
+        self.say(f"8 one order alone: {count} orders in sequence → discard sink")
+        sink = self.stack.sinks["discard"]
+        env = self.stack.scenario_env("alone", sink)
+        prepare(env)
+        services = Services(env, self.stack.logs, tied=True)
+        label = f"one order alone: CreateOrder → Finalizado indexed, {count} in sequence"
+        figure = Figure("issue18.one_order", ISSUE, label, "ms")
+        by_key = {f.key: f for f in self.figures}
+        parts = {
+            "SMTP send": by_key.get("mail_limit.discard"),
+            "ES write": by_key.get("latency.es_write"),
+            "broker round trip": by_key.get("latency.broker_round_trip"),
+        }
+        parts_ms = {
+            name: f.latency.p50_ms if f and f.latency else None for name, f in parts.items()
+        }
+        try:
+            services.producer(log_name="producer-alone")
+            consumer = services.consumer(log_name="consumer-alone")
+            tail = TransitionTail(consumer.log_path)
+            self._attempt(figure, measure_one_order, env["GRPC_LISTEN"], tail, count, parts_ms)
+        finally:
+            for process in services.started:
+                process.stop(kill_late=True)
+                self.logs.append(scan_log(process.log_path))
+            self.stack.release(env)
+
     def end_to_end(self, workers: LoadWorkers) -> None:
         orders = self.options.orders
-        for name in self.options.sinks:
-            self.say(f"6-7 end to end: {orders:,} orders → {name} sink")
-            label = f"{orders:,} orders → {name} sink"
-            figure = Figure(f"e2e.{name}", "6 End to end", label, "orders/s")
-            self._attempt(figure, self._pipeline, workers, name)
+        runs: list[tuple[str, dict[str, str]]] = [(name, {}) for name in self.options.sinks]
+        if "discard" in self.options.sinks and self.options.profile != "long":
+            runs.append(("discard", {"CONSUMER_WORKERS": "2"}))  # issue #18: scale-out
+        for name, variant in runs:
+            shown = "".join(f", {k}={v}" for k, v in variant.items())
+            self.say(f"6-7 end to end: {orders:,} orders → {name} sink{shown}")
+            label = f"{orders:,} orders → {name} sink{shown}"
+            key = f"e2e.{name}{'.workers2' if variant else ''}"
+            figure = Figure(key, "6 End to end", label, "orders/s")
+            self._attempt(figure, self._pipeline, workers, name, variant)
             if self.interrupted:
                 raise KeyboardInterrupt
 
-    def _pipeline(self, figure: Figure, workers: LoadWorkers, sink: str) -> list[Figure]:
-        """Scenarios 6-7: the end-to-end figure, and the memory figures of the same run."""
-        run = run_pipeline(self.stack, self.stack.sinks[sink], workers, self.options, self.say)
+    def _pipeline(
+        self, figure: Figure, workers: LoadWorkers, sink: str, variant: dict[str, str]
+    ) -> list[Figure]:
+        """Scenarios 6-7: the end-to-end figure, and the memory figures of the same run (not
+        of a variant's run: its figures would take the same keys)."""
+        run = run_pipeline(
+            self.stack, self.stack.sinks[sink], workers, self.options, self.say, variant
+        )
         self.logs.extend(run.logs)
         self.interrupted = self.interrupted or run.interrupted
         e2e_figure(figure, run, self.mail_limits.get(sink), self.index)
-        if self.options.service_env:
-            shown = " ".join(f"{k}={v}" for k, v in self.options.service_env)
+        if self.options.service_env or variant:
+            shown = " ".join(f"{k}={v}" for k, v in (*self.options.service_env, *variant.items()))
             figure.notes.append(f"service settings changed for this run: {shown}")
-        return rss_figures(run)
+        return [] if variant else rss_figures(run)
 
     # -- the whole run -----------------------------------------------------------------------
+    def _one_run(self, workers: LoadWorkers, number: int) -> None:
+        """Every scenario once, on its own topics and indices; then the issue's figures."""
+        runs = self.options.runs
+        if runs > 1:
+            self.say(f"[bold]run {number + 1} of {runs}[/]")
+            self.stack.run_id = f"{self.base_run_id}-{number + 1}"
+        self.figures, self.mail_limits, self.index = [], {}, None
+        self.grpc_scenarios(workers)
+        self.broker_limit()
+        self.mail_limit()
+        self.latency_limits()
+        self.index_limit()
+        self.end_to_end(workers)
+        self.one_order_alone()
+        self.figures += issue_figures({f.key: f for f in self.figures})
+        self.runs.append(self.figures)
+        self.figures = []
+
     def run(self) -> dict[str, Any]:
         """Every scenario; Ctrl-C or SIGTERM stops early, cleans up and keeps what was done."""
         started = time.monotonic()
@@ -172,20 +252,20 @@ class BenchRun:
         try:
             self.stack.up()
             with LoadWorkers(self.options.client_processes) as workers:
-                self.grpc_scenarios(workers)
-                self.broker_limit()
-                self.mail_limit()
-                self.index_limit()
-                self.end_to_end(workers)
+                for number in range(self.options.runs):
+                    self._one_run(workers, number)
         except KeyboardInterrupt:
             interrupted = True
             self.say("[red]interrupted: stopped the services and the stack[/]")
+            if self.figures:
+                self.runs.append(self.figures)
         finally:
             self.stack.down()
             self.logs += [scan_plain_log(path) for path in sorted(self.root.glob("*/logs/*.log"))]
             if not self.options.keep_data:
                 for data in (self.stack.main.maildir, self.stack.main.root / "elasticsearch"):
                     shutil.rmtree(data, ignore_errors=True)
+        self.figures = merge_runs(self.runs)
         self.figures.sort(key=lambda f: f.scenario)  # stable: keeps the order within a scenario
         return {**self.meta(time.monotonic() - started), "interrupted": interrupted}
 
@@ -196,7 +276,8 @@ class BenchRun:
             "options": asdict(self.options),
             "temp_dir": str(self.root),
             "logs": str(self.stack.logs),
-            "run_id": self.stack.run_id,
+            "run_id": self.base_run_id,
+            "runs": self.options.runs,
             "broker": self.stack.main.broker.name,
             "machine": {
                 "logical_cpus": psutil.cpu_count(),
