@@ -57,6 +57,8 @@ class BenchRun:
         self.logs: list[LogFindings] = []
         self.mail_limits: dict[str, Figure] = {}
         self.index: Figure | None = None
+        # Services a scenario started itself, metered by _attempt beside the stack.
+        self.services: dict[str, list[int]] = {}
         self.interrupted = False  # set when Ctrl-C/SIGTERM cut an end-to-end run short
 
     def say(self, message: str) -> None:
@@ -67,7 +69,7 @@ class BenchRun:
     ) -> None:
         """Run one scenario; if it breaks, its figure is FAILED and the others still run.
         Scenarios that do not meter CPU themselves get the stack's and the bench's CPU."""
-        meter = CpuMeter(self.stack.pids())
+        meter = CpuMeter({**self.services, **self.stack.pids()})
         meter.start()
         figures = [figure]
         try:
@@ -184,11 +186,13 @@ class BenchRun:
             name: f.latency.p50_ms if f and f.latency else None for name, f in parts.items()
         }
         try:
-            services.producer(log_name="producer-alone")
+            producer = services.producer(log_name="producer-alone")
             consumer = services.consumer(log_name="consumer-alone")
+            self.services = {"producer": [producer.pid], "consumer": [consumer.pid]}
             tail = TransitionTail(consumer.log_path)
             self._attempt(figure, measure_one_order, env["GRPC_LISTEN"], tail, count, parts_ms)
         finally:
+            self.services = {}
             for process in services.started:
                 process.stop(kill_late=True)
                 self.logs.append(scan_log(process.log_path))
