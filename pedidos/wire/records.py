@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails, validate_order_id
-from pedidos.domain.states import OrderState, UnknownState
+from pedidos.domain.states import ALL_STATES, OrderState, UnknownState
 from pedidos.wire.order_fields import RECORD_SHAPE, NotAnObject, validated
 from pedidos.wire.timestamps import iso_z
 
@@ -28,6 +28,10 @@ SCHEMA_VERSION = 1
 MAX_RECORD_BYTES = 64 * 1024
 
 Headers = list[tuple[str, bytes]]
+
+# A state record's `reached` names states by their value; the field names are for error messages.
+_STATE_BY_NAME: dict[str, OrderState] = {state.value: state for state in ALL_STATES}
+_REACHED_FIELD: dict[str, str] = {state.value: f"reached.{state.value}" for state in ALL_STATES}
 
 
 class PoisonRecord(ValueError):
@@ -181,9 +185,19 @@ def _envelope(value: bytes | None) -> dict[str, Any]:
     return data
 
 
+@lru_cache(maxsize=20_000)
+def _valid_order_id(order_id: str) -> str:
+    """Every record of an order repeats its id: the UUID parse is done once per id (a pure
+    function of the string; an invalid one raises and is not cached)."""
+    return validate_order_id(order_id)
+
+
 def _order(data: dict[str, Any]) -> Order:
+    raw_id = data.get("order_id")
+    # Only a str can be a cache key (a list would not hash); anything else fails validation.
+    check = _valid_order_id if type(raw_id) is str else validate_order_id
     try:
-        order_id = validate_order_id(data.get("order_id"))  # type: ignore[arg-type]
+        order_id = check(raw_id)  # type: ignore[arg-type]
     except InvalidOrder as exc:
         raise PoisonRecord(str(exc)) from None
     return Order(
@@ -198,14 +212,17 @@ def _state_reached(data: dict[str, Any], order: Order, correlation_id: str) -> S
     reached = data.get("reached")
     if not isinstance(reached, dict):
         raise PoisonRecord("field 'reached' must be an object")
-    try:
-        state = OrderState.parse(data.get("state"))  # type: ignore[arg-type]
-        for name, at in sorted(
-            ((OrderState.parse(n), a) for n, a in reached.items()), key=lambda p: p[0].position
-        ):
-            order.enter(name, _parse_ts(at, f"reached.{name.value}"))
-    except (UnknownState, ValueError) as exc:
-        raise PoisonRecord(str(exc)) from None
+    name = data.get("state")
+    state = _STATE_BY_NAME.get(name) if type(name) is str else None
+    walked = ALL_STATES[: len(reached)]
+    if state is not None and tuple(map(_STATE_BY_NAME.get, reached)) == walked:
+        # What every record we write holds: the walk's first states, in order. Entering them
+        # one by one (below) would accept exactly this, so it is taken as it is.
+        order.reached = {
+            walked[i]: _parse_ts(at, _REACHED_FIELD[n]) for i, (n, at) in enumerate(reached.items())
+        }
+    else:
+        state = _enter_one_by_one(order, name, reached)
     if order.state is not state:
         raise PoisonRecord(f"state {state.value} does not match the states reached")
     email_status = data.get("email_status")
@@ -218,3 +235,16 @@ def _state_reached(data: dict[str, Any], order: Order, correlation_id: str) -> S
         email_status=email_status,
         correlation_id=correlation_id,
     )
+
+
+def _enter_one_by_one(order: Order, name: Any, reached: dict[str, Any]) -> OrderState:
+    """Any other `reached`: the domain enters each state and names what is wrong."""
+    try:
+        state = OrderState.parse(name)
+        for reached_state, at in sorted(
+            ((OrderState.parse(n), a) for n, a in reached.items()), key=lambda p: p[0].position
+        ):
+            order.enter(reached_state, _parse_ts(at, f"reached.{reached_state.value}"))
+    except (UnknownState, ValueError) as exc:
+        raise PoisonRecord(str(exc)) from None
+    return state

@@ -198,3 +198,51 @@ def test_timestamps_keep_their_offset_even_for_an_equal_utc_instant() -> None:
     assert json.loads(encode_order_accepted(walked))["accepted_at"] == (
         "2026-11-23T09:00:00.000000-03:00"
     )
+
+
+def _state_record_with(reached: dict[str, str], state: str) -> bytes:
+    walked = order()
+    walked.enter(OrderState.PROCESANDO, T0)
+    data = json.loads(
+        encode_state_reached(StateReached(walked, OrderState.PROCESANDO, T0, "sent", "c"))
+    )
+    return json.dumps({**data, "reached": reached, "state": state}).encode()
+
+
+def test_states_reached_in_any_key_order_decode_the_same() -> None:
+    """The fast path takes the walk's prefix as written; any other key order is entered one by
+    one and gives the same order."""
+    times = {s.value: f"2026-11-23T12:00:0{i}Z" for i, s in enumerate(OrderState)}
+    names = [s.value for s in OrderState][:3]
+    in_order = decode(_state_record_with({n: times[n] for n in names}, "Enviado"))
+    reversed_ = decode(_state_record_with({n: times[n] for n in reversed(names)}, "Enviado"))
+    assert isinstance(in_order, StateReached)
+    assert isinstance(reversed_, StateReached)
+    assert in_order.order.reached == reversed_.order.reached
+    assert list(in_order.order.reached) == [OrderState(n) for n in names]
+
+
+@pytest.mark.parametrize(
+    ("reached", "state", "problem"),
+    [
+        (["Procesando", "Enviado"], "Enviado", "illegal transition"),  # a state skipped
+        (["Preparación"], "Preparación", "starts at"),
+        ([], "Procesando", "does not match"),
+        (["Procesando", "Preparación"], "Procesando", "does not match"),
+        (["Procesando", "Perdido"], "Preparación", "unknown order state"),
+    ],
+)
+def test_states_reached_must_be_the_walk_so_far(
+    reached: list[str], state: str, problem: str
+) -> None:
+    record = _state_record_with({n: "2026-11-23T12:00:00Z" for n in reached}, state)
+    with pytest.raises(PoisonRecord, match=problem):
+        decode(record)
+
+
+def test_a_bad_timestamp_among_the_states_reached_is_named() -> None:
+    record = _state_record_with(
+        {"Procesando": "2026-11-23T12:00:00Z", "Preparación": "x"}, "Preparación"
+    )
+    with pytest.raises(PoisonRecord, match=r"reached\.Preparación"):
+        decode(record)
