@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,14 +12,6 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 log = logging.getLogger(__name__)
-
-# librdkafka's consume(n, timeout) returns only once it has n records or the timeout passed, so
-# one record alone waited the whole fetch timeout (up to 100 ms per step of a walk). Now a fetch
-# waits for its first record only; if that one was already there (the consumer is busy), it
-# gathers more for up to this long, so a busy consumer still takes records in batches.
-GATHER_S = 0.005
-# A first record that came within this was already waiting: the consumer is busy.
-BUSY_S = 0.001
 
 PartitionsCallback = Callable[[list[tuple[str, int]]], None]
 # Called with the partitions and whether they were lost (already given away by the group).
@@ -119,11 +110,7 @@ class KafkaRecordSource:
 
     def _consume(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
         assert self._consumer is not None
-        started = time.monotonic()
-        messages = self._consumer.consume(1, timeout_s)
-        if messages and max_records > 1:
-            busy = time.monotonic() - started < BUSY_S
-            messages += self._consumer.consume(max_records - 1, GATHER_S if busy else 0)
+        messages = self._consumer.consume(max_records, timeout_s)
         good = []
         for message in messages:
             error = message.error()
