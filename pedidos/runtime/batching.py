@@ -14,8 +14,13 @@ class MicroBatcher(Generic[Item, Result]):
     """`await submit(item)` returns that item's result from `run_batch(items)`.
 
     An exception in `run_batch`'s result list fails that item alone; one it raises fails all.
-    A batch starts when `max_size` items wait or `max_delay_s` has passed since the first;
-    at most `concurrency` batches run at once.
+    A batch is due when `max_size` items wait, or when the first of them waited `max_delay_s`
+    and `min_interval_s` passed since the last batch started. It starts once one of the
+    `concurrency` slots is free and takes every waiting item (up to `max_size`): items
+    arriving while all slots are busy or the interval runs ride together in the next batch.
+    `max_delay_s=0` with an interval adds no latency when idle and bounds the batches per
+    second under load: each carries what arrived in one interval, so its cost per item falls
+    as the load rises.
     """
 
     def __init__(
@@ -25,46 +30,83 @@ class MicroBatcher(Generic[Item, Result]):
         max_size: int = 500,
         max_delay_s: float = 0.01,
         concurrency: int = 2,
+        min_interval_s: float = 0.0,
     ) -> None:
         self._run_batch = run_batch
         self._max_size = max_size
         self._max_delay_s = max_delay_s
-        self._slots = asyncio.Semaphore(concurrency)
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._concurrency = concurrency
+        self._min_interval_s = min_interval_s
+        self._running = 0
+        self._items: list[Item] = []
+        self._futures: list[asyncio.Future[Result]] = []
+        self._due = False  # the waiting items may start at the next free slot
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # when `_timer` fires
+        self._last_start = float("-inf")
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, item: Item) -> asyncio.Future[Result]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        self._pending.append((item, future))
-        if len(self._pending) >= self._max_size:
-            self._dispatch()
-        elif self._timer is None:
-            self._timer = loop.call_later(self._max_delay_s, self._dispatch)
+        self._items.append(item)
+        self._futures.append(future)
+        if len(self._items) >= self._max_size:
+            self._make_due()
+        elif not self._due:
+            due_at = loop.time() + self._max_delay_s
+            self._wake_at(max(due_at, self._last_start + self._min_interval_s))
         return future
 
-    def _dispatch(self) -> None:
+    def _wake_at(self, deadline: float) -> None:
+        if self._timer is not None:
+            if self._deadline <= deadline:
+                return
+            self._timer.cancel()
+        self._deadline = deadline
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._make_due)
+
+    def _make_due(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._execute(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._due = True
+        self._start()
 
-    async def _execute(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
-        async with self._slots:
-            try:
-                results = await self._run_batch([item for item, _ in batch])
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._due and self._items and self._running < self._concurrency:
+            next_start = self._last_start + self._min_interval_s
+            if len(self._items) < self._max_size and next_start > loop.time():
+                self._due = False  # a full batch goes at once; any other waits for the interval
+                self._wake_at(next_start)
                 return
-        for (_, future), result in zip(batch, results, strict=True):
+            self._last_start = loop.time()
+            items, futures = self._items, self._futures
+            if len(items) > self._max_size:
+                self._items, self._futures = items[self._max_size :], futures[self._max_size :]
+                items, futures = items[: self._max_size], futures[: self._max_size]
+            else:
+                self._items, self._futures = [], []
+            self._running += 1
+            task = loop.create_task(self._execute(items, futures))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if not self._items:
+            self._due = False
+
+    async def _execute(self, items: list[Item], futures: list[asyncio.Future[Result]]) -> None:
+        try:
+            results = await self._run_batch(items)
+        except Exception as exc:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        finally:
+            self._running -= 1
+            self._start()
+        for future, result in zip(futures, results, strict=True):
             if future.done():
                 continue
             if isinstance(result, BaseException):
@@ -73,6 +115,12 @@ class MicroBatcher(Generic[Item, Result]):
                 future.set_result(result)
 
     async def drain(self) -> None:
-        self._dispatch()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Starts every waiting item now and waits until all batches are done."""
+        interval, self._min_interval_s = self._min_interval_s, 0.0  # nothing to wait for
+        try:
+            while self._items or self._tasks:
+                if self._items:
+                    self._make_due()
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        finally:
+            self._min_interval_s = interval

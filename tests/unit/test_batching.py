@@ -36,3 +36,49 @@ def test_a_full_batch_goes_at_once_and_failures_reach_every_caller() -> None:
 
     asyncio.run(scenario())
     assert calls == [3]
+
+
+def test_items_arriving_within_the_interval_share_the_next_batch() -> None:
+    """The first item goes at once (nothing started recently); the ones that come while the
+    interval runs wait for its end and go together, not one batch each."""
+    batches: list[list[int]] = []
+
+    async def record(items: list[int]) -> list[int]:
+        batches.append(items)
+        return items
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(record, max_delay_s=0.0, concurrency=1, min_interval_s=0.2)
+        assert await batcher.submit(0) == 0
+        later = []
+        for i in range(1, 4):
+            later.append(batcher.submit(i))
+            await asyncio.sleep(0.01)  # separate loop turns, each well inside the interval
+        assert await asyncio.gather(*later) == [1, 2, 3]
+
+    asyncio.run(scenario())
+    assert batches == [[0], [1, 2, 3]]
+
+
+def test_items_arriving_while_the_only_slot_is_busy_go_together_once_it_is_free() -> None:
+    batches: list[list[int]] = []
+    release = asyncio.Event
+
+    async def scenario() -> None:
+        gate = release()
+
+        async def slow(items: list[int]) -> list[int]:
+            batches.append(items)
+            await gate.wait()
+            return items
+
+        batcher = MicroBatcher(slow, max_delay_s=0.0, concurrency=1)
+        first = batcher.submit(0)
+        await asyncio.sleep(0.01)  # the first batch is in flight
+        rest = [batcher.submit(i) for i in range(1, 3)]
+        await asyncio.sleep(0.01)
+        gate.set()
+        assert await asyncio.gather(first, *rest) == [0, 1, 2]
+
+    asyncio.run(scenario())
+    assert batches == [[0], [1, 2]]

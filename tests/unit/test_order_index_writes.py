@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from devkit.orders import make_details
@@ -35,15 +36,18 @@ class FakeBulkClient:
         self.statuses = statuses or {}
         self.requests: list[list[dict[str, Any]]] = []
 
-    async def bulk(self, operations: list[dict[str, Any]], refresh: bool) -> dict[str, Any]:
+    async def bulk(self, body: bytes, refresh: bool, filter_path: str) -> dict[str, Any]:
+        operations = [orjson.loads(line) for line in body.splitlines()]
         self.requests.append(operations)
-        items = []
+        items, statuses = [], []
         for action in operations[::2]:
             kind, meta = next(iter(action.items()))
             queued = self.statuses.get(meta["_id"]) or [201]
             status = queued.pop(0)
             items.append({kind: {"status": status, "error": "nope" if status >= 400 else None}})
-        return {"items": items}
+            statuses.append(status)
+        errors = any(status >= 400 for status in statuses)
+        return {"errors": errors, "items": items}
 
     async def close(self) -> None:
         pass
@@ -94,3 +98,49 @@ def test_busy_items_are_retried_and_a_refused_one_fails_alone() -> None:
     assert isinstance(outcomes[1], PermanentIndexError)
     assert outcomes[2] is None
     assert [len(request) // 2 for request in client.requests] == [3, 1, 1]
+
+
+def test_events_and_current_states_share_one_request_and_get_their_own_outcome() -> None:
+    order = document("o-1", OrderState.PROCESANDO)
+    event = {**order, "email_status": "sent"}
+    client = FakeBulkClient({"o-1": [400]})
+
+    async def scenario() -> list[Any]:
+        index = OrderSearchIndex(client, "events", "orders")  # type: ignore[arg-type]
+        outcomes = await asyncio.gather(
+            index.write_event(event), index.write_order(order), return_exceptions=True
+        )
+        await index.close()
+        return list(outcomes)
+
+    event_outcome, order_outcome = asyncio.run(scenario())
+    [[create, _, index_action, _]] = client.requests
+    assert create["create"]["_index"] == "events"
+    assert index_action["index"]["_index"] == "orders"
+    assert event_outcome is None
+    assert isinstance(order_outcome, PermanentIndexError)
+
+
+def test_an_earlier_state_written_after_a_later_one_is_sent_with_its_lower_version() -> None:
+    """Across requests nothing is merged: the version makes ES refuse the earlier state (409),
+    which counts as done, so the current document never moves back."""
+    client = FakeBulkClient({"o-1": [201, 409]})
+
+    async def scenario() -> None:
+        index = OrderSearchIndex(client, "events", "orders")  # type: ignore[arg-type]
+        await index.write_order(document("o-1", OrderState.ENVIADO))
+        await index.write_order(document("o-1", OrderState.PROCESANDO))  # no error: 409 is done
+        await index.close()
+
+    asyncio.run(scenario())
+    versions = [request[0]["index"]["version"] for request in client.requests]
+    assert versions == [OrderState.ENVIADO.rank, OrderState.PROCESANDO.rank]
+
+
+def test_a_busy_current_state_is_retried_with_the_same_version() -> None:
+    client = FakeBulkClient({"o-1": [429, 503, 201]})
+    outcomes = asyncio.run(_write(client, [document("o-1", OrderState.ENTREGADO)], "order"))
+    assert outcomes == [None]
+    assert len(client.requests) == 3
+    assert {r[0]["index"]["version"] for r in client.requests} == {OrderState.ENTREGADO.rank}
+    assert {r[1]["state"] for r in client.requests} == {OrderState.ENTREGADO.value}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -105,17 +105,61 @@ def _merge_order_docs(older: Doc, newer: Doc) -> Doc:
     return merged
 
 
+# A bulk answer carries only what is inspected: whether any item failed, and each item's status
+# and error, not the index, id, version and shards of every item.
+_BULK_FILTER = "errors,items.*.status,items.*.error"
+# At most one bulk request and one lookup start per interval (see OrderSearchIndex.__init__).
+_FLUSH_INTERVAL_S = 0.01
+
+
+class _Write(NamedTuple):
+    """One document for the shared bulk request: an event (create) or a current state."""
+
+    is_event: bool
+    doc: Doc
+
+
+class _Entry(NamedTuple):
+    """One bulk item, encoded once: retries send the same bytes again."""
+
+    label: str  # the order, for errors
+    lines: bytes  # action and source, NDJSON
+
+
+def _order_action(index: str, doc: Doc) -> Doc:
+    # The state's rank is the document's version: a late or duplicate write of an earlier
+    # state is refused (409) instead of moving the order backwards, in this request or any.
+    return {
+        "index": {
+            "_index": index,
+            "_id": doc["order_id"],
+            "version": _state(doc).rank,
+            "version_type": "external_gte",
+        }
+    }
+
+
 class OrderSearchIndex:
     def __init__(self, client: AsyncElasticsearch, events_index: str, orders_index: str) -> None:
         self.client = client
         self.events_index = events_index
         self.orders_index = orders_index
-        self._events = MicroBatcher(self._write_events, max_size=1000, max_delay_s=0.005)
-        # One batch at a time keeps an order's current document from moving backwards.
-        self._orders = MicroBatcher(
-            self._write_orders, max_size=2000, max_delay_s=0.05, concurrency=1
+        # Events and current states share one bulk request: it starts at once when none
+        # started within the interval (an order alone waits for nothing), else at the end of
+        # the interval with everything that arrived meanwhile. Under load that is one request
+        # per interval, its cost shared by ever more documents; alone, no added latency.
+        # One request at a time: an order's documents are written in the order they came.
+        self._writes: MicroBatcher[_Write, PermanentIndexError | None] = MicroBatcher(
+            self._write,
+            max_size=2000,
+            max_delay_s=0.0,
+            concurrency=1,
+            min_interval_s=_FLUSH_INTERVAL_S,
         )
-        self._lookups = MicroBatcher(self._lookup_events, max_size=1000, max_delay_s=0.005)
+        # The ledger lookups likewise (one is on the path of every step).
+        self._lookups = MicroBatcher(
+            self._lookup_events, max_size=1000, max_delay_s=0.0, min_interval_s=_FLUSH_INTERVAL_S
+        )
 
     # -- public, one item each; batched underneath -----------------------------------------
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[Doc | None]:
@@ -123,13 +167,13 @@ class OrderSearchIndex:
         return self._lookups.submit(event_id(order_id, state))
 
     def write_event(self, doc: Doc) -> asyncio.Future[None]:
-        return self._events.submit(doc)
+        return self._writes.submit(_Write(True, doc))  # type: ignore[return-value]
 
     def write_order(self, doc: Doc) -> asyncio.Future[None]:
-        return self._orders.submit(doc)
+        return self._writes.submit(_Write(False, doc))  # type: ignore[return-value]
 
     async def drain(self) -> None:
-        for batcher in (self._lookups, self._events, self._orders):
+        for batcher in (self._lookups, self._writes):
             await batcher.drain()
 
     async def close(self) -> None:
@@ -145,80 +189,85 @@ class OrderSearchIndex:
         found = {d["_id"]: d["_source"] for d in response["docs"] if d.get("found")}
         return [found.get(i) for i in ids]
 
-    async def _bulk(self, operations: list[Doc], what: str) -> list[Doc]:
+    async def _bulk(self, body: bytes) -> list[Doc] | None:
+        """The items' results, or None when every item succeeded."""
         response = await with_retries(
-            what, lambda: self.client.bulk(operations=operations, refresh=False)
+            "bulk",
+            # Pre-encoded NDJSON: the client sends bytes as they are (typed for dicts only).
+            lambda: self.client.bulk(body=cast(Any, body), refresh=False, filter_path=_BULK_FILTER),
         )
+        if not response.get("errors"):
+            return None
         return [next(iter(item.values())) for item in response["items"]]
 
-    async def _bulk_until_settled(
-        self, docs: list[Doc], action: Callable[[Doc], Doc], what: str
-    ) -> dict[str, PermanentIndexError]:
-        """Bulk-write `docs`; retry the items ES could not take now; the refused ones by order.
+    async def _bulk_until_settled(self, entries: list[_Entry]) -> list[PermanentIndexError | None]:
+        """Bulk-write `entries`; retry the items ES could not take now; the outcome of each.
 
-        409 counts as done for both callers: the document already exists (an event written by
-        an earlier attempt) or is already newer (a current-state document of a later state).
+        409 counts as done: the document already exists (an event written by an earlier
+        attempt) or is already newer (a current-state document of a later state).
         A refused document fails only its own step, not the others that shared its request.
         """
-        pending = docs
-        refused: dict[str, PermanentIndexError] = {}
+        outcomes: list[PermanentIndexError | None] = [None] * len(entries)
+        pending = list(range(len(entries)))
 
         async def attempt() -> None:
             nonlocal pending
-            operations: list[Doc] = []
-            for doc in pending:
-                operations += (action(doc), doc)
-            results = await self._bulk(operations, what)
+            results = await self._bulk(b"".join(entries[i].lines for i in pending))
+            if results is None:
+                return
             retry, busy = [], set()
-            for doc, result in zip(pending, results, strict=True):
+            for position, result in zip(pending, results, strict=True):
                 status = result.get("status", 500)
                 if status in _RETRYABLE_STATUS:
-                    retry.append(doc)
+                    retry.append(position)
                     busy.add(status)
                 elif status not in (200, 201, 409):
-                    error = f"{what} {doc['order_id']}: {result.get('error')}"
-                    refused[doc["order_id"]] = PermanentIndexError(error)
+                    error = f"{entries[position].label}: {result.get('error')}"
+                    outcomes[position] = PermanentIndexError(error)
             if retry:
                 statuses = ", ".join(map(str, sorted(busy)))
                 pending = retry
                 raise _Busy(f"{len(retry)} of {len(results)} items answered HTTP {statuses}")
 
         await retry_async(
-            f"elasticsearch {what} bulk", attempt, retry_on=(_Busy,), backoff=_BACKOFF, logger=log
+            "elasticsearch bulk", attempt, retry_on=(_Busy,), backoff=_BACKOFF, logger=log
         )
-        return refused
+        return outcomes
 
-    async def _write_events(self, docs: list[Doc]) -> list[PermanentIndexError | None]:
-        def create(doc: Doc) -> Doc:
-            return {
-                "create": {
-                    "_index": self.events_index,
-                    "_id": event_id(doc["order_id"], doc["state"]),
-                }
-            }
+    def _event_entry(self, doc: Doc) -> _Entry:
+        action = {
+            "create": {"_index": self.events_index, "_id": event_id(doc["order_id"], doc["state"])}
+        }
+        return _Entry(
+            f"event {doc['order_id']}", b"%b\n%b\n" % (orjson.dumps(action), orjson.dumps(doc))
+        )
 
-        refused = await self._bulk_until_settled(docs, create, "event")
-        return [refused.get(doc["order_id"]) for doc in docs]
+    def _order_entry(self, doc: Doc) -> _Entry:
+        action = _order_action(self.orders_index, doc)
+        return _Entry(
+            f"order {doc['order_id']}", b"%b\n%b\n" % (orjson.dumps(action), orjson.dumps(doc))
+        )
 
-    async def _write_orders(self, docs: list[Doc]) -> list[PermanentIndexError | None]:
+    async def _write(self, writes: list[_Write]) -> list[PermanentIndexError | None]:
+        # An order's current-state documents in one batch become one: only the latest state
+        # is written (with every state's timestamp), so the batch writes each order once.
         coalesced: dict[str, Doc] = {}
-        for doc in docs:
-            previous = coalesced.get(doc["order_id"])
-            coalesced[doc["order_id"]] = (
-                doc if previous is None else _merge_order_docs(previous, doc)
-            )
-
-        def index_versioned(doc: Doc) -> Doc:
-            # The state's rank is the document's version: a late or duplicate write of an
-            # earlier state is refused (409) instead of moving the order backwards.
-            return {
-                "index": {
-                    "_index": self.orders_index,
-                    "_id": doc["order_id"],
-                    "version": _state(doc).rank,
-                    "version_type": "external_gte",
-                }
-            }
-
-        refused = await self._bulk_until_settled(list(coalesced.values()), index_versioned, "order")
-        return [refused.get(doc["order_id"]) for doc in docs]
+        for write in writes:
+            if not write.is_event:
+                order_id = write.doc["order_id"]
+                previous = coalesced.get(order_id)
+                coalesced[order_id] = (
+                    write.doc if previous is None else _merge_order_docs(previous, write.doc)
+                )
+        entries = [self._event_entry(w.doc) for w in writes if w.is_event]
+        order_at = {order_id: len(entries) + n for n, order_id in enumerate(coalesced)}
+        entries += [self._order_entry(doc) for doc in coalesced.values()]
+        outcomes = await self._bulk_until_settled(entries)
+        results: list[PermanentIndexError | None] = []
+        events = iter(outcomes)
+        for write in writes:
+            if write.is_event:
+                results.append(next(events))
+            else:
+                results.append(outcomes[order_at[write.doc["order_id"]]])
+        return results
