@@ -70,11 +70,24 @@ class Submission:
 async def settle(submissions: Iterable[Submission], timeout_s: float) -> None:
     """Wait up to `timeout_s` for the broker's answer on every submission.
 
-    asyncio.wait() neither cancels a delivery (retries of the same key share it) nor needs the
-    extra hops of wait_for(shield(...))."""
-    waiting = {s.delivery for s in submissions if not s.delivery.done()}
-    if waiting:
-        await asyncio.wait(waiting, timeout=timeout_s)
+    One delivery at a time: most are settled by the time their turn comes (the broker acks them
+    in batches), and a delivery nobody waits on schedules no callback when it resolves, where
+    asyncio.wait() on a whole batch added and removed a callback on each of its futures and
+    scheduled one per ack. asyncio.wait() neither cancels a delivery (retries of the same key
+    share it) nor needs the extra hops of wait_for(shield(...))."""
+    loop: asyncio.AbstractEventLoop | None = None
+    deadline = 0.0
+    for submission in submissions:
+        delivery = submission.delivery
+        if delivery.done():
+            continue
+        if loop is None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        await asyncio.wait((delivery,), timeout=remaining)
 
 
 class OrderIntake:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from unittest.mock import patch
 
 import pytest
 
@@ -185,3 +186,46 @@ def test_a_forgotten_key_publishes_again_under_the_same_order_id() -> None:
     first, again = run(scenario)
     assert again is not first
     assert again.order_id == first.order_id
+
+
+def test_settle_waits_for_every_delivery_whatever_order_the_acks_come_in() -> None:
+    async def scenario() -> None:
+        publisher = FakePendingPublisher()
+        orders = intake(publisher)
+        submissions = [orders.submit(make_details(), f"k-{i}", "c") for i in range(4)]
+        loop = asyncio.get_running_loop()
+        publisher.ack(0)  # already settled when the wait starts
+        # The others in reverse order, each on its own loop turn.
+        for turn, index in enumerate((3, 1, 2)):
+            loop.call_later(0.001 * (turn + 1), publisher.ack, index)
+        await settle(submissions, 5.0)
+        assert [s.failure() for s in submissions] == [None] * 4
+
+    run(scenario)
+
+
+def test_settle_shares_one_deadline_among_its_deliveries() -> None:
+    async def scenario() -> None:
+        publisher = FakePendingPublisher()
+        orders = intake(publisher)
+        submissions = [orders.submit(make_details(), f"k-{i}", "c") for i in range(3)]
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        waits: list[float] = []
+
+        async def fake_wait(futures: object, timeout: float) -> None:  # noqa: ASYNC109
+            # Each wait runs out its whole timeout: the broker never answers.
+            nonlocal now
+            waits.append(timeout)
+            now += timeout
+
+        with (
+            patch.object(loop, "time", lambda: now),
+            patch("pedidos.services.intake.asyncio.wait", fake_wait),
+        ):
+            await settle(submissions, 1.0)
+        # The first wait used the whole budget; nothing was left for the others.
+        assert waits == [pytest.approx(1.0)]
+        assert all(isinstance(s.failure(), NotAcknowledged) for s in submissions)
+
+    run(scenario)
