@@ -118,6 +118,10 @@ def test_the_console_script_follows_with_json_on_stdout(services: Services) -> N
 SLOW_STAGES = {"STAGE_DELAY_MIN_S": 3, "STAGE_DELAY_MAX_S": 4}
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class ClientProcess:
     """`python -m client ...` with its output in files, read while it runs."""
 
@@ -131,6 +135,9 @@ class ClientProcess:
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=err,
+                # A run started in the background (`make test &`) ignores SIGINT, and children
+                # inherit that: the Ctrl-C test needs the disposition a terminal gives.
+                preexec_fn=_default_sigint,
             )
         assert self.process.stdin is not None
         self.process.stdin.write(stdin.encode())
