@@ -38,12 +38,13 @@ STARTER = textwrap.dedent(
 
 
 def alive(pid: int) -> bool:
+    # Reaped between the two reads, or a zombie: dead for our purpose.
     try:
         os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    # A zombie is dead for our purpose.
-    return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1].split()[0]
+    return "Z" not in stat.split(")", 1)[1].split()[0]
 
 
 def test_a_server_outlives_the_starting_thread_and_dies_with_the_process(tmp_path: Path) -> None:
