@@ -82,7 +82,8 @@ def cmd_topics(args: argparse.Namespace) -> None:
 
 
 def cmd_lag(args: argparse.Namespace) -> None:
-    from admin.lag import LagError, LagReader, UnknownGroup, format_table, to_json
+    from admin.lag import format_table, to_json
+    from pedidos.adapters.kafka.lag import LagError, LagReader, UnknownGroup
 
     settings = settings_or_exit("admin")
     reader = LagReader(settings.kafka_bootstrap_servers)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from consumer.admission import Admission
 from consumer.assignments import Assignments
 from consumer.dead_letters import DeadLetters
 from consumer.loop import ConsumerLoop
+from consumer.metrics import ConsumerMetrics
 from consumer.scheduling import StepScheduler
 from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.email.render import EmailRenderer
+from pedidos.adapters.kafka.broker_probe import BrokerProbe
+from pedidos.adapters.kafka.lag import LagReader
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
 from pedidos.adapters.kafka.record_source import KafkaRecordSource, consumer_config
+from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
 from pedidos.adapters.smtp_mailer import SmtpMailer, smtp_settings
 from pedidos.bootstrap import search_client
 from pedidos.runtime.config import Settings
@@ -44,12 +49,16 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         settings.elasticsearch_events_index,
         settings.elasticsearch_orders_index,
     )
-    dead_letters = DeadLetters(publisher, settings.pedidos_dead_letter_topic)
+    metrics = ConsumerMetrics()
+    measured_publisher = metrics.publisher(publisher)
+    dead_letters = DeadLetters(
+        measured_publisher, settings.pedidos_dead_letter_topic, metrics=metrics
+    )
     mail_outage = MailOutage()
     walk = OrderWalk(
-        mailer=mailer,
-        index=index,
-        publisher=publisher,
+        mailer=metrics.mailer(mailer),
+        index=metrics.index(index),
+        publisher=measured_publisher,
         renderer=EmailRenderer(settings.smtp_from),
         states_topic=settings.pedidos_states_topic,
         delays=StageDelays(settings.stage_delay_min_s, settings.stage_delay_max_s),
@@ -71,16 +80,53 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
     admission = Admission(settings.pedidos_topic, settings.consumer_max_open_orders, mail_outage)
     consumer = ConsumerLoop(
         source,
-        StepScheduler(walk, assignments, admission, dead_letters),
+        StepScheduler(walk, assignments, admission, dead_letters, metrics=metrics),
         assignments,
         admission,
         max_in_flight=settings.consumer_max_in_flight,
+    )
+    metrics.watch(
+        lambda: consumer.in_flight,
+        lambda: admission.open_orders,
+        lambda: admission.paused,
+        source.topics,
+    )
+    metrics.watch_lag(
+        LagReader(settings.kafka_bootstrap_servers, timeout_s=2),
+        settings.kafka_consumer_group,
+        assignments.owned,
+    )
+    endpoint = start_endpoint(
+        settings,
+        metrics.registry,
+        _readiness(
+            assignments, BrokerProbe(settings.kafka_bootstrap_servers, settings.pedidos_topic)
+        ),
     )
     log.info("consumer started", extra={"group": settings.kafka_consumer_group})
     try:
         await consumer.run(stop)
     finally:
+        stop_endpoint(endpoint)
         await index.close()
         await asyncio.to_thread(publisher.close, 10)
         await asyncio.to_thread(mailer.close)
         log.info("consumer stopped", extra={"processed": consumer.processed})
+
+
+def _readiness(assignments: Assignments, broker: BrokerProbe) -> Callable[[], tuple[bool, str]]:
+    """Ready once the broker answers and the group gave this process partitions to work."""
+
+    def ready() -> tuple[bool, str]:
+        reachable, why = broker()
+        if not reachable:
+            return False, why
+        owned = assignments.owned()
+        if not owned:
+            return (
+                False,
+                "no partitions assigned (joining the group, or more members than partitions)",
+            )
+        return True, f"ok: {len(owned)} partitions"
+
+    return ready

@@ -118,6 +118,11 @@ class Assignments:
             if assignment is not None:
                 assignment.working -= 1
 
+    def owned(self) -> list[TopicPartition]:
+        """The partitions held now (revoking ones included until they are handed over)."""
+        with self._lock:
+            return list(self._owned)
+
     def to_commit(self) -> list[Commit]:
         """The offsets that moved past a gap-free prefix since the last call."""
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from consumer.metrics import ConsumerMetrics
 from pedidos.ports import Publisher
 from pedidos.runtime.retry import Backoff, retry_async
 
@@ -11,7 +12,14 @@ log = logging.getLogger(__name__)
 
 
 class DeadLetters:
-    def __init__(self, publisher: Publisher, topic: str, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        topic: str,
+        backoff: Backoff | None = None,
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
+        self._metrics = metrics or ConsumerMetrics()
         self._publisher = publisher
         self._topic = topic
         self._backoff = backoff or Backoff(initial_s=0.2, max_s=10.0)
@@ -43,6 +51,7 @@ class DeadLetters:
             backoff=self._backoff,
             logger=log,
         )
+        self._metrics.dead_lettered(kind)
 
     async def for_walk(self, kind: str, key: str, value: bytes, error: str) -> None:
         """The order walk's dead letters (refused e-mails) have no source record."""

@@ -65,6 +65,10 @@ class ConsumerLoop:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    @property
     def processed(self) -> int:
         return self._scheduler.processed
 

@@ -15,11 +15,12 @@ from datetime import datetime
 from consumer.admission import Admission
 from consumer.assignments import Assignments, Ticket
 from consumer.dead_letters import DeadLetters
+from consumer.metrics import ConsumerMetrics
 from pedidos.adapters.kafka.record_source import ConsumedRecord
 from pedidos.domain.order import utc_now
 from pedidos.domain.states import IllegalTransition
 from pedidos.ports import PermanentIndexError
-from pedidos.services.order_walk import OrderWalk, StepHandedBack, next_step
+from pedidos.services.order_walk import NextStep, OrderWalk, StepHandedBack, next_step
 from pedidos.wire.records import PoisonRecord, decode
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ class StepScheduler:
         *,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or ConsumerMetrics()
         self._walk = walk
         self._assignments = assignments
         self._admission = admission
@@ -49,6 +52,8 @@ class StepScheduler:
 
     async def process(self, record: ConsumedRecord, ticket: Ticket) -> None:
         worked = False
+        step: NextStep | None = None
+        metrics = self._metrics
         try:
             step = next_step(decode(record.value, record.headers))
             if step is not None:
@@ -56,7 +61,9 @@ class StepScheduler:
                 if wait > 0:  # a step already due skips a pass of the event loop
                     await self._sleep(wait)
                 if not self._assignments.claim(ticket):
-                    return  # the partition is moving to another consumer; it redoes this record
+                    # The partition is moving to another consumer; it redoes this record.
+                    metrics.step(step.state, "not_ours")
+                    return
                 worked = True
                 await self._walk.enter(
                     step.order,
@@ -65,19 +72,23 @@ class StepScheduler:
                     ticket.partition,
                     lambda: self._assignments.still_ours(ticket),
                 )
+                metrics.step(step.state, "done")
                 if step.state.is_final:
                     self._admission.closed(step.order.order_id)
+                    metrics.finished(step.order, step.state)
         except asyncio.CancelledError:
             if worked:
                 self._assignments.release(ticket)
             raise
         except StepHandedBack:
             self._assignments.release(ticket)
+            metrics.step(step.state if step else None, "handed_back")
             log.info(
                 "step handed back to the partition's next owner", extra={"source": ticket.source}
             )
             return
         except Exception as exc:
+            metrics.step(step.state if step else None, "dead_lettered")
             await self._dead_letter(record, ticket, exc)
         self._assignments.finish(ticket, worked)
         self.processed += 1

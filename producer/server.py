@@ -13,8 +13,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pedidos.adapters.elasticsearch.order_lookup import ElasticsearchOrderLookup
+from pedidos.adapters.kafka.broker_probe import BrokerProbe
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
 from pedidos.adapters.kafka.state_feed import KafkaStateFeed, feed_config
+from pedidos.adapters.metrics.measured import MeasuredPublisher
+from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
 from pedidos.bootstrap import search_client
 from pedidos.ports import Publisher, StateFeed
 from pedidos.runtime.config import Settings
@@ -23,6 +26,7 @@ from pedidos.services.intake import OrderIntake
 from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from pedidos.wire.records import StateReached
+from producer.metrics import ProducerMetrics
 from producer.servicer import OrderServicer
 
 log = logging.getLogger(__name__)
@@ -67,19 +71,31 @@ class TrackingSources:
 
 
 def build_server(
-    settings: Settings, publisher: Publisher, tracking: TrackingSources
+    settings: Settings,
+    publisher: Publisher,
+    tracking: TrackingSources,
+    metrics: ProducerMetrics | None = None,
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
+    metrics = metrics or ProducerMetrics()
     server = grpc.aio.server(
+        interceptors=[metrics.interceptor()],
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
-        ]
+        ],
     )
+    intake = OrderIntake(
+        MeasuredPublisher(publisher, metrics.publish_duration, metrics.sent),
+        settings.pedidos_topic,
+        settings.producer_idempotency_keys,
+    )
+    metrics.watch_intake(intake)
     servicer = OrderServicer(
-        OrderIntake(publisher, settings.pedidos_topic, settings.producer_idempotency_keys),
+        intake,
         settings.grpc_deadline_s,
         OrderTracker(tracking.lookup, tracking.fanout),
         tracking.fanout,
+        metrics,
     )
     orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -115,10 +131,20 @@ async def serve(settings: Settings) -> None:
     tracking = TrackingSources.connect(settings)
     # Before the first call: the feed covers every change from its start time on.
     tracking.feed.start()
-    server, health_servicer = build_server(settings, publisher, tracking)
+    metrics = ProducerMetrics()
+    server, health_servicer = build_server(settings, publisher, tracking, metrics)
     await server.start()
+    serving = asyncio.Event()
+    probe = BrokerProbe(settings.kafka_bootstrap_servers, settings.pedidos_topic)
+
+    def ready() -> tuple[bool, str]:
+        # Not while starting or draining: the gRPC health service says the same to gRPC callers.
+        return probe() if serving.is_set() else (False, "not serving")
+
+    endpoint = start_endpoint(settings, metrics.registry, ready)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    serving.set()
     log.info("producer listening", extra={"address": settings.grpc_listen})
 
     stopping = asyncio.Event()
@@ -128,6 +154,7 @@ async def serve(settings: Settings) -> None:
     await stopping.wait()
 
     log.info("producer stopping: draining in-flight calls")
+    serving.clear()
     await health_servicer.enter_graceful_shutdown()
     # Watches last as long as an order's walk: end them now (UNAVAILABLE, "watch again").
     tracking.fanout.close()
@@ -135,4 +162,5 @@ async def serve(settings: Settings) -> None:
     await server.stop(SHUTDOWN_GRACE_S)
     undelivered = await asyncio.to_thread(publisher.close, SHUTDOWN_GRACE_S)
     await tracking.close()
+    stop_endpoint(endpoint)
     log.info("producer stopped", extra={"undelivered": undelivered})

@@ -31,6 +31,7 @@ from pedidos.wire.proto_mapping import (
     state_to_proto,
     timestamp,
 )
+from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         publish_timeout_s: float,
         tracker: OrderTracker,
         fanout: StateFanout,
+        metrics: ProducerMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or ProducerMetrics()
         self._intake = intake
         self._publish_timeout_s = publish_timeout_s
         self._tracker = tracker
@@ -96,9 +99,11 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         try:
             submission = self._submit(request, correlation)
         except OrderRejected as exc:
+            self._metrics.settled(exc)
             await context.abort(status_of(exc), exc.message)
         await settle((submission,), self._ack_timeout(context))
         failure = submission.failure()
+        self._metrics.settled(failure)
         if failure is not None:
             await context.abort(status_of(failure), failure.message)
         log.info(
@@ -128,7 +133,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
 
         def settled(index: int, submission: Submission, _: asyncio.Future[object]) -> None:
             state.in_flight -= 1
-            ready.append(_result(index, submission))
+            ready.append(self._result(index, submission))
             wake.set()
             if state.in_flight < BULK_MAX_IN_FLIGHT:
                 room.set()
@@ -140,7 +145,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
                 try:
                     submission = submit(request, correlation)
                 except OrderRejected as exc:
-                    ready.append(_result(index, exc))
+                    ready.append(self._result(index, exc))
                     wake.set()
                 else:
                     state.in_flight += 1
@@ -191,7 +196,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             except OrderRejected as exc:
                 outcomes.append(exc)
         await settle((o for o in outcomes if isinstance(o, Submission)), self._ack_timeout(context))
-        results = [_result(index, outcome) for index, outcome in enumerate(outcomes)]
+        results = [self._result(index, outcome) for index, outcome in enumerate(outcomes)]
         accepted = sum(1 for result in results if result.HasField("accepted"))
         log.info(
             "order batch done",
@@ -203,6 +208,20 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             },
         )
         return orders_pb2.CreateOrderBatchResponse(results=results)
+
+    def _result(
+        self, index: int, outcome: Submission | OrderRejected
+    ) -> orders_pb2.CreateOrderResult:
+        """One order's result in a stream or batch: refused, acknowledged or not acknowledged."""
+        refusal = outcome if isinstance(outcome, OrderRejected) else outcome.failure()
+        self._metrics.settled(refusal)
+        if refusal is None:
+            assert isinstance(outcome, Submission)
+            return orders_pb2.CreateOrderResult(index=index, accepted=_answer(outcome))
+        return orders_pb2.CreateOrderResult(
+            index=index,
+            error=orders_pb2.OrderError(code=status_of(refusal).value[0], message=refusal.message),
+        )
 
     def _ack_timeout(self, context: grpc.aio.ServicerContext) -> float:
         """How long to wait for Kafka: the publish timeout, cut short by the call's deadline."""
@@ -265,19 +284,4 @@ def _answer(submission: Submission) -> orders_pb2.CreateOrderResponse:
         order_id=submission.order_id,
         state=_FIRST_STATE,
         accepted_at=timestamp(submission.accepted_at),
-    )
-
-
-def _result(index: int, outcome: Submission | OrderRejected) -> orders_pb2.CreateOrderResult:
-    """One order's result in a stream or batch: refused, acknowledged or not acknowledged."""
-    refusal: ServiceError | None
-    if isinstance(outcome, OrderRejected):
-        refusal = outcome
-    else:
-        refusal = outcome.failure()
-        if refusal is None:
-            return orders_pb2.CreateOrderResult(index=index, accepted=_answer(outcome))
-    return orders_pb2.CreateOrderResult(
-        index=index,
-        error=orders_pb2.OrderError(code=status_of(refusal).value[0], message=refusal.message),
     )

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # E-mails accepted by SMTP but not yet in the ledger: the most one crash can repeat.
     consumer_max_unrecorded_emails: Annotated[int, Field(ge=1)] = 32
 
+    # /metrics, /healthz and /readyz of the producer and the consumer; off when unset. Worker N
+    # of PRODUCER_WORKERS / CONSUMER_WORKERS > 1 serves on METRICS_PORT + N.
+    metrics_port: Port | None = None
+    metrics_host: str = "0.0.0.0"
+
     # Kibana (admin only)
     kibana_url: str | None = None
 

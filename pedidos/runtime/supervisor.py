@@ -42,6 +42,11 @@ def is_worker() -> bool:
     return WORKER_INDEX_ENV in os.environ
 
 
+def worker_index() -> int:
+    """0 in a single process; the worker's number under a supervisor (ports are offset by it)."""
+    return int(os.environ.get(WORKER_INDEX_ENV, "0"))
+
+
 def supervise(module: str, count: int) -> int:
     """Run `count` workers of `python -m module` until they stop; returns the exit code."""
     children = [

@@ -102,6 +102,8 @@ class OrderIntake:
         self._topic = topic
         self._clock = clock
         self._recent: TTLCache[str, Submission] = TTLCache(remembered_keys, IDEMPOTENCY_TTL_S)
+        # Requests answered from an earlier publish; read by the producer's metrics.
+        self.replays = 0
 
     def submit(
         self, details: OrderDetails, idempotency_key: str | None, correlation_id: str
@@ -121,6 +123,7 @@ class OrderIntake:
                     raise OrderRejected(
                         Reason.CONFLICT, "idempotency_key was already used for a different order"
                     )
+                self.replays += 1
                 return known
         submission = self._publish(order_id, details, correlation_id)
         if key is not None:

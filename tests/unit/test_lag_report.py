@@ -8,18 +8,17 @@ import sys
 
 import pytest
 
-from admin.lag import (
+from admin.lag import format_table, to_json
+from devkit.net import free_port
+from devkit.processes import REPO
+from pedidos.adapters.kafka.lag import (
     GroupLag,
     LagError,
     LagReader,
     Member,
     PartitionLag,
-    format_table,
     partition_lag,
-    to_json,
 )
-from devkit.net import free_port
-from devkit.processes import REPO
 
 MEMBER = Member("rdkafka-1f3a", "rdkafka", "/127.0.0.1")
 
