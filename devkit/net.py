@@ -20,6 +20,20 @@ def _ephemeral_ports() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (a service's workers serve on port + N)."""
+    for _ in range(100):
+        first = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def free_port() -> int:
     """A free port *below* the kernel's ephemeral range: a server restarted on it (the broker in
     the crash tests) cannot find it taken by some client's outgoing connection meanwhile."""

@@ -10,11 +10,13 @@ import psutil
 import pytest
 
 from devkit.inbox import STATE_SLUGS, Inbox
+from devkit.net import free_ports
 from devkit.orders import order_request
 from devkit.processes import ServiceProcess, Services
 from devkit.stack import EmbeddedStack
 from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
+from tests.e2e.test_metrics import get, scrape, value
 from tests.e2e.test_pipeline import (
     assert_documents,
     wait_all_consumed,
@@ -45,8 +47,12 @@ def workers_of(process: ServiceProcess, count: int = 2) -> list[psutil.Process]:
 def test_two_workers_per_service_share_the_port_and_the_partitions(
     services: Services, stack: EmbeddedStack
 ) -> None:
-    producer = services.producer(PRODUCER_WORKERS=2)
-    consumer = services.consumer(wait_assigned=False, CONSUMER_WORKERS=2)
+    # Worker N serves its metrics on METRICS_PORT + N.
+    producer_metrics, consumer_metrics = free_ports(2), free_ports(2)
+    producer = services.producer(PRODUCER_WORKERS=2, METRICS_PORT=producer_metrics)
+    consumer = services.consumer(
+        wait_assigned=False, CONSUMER_WORKERS=2, METRICS_PORT=consumer_metrics
+    )
     assert len(workers_of(producer)) == 2
     assert len(workers_of(consumer)) == 2
     wait_partitions_shared(services.env, consumer)  # both workers hold a share
@@ -71,6 +77,25 @@ def test_two_workers_per_service_share_the_port_and_the_partitions(
     assert all(states[o] == STATE_SLUGS for o in order_ids)
     assert len(log_pids(consumer, "order state reached")) == 2
     assert_documents(services.env, order_ids)
+
+    # Each worker counts its own share; summed, every order and e-mail appears once.
+    producers = [scrape(producer_metrics + n) for n in range(2)]
+    consumers = [scrape(consumer_metrics + n) for n in range(2)]
+    accepted = [value(s, "pedidos_orders_accepted_total") for s in producers]
+    assert sum(accepted) == len(order_ids)
+    assert all(accepted)
+    sent = [value(s, "pedidos_emails_total", result="sent") for s in consumers]
+    assert sum(sent) == len(order_ids) * 5
+    assert all(sent)
+    lag_series = [
+        {labels for (name, labels), _ in s.items() if name == "kafka_consumer_group_lag"}
+        for s in consumers
+    ]
+    assert lag_series[0]
+    assert lag_series[1]
+    assert not lag_series[0] & lag_series[1]
+    for port in (*range(producer_metrics, producer_metrics + 2), consumer_metrics):
+        assert get(port, "/readyz")[0] == 200
 
     # SIGTERM to the supervisor stops every worker gracefully.
     children = workers_of(producer) + workers_of(consumer)
