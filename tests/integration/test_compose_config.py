@@ -28,7 +28,15 @@ LAYERS = [
     "docker-compose.ApacheKafka.yml",
     "docker-compose.Elasticsearch.yml",
 ]
-FILES = [*LAYERS, "docker-compose.yml", "Dockerfile", ".dockerignore"]
+FILES = [
+    *LAYERS,
+    "docker-compose.yml",
+    "Dockerfile",
+    ".dockerignore",
+    "observability/otel-collector.yaml",
+    "observability/prometheus.yml",
+]
+OBSERVABILITY = {"otel-collector", "jaeger", "prometheus"}
 PYTHON_SERVICES = {"admin", "producer", "consumer", "client"}
 READY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
 
@@ -39,6 +47,7 @@ DOCUMENTED = {
     "with kafka ui": ["--profile", "ui"],
     "with client": ["--profile", "client"],
     "all profiles": ["--profile", "ui", "--profile", "client"],
+    "with observability": ["--profile", "observability"],
     "infrastructure only": [arg for name in LAYERS for arg in ("-f", name)],
     "infrastructure with kafka ui": [
         *[arg for name in LAYERS for arg in ("-f", name)],
@@ -72,6 +81,7 @@ def compose() -> Path:
 def _copy_project(target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in FILES:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target / name)
     return target
 
@@ -108,7 +118,9 @@ def rendered(compose: Path, cwd: Path, *args: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def everything(compose: Path, project: Path) -> dict[str, Any]:
     """The full model with every profile on, so optional services are checked too."""
-    return rendered(compose, project, "--profile", "ui", "--profile", "client")
+    return rendered(
+        compose, project, "--profile", "ui", "--profile", "client", "--profile", "observability"
+    )
 
 
 @pytest.mark.parametrize("args", DOCUMENTED.values(), ids=DOCUMENTED.keys())
@@ -157,7 +169,8 @@ def test_profiles_hide_the_optional_services(compose: Path, project: Path) -> No
         default
     )
     profiles = run_compose(compose, project, "config", "--profiles").stdout.split()
-    assert sorted(profiles) == ["client", "ui"]
+    assert sorted(profiles) == ["client", "observability", "ui"]
+    assert not OBSERVABILITY & set(default)
 
 
 def test_every_dependency_waits_for_a_condition(everything: dict[str, Any]) -> None:
@@ -222,7 +235,9 @@ def test_everything_is_on_the_pedidos_network(everything: dict[str, Any]) -> Non
 def test_python_services_only_set_known_settings(everything: dict[str, Any]) -> None:
     known = {name.upper() for name in Settings.model_fields}
     for name in PYTHON_SERVICES:
-        unknown = set(everything["services"][name].get("environment", {})) - known
+        # OTEL_* are read by the OpenTelemetry SDK itself (the standard variables).
+        env = everything["services"][name].get("environment", {})
+        unknown = {key for key in env if not key.startswith("OTEL_")} - known
         assert not unknown, (
             f"{name} sets variables pedidos/runtime/config.py does not read: {unknown}"
         )
@@ -264,6 +279,8 @@ def test_urls_in_the_docs_are_published(everything: dict[str, Any]) -> None:
         ("kafka", 9094, 9094),
         ("elasticsearch", 9200, 9200),
         ("producer", 50051, 50051),
+        ("jaeger", 16686, 16686),
+        ("prometheus", 9090, 9090),
     } <= published
 
 
@@ -354,3 +371,46 @@ def test_the_documented_dotenv_points_at_the_embedded_stack_on_the_host(
     assert settings.kafka_bootstrap_servers == "localhost:9092"
     assert settings.elasticsearch_url == "http://localhost:9200"
     assert settings.grpc_tls_cert is None
+
+
+def test_tracing_is_off_without_the_observability_block(compose: Path, project: Path) -> None:
+    services = rendered(compose, project)["services"]
+    for name in ("producer", "consumer"):
+        env = services[name]["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "", name
+        assert env["METRICS_PORT"] == "9464", name
+        assert env["OTEL_SERVICE_NAME"] == f"pedidos-{name}"
+
+
+def test_the_documented_observability_block_turns_it_all_on(compose: Path, tmp_path: Path) -> None:
+    """README: uncomment the two lines of .env.example's observability block; then a plain
+    `docker compose up` starts the collector, Jaeger and Prometheus and the services trace to
+    the collector, which is what Prometheus and the collector's own config expect."""
+    project = _copy_project(tmp_path)
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    block = lines.index(next(line for line in lines if "Observability" in line))
+    uncommented = [
+        line.removeprefix("# ") if index > block and "=" in line and " " not in line[2:] else line
+        for index, line in enumerate(lines)
+    ]
+    (project / ".env").write_text("\n".join(uncommented) + "\n")
+    model = rendered(compose, project)
+    services = model["services"]
+    assert set(services) >= OBSERVABILITY
+    endpoint = "http://otel-collector:4318"
+    for name in ("producer", "consumer"):
+        assert services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
+    collector = (project / "observability/otel-collector.yaml").read_text()
+    assert "endpoint: 0.0.0.0:4318" in collector
+    assert "endpoint: jaeger:4317" in collector
+    port = services["consumer"]["environment"]["METRICS_PORT"]
+    scrape = (project / "observability/prometheus.yml").read_text()
+    assert f'targets: ["producer:{port}"]' in scrape
+    assert f"port: {port}" in scrape
+    assert "consumer" in scrape
+
+
+def test_the_consumer_is_healthy_by_its_liveness_endpoint(everything: dict[str, Any]) -> None:
+    consumer = everything["services"]["consumer"]
+    check = " ".join(consumer["healthcheck"]["test"])
+    assert f"127.0.0.1:{consumer['environment']['METRICS_PORT']}/healthz" in check
