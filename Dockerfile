@@ -11,14 +11,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY pedidos ./pedidos
 COPY client ./client
 COPY producer ./producer
 COPY consumer ./consumer
 COPY admin ./admin
 # A regular (non-editable) install: the runtime stage needs only /opt/venv, not /src.
-RUN --mount=type=cache,target=/root/.cache/pip pip install .
+RUN --mount=type=cache,target=/root/.cache/pip pip install -c constraints.txt .
 
 # --- runtime: the venv on a clean slim image, run as an unprivileged user ---------------------
 FROM ${PYTHON_IMAGE} AS runtime
