@@ -7,10 +7,12 @@ import random
 import shutil
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 from elasticsearch import Elasticsearch
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -127,6 +129,39 @@ def _watch(
     return states, mails
 
 
+def _print_metrics(env: dict[str, str]) -> None:
+    """The metrics URLs, and a few figures read back from them (what Prometheus would see)."""
+    producer, consumer = env["PRODUCER_METRICS_URL"], env["CONSUMER_METRICS_URL"]
+    console.print(f"Metrics:        {producer} (producer), {consumer} (consumer)")
+    figures = {**_scrape(producer), **_scrape(consumer)}
+    shown = {
+        "accepted": figures.get("pedidos_orders_accepted_total", 0),
+        "e-mails sent": figures.get('pedidos_emails_total{result="sent"}', 0),
+        "lag": sum(v for k, v in figures.items() if k.startswith("kafka_consumer_group_lag")),
+    }
+    count = figures.get("pedidos_order_duration_seconds_count", 0)
+    if count:
+        shown["mean accepted→Finalizado s"] = round(
+            figures["pedidos_order_duration_seconds_sum"] / count, 2
+        )
+    console.print("                " + ", ".join(f"{k} {v:g}" for k, v in shown.items()))
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """`name{labels}` -> value of every sample (labels in the exposition's own order)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own http URL
+            text = response.read().decode()
+    except OSError:
+        return {}
+    figures = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+            figures[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return figures
+
+
 def _print_where_to_look(stack: EmbeddedStack, settings: Settings, logs: Path) -> None:
     if stack.web_inbox_url:
         console.print(f"[bold]E-mails: open {stack.web_inbox_url}/[/] (MailDev web inbox)")
@@ -157,6 +192,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
     }
     env["PRODUCER_ADDRESS"] = env["GRPC_LISTEN"]
+    metrics = {"producer": free_port(), "consumer": free_port()}
     logs = root / "logs"
     services = Services(env, logs, tied=True)
     if stack.broker.note:
@@ -170,8 +206,10 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         settings = prepare(env)
         es = Elasticsearch(settings.elasticsearch_url)
         console.print("[bold]3/4[/] starting producer and consumer…")
-        services.consumer(wait_assigned=False, log_name="consumer")
-        services.producer(log_name="producer")
+        services.consumer(
+            wait_assigned=False, log_name="consumer", METRICS_PORT=metrics["consumer"]
+        )
+        services.producer(log_name="producer", METRICS_PORT=metrics["producer"])
         console.print(f"[bold]4/4[/] sending {orders} random orders through gRPC…")
         sent = _send(env["PRODUCER_ADDRESS"], orders, "cliente@example.cl")
         states, mails = _watch(sent, stack, es, settings)
@@ -179,6 +217,12 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         console.print(f"\n[bold green]{done}/{len(sent)} pedidos finalizados[/]")
         console.print(f"{sum(mails.values())} e-mails delivered ({5 * len(sent)} expected)")
         _print_where_to_look(stack, settings, logs)
+        _print_metrics(
+            {
+                f"{name.upper()}_METRICS_URL": f"http://127.0.0.1:{port}/metrics"
+                for name, port in metrics.items()
+            }
+        )
         if keep_running is None:
             keep_running = sys.stdin.isatty()
         if keep_running:

@@ -1,5 +1,6 @@
 """`make demo` runs `python -m admin demo`: it must bring everything up, finish, and clean up."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,10 @@ def test_demo_walks_its_orders_to_finalizado_into_the_web_inbox(tmp_path) -> Non
     assert "E-mails: open http://127.0.0.1:" in result.stdout
     # Counted from MailDev's REST API, as the live table shows them.
     assert "15 e-mails delivered (15 expected)" in result.stdout
+    # Read back from the services' /metrics: the same figures.
+    assert "Metrics:        http://127.0.0.1:" in result.stdout
+    # (Lag: the last state records may still await their commit, due every 0.5 s.)
+    assert re.search(r"accepted 3, e-mails sent 15, lag [0-9]", result.stdout), result.stdout
     assert len(list((tmp_path / ".stack" / "demo" / "mail").glob("*.eml"))) == 15
     assert_stopped_everything(result, tmp_path)
 
