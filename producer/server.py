@@ -19,6 +19,7 @@ from pedidos.bootstrap import search_client
 from pedidos.ports import Publisher, StateFeed
 from pedidos.runtime.config import Settings
 from pedidos.runtime.grpc_tls import server_credentials
+from pedidos.runtime.grpc_tracing import server_interceptors
 from pedidos.services.intake import OrderIntake
 from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
@@ -70,10 +71,11 @@ def build_server(
     settings: Settings, publisher: Publisher, tracking: TrackingSources
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     server = grpc.aio.server(
+        interceptors=server_interceptors(),
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
-        ]
+        ],
     )
     servicer = OrderServicer(
         OrderIntake(publisher, settings.pedidos_topic, settings.producer_idempotency_keys),
