@@ -147,5 +147,18 @@ def test_one_trace_per_order_from_the_client_call_to_finalizado(
         headers = {message_from_bytes(m)["X-Trace-Id"] for m in inbox.messages_for(order_id)}
         assert headers == {trace_id}
 
-    sample = traces[processes[0].trace_id]
-    print("\n" + "\n".join(timeline(sample)))
+    # `client status` prints it (GetOrder returns it), here without tracing of its own.
+    status = subprocess.run(
+        [sys.executable, "-m", "client", "status", order_ids[0]],
+        env={**os.environ, "PRODUCER_ADDRESS": services.env["PRODUCER_ADDRESS"]},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    first_trace = process_spans(spans, order_ids[0])[0].trace_id
+    assert f"Traza: {first_trace}" in status.stdout
+
+    print("\n" + "\n".join(timeline(traces[first_trace])))
