@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -44,11 +44,26 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
     return any(environ.get(name, "").strip() for name in _EXPORTER_VARIABLES)
 
 
+def adopt_dotenv(path: str = ".env", environ: MutableMapping[str, str] = os.environ) -> None:
+    """The `OTEL_*` lines of `.env`, as for every other setting (the real environment wins).
+
+    The SDK reads only `os.environ`, where pydantic-settings does not put what it reads."""
+    if not os.path.exists(path):
+        return
+    from dotenv import dotenv_values
+
+    for name, value in dotenv_values(path).items():
+        if name.startswith("OTEL_") and value and name not in environ:
+            environ[name] = value
+
+
 def configure(component: str, environ: Mapping[str, str] = os.environ) -> bool:
     """Install the SDK for this process if the environment asks for it; True if it did.
 
     `component` is the service name unless `OTEL_SERVICE_NAME` says otherwise. The provider
     flushes its spans at exit (the SDK registers that itself)."""
+    if environ is os.environ:
+        adopt_dotenv()
     if not wanted(environ):
         return False
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource

@@ -14,6 +14,7 @@ import asyncio
 import random
 import smtplib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -354,3 +355,18 @@ def test_no_trace_id_outside_a_sampled_trace(spans: InMemorySpanExporter) -> Non
     assert tracing.current_trace_id() is None
     with tracing.tracer().start_as_current_span("x") as span:
         assert tracing.current_trace_id() == format_trace_id(span.get_span_context().trace_id)
+
+
+def test_otel_lines_of_dotenv_reach_the_sdk_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318\n"
+        "OTEL_SERVICE_NAME=from-dotenv\nOTEL_TRACES_SAMPLER=\nSMTP_HOST=mail\n"
+    )
+    environ = {"OTEL_SERVICE_NAME": "from-environment"}
+    tracing.adopt_dotenv(str(dotenv), environ)
+    # Empty means unset, as for the settings; the settings read their own lines themselves.
+    assert environ == {
+        "OTEL_SERVICE_NAME": "from-environment",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+    }
