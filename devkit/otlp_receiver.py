@@ -78,8 +78,11 @@ class OtlpReceiver:
     at `receiver.endpoint`."""
 
     port: int = 0
+    # False: only count requests and bytes (the bench, whose own CPU must stay small).
+    keep: bool = True
     received: list[ReceivedSpan] = field(default_factory=list)
     requests: int = 0
+    bytes: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -94,7 +97,10 @@ class OtlpReceiver:
                     self.send_response(404)
                     self.end_headers()
                     return
-                receiver._add(_spans(ExportTraceServiceRequest.FromString(body)))
+                receiver._add(
+                    _spans(ExportTraceServiceRequest.FromString(body)) if receiver.keep else [],
+                    len(body),
+                )
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -124,10 +130,11 @@ class OtlpReceiver:
             env["OTEL_TRACES_SAMPLER_ARG"] = str(ratio)
         return env
 
-    def _add(self, spans: list[ReceivedSpan]) -> None:
+    def _add(self, spans: list[ReceivedSpan], size: int) -> None:
         with self._lock:
             self.received.extend(spans)
             self.requests += 1
+            self.bytes += size
 
     def spans(self) -> list[ReceivedSpan]:
         with self._lock:
