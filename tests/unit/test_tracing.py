@@ -29,7 +29,7 @@ from consumer.assignments import Assignments
 from consumer.dead_letters import DeadLetters
 from consumer.loop import ConsumerLoop
 from consumer.scheduling import StepScheduler
-from devkit.orders import make_details
+from devkit.orders import make_details, order_request
 from pedidos.adapters.elasticsearch.search_index import OrderSearchIndex
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka import messaging_spans
@@ -39,10 +39,15 @@ from pedidos.domain.states import ALL_STATES
 from pedidos.ports import OutgoingEmail, PermanentMailError
 from pedidos.runtime import tracing
 from pedidos.runtime.retry import Backoff
+from pedidos.services.intake import OrderIntake
 from pedidos.services.mail_outage import MailOutage
 from pedidos.services.order_walk import OrderWalk, StageDelays
-from pedidos.wire.records import ORDER_SCHEMA, encode_order_accepted, headers_for
-from tests.unit.fakes import T0, FakeClock, FakePublisher, FakeRecordSource
+from pedidos.services.tracking import OrderTracker, StateFanout
+from pedidos.v1 import orders_pb2
+from pedidos.wire.records import ORDER_SCHEMA, encode_order_accepted, header_value, headers_for
+from producer.servicer import OrderServicer
+from tests.unit.fakes import T0, FakeClock, FakeOrderLookup, FakePublisher, FakeRecordSource
+from tests.unit.test_producer_servicer import FakeContext
 
 ORDERS, STATES, DLQ, GROUP = "Pedidos", "Pedidos.estados", "Pedidos.dlq", "pedidos-consumer"
 FAST = Backoff(initial_s=0.001, max_s=0.002)
@@ -369,4 +374,43 @@ def test_otel_lines_of_dotenv_reach_the_sdk_and_the_environment_wins(tmp_path: P
     assert environ == {
         "OTEL_SERVICE_NAME": "from-environment",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+    }
+
+
+def test_each_order_of_a_batch_has_a_trace_of_its_own_linked_to_the_call(
+    spans: InMemorySpanExporter,
+) -> None:
+    source = FakeRecordSource([ORDERS])
+    publisher = TracedPublisher(source)
+    fanout = StateFanout()
+    servicer = OrderServicer(
+        OrderIntake(publisher, ORDERS, remembered_keys=10),
+        0.2,
+        OrderTracker(FakeOrderLookup(), fanout),
+        fanout,
+    )
+    batch = orders_pb2.CreateOrderBatchRequest(
+        orders=[order_request(f"k{n}", customer_email=f"c{n}@example.cl") for n in range(3)]
+    )
+
+    async def call() -> None:
+        with tracing.tracer().start_as_current_span("CreateOrderBatch", kind=SpanKind.SERVER):
+            await servicer.CreateOrderBatch(batch, FakeContext())  # type: ignore[arg-type]
+
+    asyncio.run(call())
+    found = list(spans.get_finished_spans())
+    [rpc] = by_name(found, "CreateOrderBatch")
+    intakes = by_name(found, "intake order from batch")
+    sends = by_name(found, "send Pedidos")
+    assert len(intakes) == len(sends) == 3
+    assert len({s.context.trace_id for s in intakes} | {rpc.context.trace_id}) == 4
+    for intake in intakes:
+        assert intake.parent is None
+        assert [link.context.span_id for link in intake.links] == [rpc.context.span_id]
+        [send] = children(found, intake)
+        assert send in sends
+    # The records carry each order's own trace downstream.
+    traceparents = {header_value(headers, "traceparent") for *_, headers in publisher.records}
+    assert {tp.split("-")[1] for tp in traceparents if tp} == {
+        format_trace_id(i.context.trace_id) for i in intakes
     }
