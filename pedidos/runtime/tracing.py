@@ -33,6 +33,9 @@ _EXPORTER_VARIABLES = (
     "OTEL_TRACES_EXPORTER",
 )
 
+# The elasticsearch client's switch for its native OpenTelemetry spans.
+ES_CLIENT_SPANS = "OTEL_PYTHON_INSTRUMENTATION_ELASTICSEARCH_ENABLED"
+
 _enabled = False
 _tracer: trace.Tracer = trace.NoOpTracer()
 
@@ -67,6 +70,9 @@ def configure(component: str, environ: Mapping[str, str] = os.environ) -> bool:
     if environ is os.environ:
         adopt_dotenv()
     if not wanted(environ):
+        # The elasticsearch client's own spans too (its standard switch, read per client):
+        # otherwise it still opens a no-op span per request.
+        os.environ.setdefault(ES_CLIENT_SPANS, "false")
         return False
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider

@@ -30,6 +30,7 @@ from consumer.dead_letters import DeadLetters
 from consumer.loop import ConsumerLoop
 from consumer.scheduling import StepScheduler
 from devkit.orders import make_details, order_request
+from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.elasticsearch.search_index import OrderSearchIndex
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka import messaging_spans
@@ -414,3 +415,15 @@ def test_each_order_of_a_batch_has_a_trace_of_its_own_linked_to_the_call(
     assert {tp.split("-")[1] for tp in traceparents if tp} == {
         format_trace_id(i.context.trace_id) for i in intakes
     }
+
+
+def test_off_the_elasticsearch_client_opens_no_span_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Recorded first, so the test leaves the variable as it found it.
+    monkeypatch.setenv(tracing.ES_CLIENT_SPANS, "unset")
+    monkeypatch.delenv(tracing.ES_CLIENT_SPANS)
+    assert not tracing.configure("consumer", {})
+    client = search_index.connect("http://127.0.0.1:9")
+    assert not client._otel.enabled
+    asyncio.run(client.close())

@@ -61,7 +61,7 @@ def serializers() -> dict[str, NdjsonSerializer | OrjsonSerializer]:
 
 def connect(url: str, **auth: Any) -> AsyncElasticsearch:
     """A client for the pipeline; `auth` is `pedidos.bootstrap.search_auth`'s credentials."""
-    client = AsyncElasticsearch(
+    return AsyncElasticsearch(
         url,
         request_timeout=30,
         retry_on_timeout=False,
@@ -69,10 +69,6 @@ def connect(url: str, **auth: Any) -> AsyncElasticsearch:
         serializers=serializers(),
         **auth,
     )
-    # The client's own OpenTelemetry spans (one per request) only when tracing is on: off, it
-    # would still open a no-op span per request.
-    client._otel.enabled = client._otel.enabled and tracing.enabled()
-    return client
 
 
 class _Busy(Exception):
