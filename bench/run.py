@@ -234,7 +234,9 @@ class BenchRun:
             options,
             self.say,
             tracing.variant_env(receiver, ratio),
-            tag=f"tracing-{key}",
+            # Key first: "tracing-on10" would prefix "tracing-on100", and an index template's
+            # pattern would match the other run's indices.
+            tag=f"{key}-tracing",
         )
         self.logs.extend(run.logs)
         self.interrupted = self.interrupted or run.interrupted
