@@ -12,7 +12,7 @@ for the link (an async hop), the parent makes an order's whole walk one trace.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -78,7 +78,6 @@ def _carrier(headers: _Headers) -> dict[str, str]:
     return {k: v.decode(errors="replace") for k, v in headers if k in _TRACE_HEADERS}
 
 
-@contextmanager
 def processing(
     topic: str,
     partition: int,
@@ -87,11 +86,27 @@ def processing(
     headers: _Headers,
     group: str,
     extra: Mapping[str, Any] | None = None,
-) -> Iterator[Span | None]:
-    """The current span while a record's work runs (nothing at all when tracing is off)."""
+) -> AbstractContextManager[Span | None]:
+    """The current span while a record's work runs (nothing at all when tracing is off: a
+    shared no-op context, not a generator per record)."""
     if not tracing.enabled():
-        yield None
-        return
+        return _NO_SPAN
+    return _processing(topic, partition, offset, key, headers, group, extra)
+
+
+_NO_SPAN: AbstractContextManager[None] = nullcontext()
+
+
+@contextmanager
+def _processing(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    headers: _Headers,
+    group: str,
+    extra: Mapping[str, Any] | None,
+) -> Iterator[Span]:
     parent = propagate.extract(_carrier(headers))
     sent = trace.get_current_span(parent).get_span_context()
     attributes: dict[str, Any] = {
