@@ -147,8 +147,8 @@ def _print_trace(receiver: OtlpReceiver, order_id: str) -> None:
         return
     time.sleep(0.3)  # the last spans of its last step
     trace_id = processes[0].trace_id
-    console.print(f"\n[bold]Traza del pedido {order_id}: {trace_id}[/]")
-    console.print("   start     duration  span", markup=False)
+    console.print(f"\n[bold]Traza del pedido {order_id}: {trace_id}[/]", soft_wrap=True)
+    console.print("     start     duration  span", markup=False)
     for line in timeline(receiver.traces()[trace_id]):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
