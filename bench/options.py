@@ -42,6 +42,10 @@ class Options:
     # "One order alone": orders sent one after the other, each awaited until Finalizado; also
     # the samples of each raw single-operation latency it is judged against.
     alone_orders: int = 200
+    # Issue #14: orders in each of the three tracing runs (off, on 100 %, on 10 %).
+    tracing_orders: int = 2_000
+    # Only this section of the bench (e.g. "tracing"), not every scenario.
+    only: str | None = None
 
     @property
     def e2e_timeout_s(self) -> float:
@@ -61,6 +65,7 @@ PROFILES = {
         orders=500,
         runs=1,
         alone_orders=50,
+        tracing_orders=300,
     ),
     # The long run is about memory: one sink (the one that is not the bottleneck) unless asked.
     "long": Options(
@@ -132,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         help="extra setting for the producer and consumer, e.g. SMTP_CONNECTIONS=16 (repeatable)",
     )
     parser.add_argument(
+        "--only",
+        choices=("tracing",),
+        help="run only this section: tracing = issue #14's CPU per order with tracing off, "
+        "on at 100 %% and on at 10 %% sampling",
+    )
+    parser.add_argument(
         "--kafka",
         choices=("apache", "tansu"),
         help="embedded broker (default: Apache Kafka when Java 17+ can run it, else Tansu)",
@@ -156,4 +167,5 @@ def parse_options(argv: list[str] | None = None) -> Options:
         keep_data=args.keep_data,
         service_env=tuple(args.service_env),
         kafka=args.kafka,
+        only=args.only,
     )

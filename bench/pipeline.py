@@ -98,6 +98,7 @@ def run_pipeline(
     options: Options,
     report: Report,
     variant: Mapping[str, str] | None = None,
+    tag: str | None = None,
 ) -> PipelineRun:
     """One producer and one consumer for the whole run; the orders go in phases.
 
@@ -106,11 +107,12 @@ def run_pipeline(
     so a 100,000-order run in one piece measures noida-db, not the services. The services
     keep running, so their memory is still that of the whole run; the pauses between phases
     are left out of the elapsed time. `variant`: service settings of this run only (e.g.
-    CONSUMER_WORKERS=2), also in its topics' and logs' names."""
+    CONSUMER_WORKERS=2), also in its topics' and logs' names unless `tag` names the run (for
+    values no topic name can hold, such as URLs)."""
     run = PipelineRun(sink, options.orders)
     variant = variant or {}
     # The variant first: a name extending another scenario's would match its index templates.
-    name = "".join(f"{k.lower()}{v}-" for k, v in variant.items()) + sink.name
+    name = tag or "".join(f"{k.lower()}{v}-" for k, v in variant.items()) + sink.name
     env = stack.scenario_env(f"e2e-{name}", sink, variant)
     prepare(env)
     services = Services(env, stack.logs, tied=True)

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -18,6 +18,7 @@ import confluent_kafka
 import psutil
 from rich.console import Console
 
+from bench import tracing
 from bench.environment import BenchStack, PipelineProbe
 from bench.figures import Figure
 from bench.grpc_scenarios import Target, measure_bulk, measure_ingest, measure_noop, warm_up
@@ -34,6 +35,7 @@ from bench.repeat import merge_runs
 from bench.resources import CpuMeter
 from bench.workers import LoadWorkers
 from devkit.apache_kafka import KAFKA_VERSION
+from devkit.otlp_receiver import OtlpReceiver
 from devkit.processes import Services
 from devkit.scenario import prepare
 
@@ -198,6 +200,48 @@ class BenchRun:
                 self.logs.append(scan_log(process.log_path))
             self.stack.release(env)
 
+    def tracing(self, workers: LoadWorkers) -> None:
+        """9 (issue #14): consumer CPU per order with tracing off, on at 100 % and at 10 %."""
+        options = replace(self.options, orders=self.options.tracing_orders, phase_orders=None)
+        with OtlpReceiver(keep=False) as receiver:
+            for key, label, ratio in tracing.VARIANTS:
+                self.say(f"9 tracing: {options.orders:,} orders → discard sink, {label}")
+                figure = Figure(
+                    f"tracing.{key}",
+                    tracing.SCENARIO,
+                    f"consumer CPU per order, {label} ({options.orders:,} orders, discard sink)",
+                    "ms",
+                )
+                self._attempt(figure, self._traced_pipeline, workers, options, receiver, key, ratio)
+                if self.interrupted:
+                    raise KeyboardInterrupt
+        tracing.compare({f.key: f for f in self.figures})
+
+    def _traced_pipeline(
+        self,
+        figure: Figure,
+        workers: LoadWorkers,
+        options: Options,
+        receiver: OtlpReceiver,
+        key: str,
+        ratio: str | None,
+    ) -> None:
+        exported = receiver.bytes
+        run = run_pipeline(
+            self.stack,
+            self.stack.sinks["discard"],
+            workers,
+            options,
+            self.say,
+            tracing.variant_env(receiver, ratio),
+            # Key first: "tracing-on10" would prefix "tracing-on100", and an index template's
+            # pattern would match the other run's indices.
+            tag=f"{key}-tracing",
+        )
+        self.logs.extend(run.logs)
+        self.interrupted = self.interrupted or run.interrupted
+        tracing.fill(figure, run, receiver.bytes - exported)
+
     def end_to_end(self, workers: LoadWorkers) -> None:
         orders = self.options.orders
         runs: list[tuple[str, dict[str, str]]] = [(name, {}) for name in self.options.sinks]
@@ -237,6 +281,11 @@ class BenchRun:
             self.say(f"[bold]run {number + 1} of {runs}[/]")
             self.stack.run_id = f"{self.base_run_id}-{number + 1}"
         self.figures, self.mail_limits, self.index = [], {}, None
+        if self.options.only == "tracing":
+            self.tracing(workers)
+            self.runs.append(self.figures)
+            self.figures = []
+            return
         self.grpc_scenarios(workers)
         self.broker_limit()
         self.mail_limit()
@@ -244,6 +293,7 @@ class BenchRun:
         self.index_limit()
         self.end_to_end(workers)
         self.one_order_alone()
+        self.tracing(workers)
         self.figures += issue_figures({f.key: f for f in self.figures})
         self.runs.append(self.figures)
         self.figures = []

@@ -19,6 +19,7 @@ from client.orders import DEFAULT_CUSTOMER_EMAIL
 from client.stream import MAX_WINDOW
 from pedidos.domain.order import InvalidOrder, validate_order_id
 from pedidos.runtime.config import ConfigError, Settings, load_settings
+from pedidos.runtime.tracing import configure as configure_tracing
 
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 1000
@@ -184,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    configure_tracing("client")
     handler: Handler = args.handler
     try:
         return handler(args, settings)

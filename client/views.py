@@ -85,6 +85,9 @@ def render_order(order: orders_pb2.Order, console: Console) -> None:
             when(at) if at else Text("pendiente", style="dim"),
         )
     console.print(timeline)
+    if order.trace_id:
+        # Where to look the walk up in the tracing backend (Jaeger, Tempo, Kibana APM…).
+        console.print(f"Traza: {order.trace_id}", markup=False)
 
     details = order.details
     facts = Table(title="Detalle", title_justify="left", show_header=False)

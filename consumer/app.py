@@ -80,7 +80,14 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
     admission = Admission(settings.pedidos_topic, settings.consumer_max_open_orders, mail_outage)
     consumer = ConsumerLoop(
         source,
-        StepScheduler(walk, assignments, admission, dead_letters, metrics=metrics),
+        StepScheduler(
+            walk,
+            assignments,
+            admission,
+            dead_letters,
+            metrics=metrics,
+            group=settings.kafka_consumer_group,
+        ),
         assignments,
         admission,
         max_in_flight=settings.consumer_max_in_flight,

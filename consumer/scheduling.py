@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from consumer.admission import Admission
 from consumer.assignments import Assignments, Ticket
 from consumer.dead_letters import DeadLetters
 from consumer.metrics import ConsumerMetrics
+from pedidos.adapters.kafka import messaging_spans
 from pedidos.adapters.kafka.record_source import ConsumedRecord
 from pedidos.domain.order import utc_now
 from pedidos.domain.states import IllegalTransition
@@ -40,6 +42,7 @@ class StepScheduler:
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: ConsumerMetrics | None = None,
+        group: str = "",
     ) -> None:
         self._metrics = metrics or ConsumerMetrics()
         self._walk = walk
@@ -48,6 +51,7 @@ class StepScheduler:
         self._dead_letters = dead_letters
         self._clock = clock
         self._sleep = sleep
+        self._group = group  # for the process spans
         self.processed = 0
 
     async def process(self, record: ConsumedRecord, ticket: Ticket) -> None:
@@ -65,13 +69,15 @@ class StepScheduler:
                     metrics.step(step.state, "not_ours")
                     return
                 worked = True
-                await self._walk.enter(
-                    step.order,
-                    step.state,
-                    step.correlation_id,
-                    ticket.partition,
-                    lambda: self._assignments.still_ours(ticket),
-                )
+                # The span starts once the stage delay is over: it times the step, not the wait.
+                with self._process_span(record, step):
+                    await self._walk.enter(
+                        step.order,
+                        step.state,
+                        step.correlation_id,
+                        ticket.partition,
+                        lambda: self._assignments.still_ours(ticket),
+                    )
                 metrics.step(step.state, "done")
                 if step.state.is_final:
                     self._admission.closed(step.order.order_id)
@@ -92,6 +98,19 @@ class StepScheduler:
             await self._dead_letter(record, ticket, exc)
         self._assignments.finish(ticket, worked)
         self.processed += 1
+
+    def _process_span(
+        self, record: ConsumedRecord, step: NextStep
+    ) -> AbstractContextManager[object]:
+        return messaging_spans.processing(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.headers,
+            self._group,
+            {"pedidos.order.id": step.order.order_id, "pedidos.order.state": step.state.value},
+        )
 
     async def _dead_letter(self, record: ConsumedRecord, ticket: Ticket, exc: Exception) -> None:
         source = ticket.source

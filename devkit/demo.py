@@ -21,6 +21,7 @@ from client.orders import random_requests
 from devkit import maildev
 from devkit.inbox import Inbox
 from devkit.net import free_port
+from devkit.otlp_receiver import OtlpReceiver, ReceivedSpan, timeline
 from devkit.processes import Services
 from devkit.scenario import prepare
 from devkit.stack import EmbeddedStack, StackPorts, StackSetupError
@@ -162,6 +163,31 @@ def _scrape(url: str) -> dict[str, float]:
     return figures
 
 
+def _print_trace(receiver: OtlpReceiver, order_id: str) -> None:
+    """The first order's trace, from the spans the services exported: id and timings."""
+
+    def walked() -> list[ReceivedSpan] | None:
+        found = [
+            s
+            for s in receiver.spans()
+            if s.name.startswith("process ") and s.attributes.get("pedidos.order.id") == order_id
+        ]
+        return found if len(found) == len(ALL_STATES) else None
+
+    deadline = time.monotonic() + 5  # the exporters send every 100 ms
+    while (processes := walked()) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if processes is None:
+        console.print(f"[yellow]the trace of {order_id} did not arrive whole[/]")
+        return
+    time.sleep(0.3)  # the last spans of its last step
+    trace_id = processes[0].trace_id
+    console.print(f"\n[bold]Traza del pedido {order_id}: {trace_id}[/]", soft_wrap=True)
+    console.print("     start     duration  span", markup=False)
+    for line in timeline(receiver.traces()[trace_id]):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_where_to_look(stack: EmbeddedStack, settings: Settings, logs: Path) -> None:
     if stack.web_inbox_url:
         console.print(f"[bold]E-mails: open {stack.web_inbox_url}/[/] (MailDev web inbox)")
@@ -184,8 +210,11 @@ def _print_where_to_look(stack: EmbeddedStack, settings: Settings, logs: Path) -
 def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | None = None) -> None:
     root = Path(".stack/demo")
     stack = _open_stack(root, inbox)
+    # The services export their traces here, to print one order's trace at the end.
+    receiver = OtlpReceiver()
     env = {
         **stack.env(),
+        **receiver.env(),
         "GRPC_LISTEN": f"127.0.0.1:{free_port()}",
         "STAGE_DELAY_MIN_S": "0.5",
         "STAGE_DELAY_MAX_S": "1.5",
@@ -200,6 +229,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
     broker = "Apache Kafka" if stack.broker.name == "apache" else "Tansu"
     mail = "MailDev web inbox" if stack.web_inbox_url else "Maildir mail sink"
     console.print(f"[bold]1/4[/] starting the embedded stack ({broker}, noida-db, {mail})…")
+    receiver.__enter__()  # left in `finally`, with the services
     try:
         stack.up()
         console.print("[bold]2/4[/] creating topics and index templates…")
@@ -216,6 +246,8 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         done = sum(1 for s in states.values() if s == "Finalizado")
         console.print(f"\n[bold green]{done}/{len(sent)} pedidos finalizados[/]")
         console.print(f"{sum(mails.values())} e-mails delivered ({5 * len(sent)} expected)")
+        if sent:
+            _print_trace(receiver, sent[0][0])
         _print_where_to_look(stack, settings, logs)
         _print_metrics(
             {
@@ -236,4 +268,5 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         for process in services.started:
             process.stop(20, kill_late=True)
         stack.down()
+        receiver.__exit__()
         console.print("stopped producer, consumer and the embedded stack")

@@ -22,6 +22,7 @@ from pedidos.bootstrap import search_client
 from pedidos.ports import Publisher, StateFeed
 from pedidos.runtime.config import Settings
 from pedidos.runtime.grpc_tls import server_credentials
+from pedidos.runtime.grpc_tracing import server_interceptors
 from pedidos.services.intake import OrderIntake
 from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
@@ -78,7 +79,8 @@ def build_server(
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     metrics = metrics or ProducerMetrics()
     server = grpc.aio.server(
-        interceptors=[metrics.interceptor()],
+        # Tracing outermost: the metrics and the refusals are inside the call's span.
+        interceptors=[*server_interceptors(), metrics.interceptor()],
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),

@@ -20,6 +20,7 @@ import grpc
 from pedidos.domain.order import InvalidOrder
 from pedidos.domain.states import FIRST_STATE
 from pedidos.runtime.logs import mask_email
+from pedidos.runtime.tracing import own_trace
 from pedidos.services.errors import OrderRejected, Reason, ServiceError
 from pedidos.services.intake import OrderIntake, Submission, settle
 from pedidos.services.tracking import OrderTracker, StateFanout, checked_order_id
@@ -143,7 +144,8 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             submit = self._submit
             async for request in request_iterator:
                 try:
-                    submission = submit(request, correlation)
+                    with own_trace("intake order from stream"):
+                        submission = submit(request, correlation)
                 except OrderRejected as exc:
                     ready.append(self._result(index, exc))
                     wake.set()
@@ -192,7 +194,8 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         outcomes: list[Submission | OrderRejected] = []
         for order in request.orders:
             try:
-                outcomes.append(submit(order, correlation))
+                with own_trace("intake order from batch"):
+                    outcomes.append(submit(order, correlation))
             except OrderRejected as exc:
                 outcomes.append(exc)
         await settle((o for o in outcomes if isinstance(o, Submission)), self._ack_timeout(context))

@@ -13,7 +13,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+
 from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError, TransientMailError
+from pedidos.runtime import tracing
 from pedidos.runtime.config import Settings
 
 if TYPE_CHECKING:
@@ -157,8 +162,10 @@ class _SmtpSsl(smtplib.SMTP_SSL):
         return _data(self, msg)
 
 
-# A send waiting for a sender thread: the message, the loop to answer on and the answer.
-_Job = tuple[OutgoingEmail, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+# A send waiting for a sender thread: the message, the loop to answer on, the answer, and the
+# trace context to send it in (None when tracing is off). Threads do not inherit contextvars,
+# so the sender thread attaches the step's context itself.
+_Job = tuple[OutgoingEmail, asyncio.AbstractEventLoop, "asyncio.Future[None]", Context | None]
 
 
 def _settle(done: asyncio.Future[None], failure: Exception | None) -> None:
@@ -244,7 +251,8 @@ class SmtpMailer:
             self._start_senders()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._jobs.put((message, loop, done))
+        parent = otel_context.get_current() if tracing.enabled() else None
+        self._jobs.put((message, loop, done, parent))
         await done
 
     def _start_senders(self) -> None:
@@ -260,17 +268,37 @@ class SmtpMailer:
 
     def _sender(self) -> None:
         while (job := self._jobs.get()) is not None:
-            message, loop, done = job
+            message, loop, done, parent = job
             if done.cancelled():
                 continue  # as an executor drops a cancelled call that has not started
             failure: Exception | None = None
             try:
-                self.send(message)
+                if parent is None:
+                    self.send(message)
+                else:
+                    self._traced_send(message, parent)
             except Exception as exc:  # handed to the awaiting task, raised there
                 failure = exc
             # RuntimeError: the loop is closed, nobody awaits this send any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, done, failure)
+
+    def _traced_send(self, message: OutgoingEmail, parent: Context) -> None:
+        """`send` in an `smtp send` CLIENT span, a child of the step that asked for it."""
+        attributes: dict[str, str | int] = {
+            "server.address": self._settings.host,
+            "server.port": self._settings.port,
+            "pedidos.email.message_id": message.message_id,
+        }
+        with tracing.tracer().start_as_current_span(
+            "smtp send", context=parent, kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                self.send(message)
+            except Exception as exc:
+                # What the failure means to us (outage, transient, permanent), low-cardinality.
+                span.set_attribute("error.type", type(exc).__name__)
+                raise
 
     def close(self) -> None:
         """Finishes the sends already queued, then quits the idle connections."""

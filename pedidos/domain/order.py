@@ -215,6 +215,9 @@ class Order:
     details: OrderDetails
     accepted_at: datetime
     reached: dict[OrderState, datetime] = field(default_factory=dict)
+    # The trace of its walk (32 hex digits) when one is recorded: for people looking it up,
+    # no rule depends on it.
+    trace_id: str | None = field(default=None, compare=False)
 
     @property
     def state(self) -> OrderState | None:

@@ -9,6 +9,7 @@ from typing import Any
 from pedidos.runtime.config import Settings, settings_or_exit
 from pedidos.runtime.logs import configure_logging
 from pedidos.runtime.supervisor import is_worker, supervise
+from pedidos.runtime.tracing import configure as configure_tracing
 
 
 def run_service(
@@ -22,4 +23,6 @@ def run_service(
     count = workers(settings)
     if count > 1 and not is_worker():
         raise SystemExit(supervise(component, count))
+    # Each worker traces for itself (the supervisor has nothing to trace).
+    configure_tracing(component)
     asyncio.run(serve(settings))

@@ -148,18 +148,20 @@ class ReachedState(_message.Message):
     def __init__(self, state: _Optional[_Union[OrderState, str]] = ..., reached_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "state", "accepted_at", "reached", "details")
+    __slots__ = ("order_id", "state", "accepted_at", "reached", "details", "trace_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
     REACHED_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     state: OrderState
     accepted_at: _timestamp_pb2.Timestamp
     reached: _containers.RepeatedCompositeFieldContainer[ReachedState]
     details: OrderDetails
-    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reached: _Optional[_Iterable[_Union[ReachedState, _Mapping]]] = ..., details: _Optional[_Union[OrderDetails, _Mapping]] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, order_id: _Optional[str] = ..., state: _Optional[_Union[OrderState, str]] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reached: _Optional[_Iterable[_Union[ReachedState, _Mapping]]] = ..., details: _Optional[_Union[OrderDetails, _Mapping]] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class OrderStateChange(_message.Message):
     __slots__ = ("order_id", "state", "reached_at")

@@ -107,4 +107,5 @@ def order_to_proto(order: Order) -> orders_pb2.Order:
             for state, at in sorted(order.reached.items(), key=lambda item: item[0].position)
         ],
         details=details_to_proto(order.details),
+        trace_id=order.trace_id or "",
     )

@@ -7,6 +7,7 @@ carries `pedidos.state` v1 (one per state an order reached). Both are keyed by o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -158,10 +159,25 @@ def header_value(headers: Headers | None, name: str) -> str | None:
     return None
 
 
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
+
+
+def sampled_trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C `traceparent` header whose trace is sampled (recorded), else None.
+    Read here, without OpenTelemetry, so the producer's state feed knows an order's trace."""
+    if not traceparent:
+        return None
+    match = _TRACEPARENT.match(traceparent)
+    if match is None or not int(match[2], 16) & 1 or match[1] == "0" * 32:
+        return None
+    return match[1]
+
+
 def decode(value: bytes | None, headers: Headers | None = None) -> Record:
     """Parse and validate a record of either schema; raise PoisonRecord on anything wrong."""
     data = _envelope(value)
     order = _order(data)
+    order.trace_id = sampled_trace_id(header_value(headers, "traceparent"))
     correlation_id = header_value(headers, "correlation-id") or order.order_id
     if data["schema"] == ORDER_SCHEMA:
         return OrderAccepted(order=order, correlation_id=correlation_id)

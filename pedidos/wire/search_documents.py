@@ -79,6 +79,7 @@ def order_from_document(doc: dict[str, Any]) -> Order:
             order_id=str(doc["order_id"]),
             details=validated([doc.get(name) for name in FIELD_NAMES]),
             accepted_at=datetime.fromisoformat(doc["accepted_at"]),
+            trace_id=doc.get("trace_id"),
         )
         reached = doc.get("reached_at") or {}
         for state in ALL_STATES:

@@ -55,5 +55,9 @@ def test_demo_without_a_web_inbox_keeps_a_maildir(tmp_path) -> None:
     assert "3/3 pedidos finalizados" in result.stdout
     assert "install Node.js and npm for a web inbox" in result.stdout
     assert "15 e-mails delivered (15 expected)" in result.stdout
+    # One order's trace, from the spans the services exported: its id and every state's span.
+    assert re.search(r"Traza del pedido \S+: [0-9a-f]{32}", result.stdout), result.stdout
+    for state in ("Procesando", "Preparación", "Enviado", "Entregado", "Finalizado"):
+        assert f"[{state}]" in result.stdout
     assert len(list((tmp_path / ".stack" / "demo" / "mail" / "new").iterdir())) == 15
     assert_stopped_everything(result, tmp_path)

@@ -36,8 +36,15 @@ IO_LIBRARIES = (
     "elasticsearch",
     "elastic_transport",
     "jinja2",
+    # Tracing, even its API: spans are made at the edges (adapters, entrypoints) and the trace
+    # context reaches them through contextvars, so the use cases stay testable without it.
+    "opentelemetry",
 )
 IO_FREE = ("pedidos.domain", "pedidos.ports", "pedidos.wire", "pedidos.services")
+# The SDK and its exporters (threads, sockets, global state) are set up in one module; the rest
+# of the code uses only the API, a no-op until that module installs a provider.
+TRACING_SDK = ("opentelemetry.sdk", "opentelemetry.exporter")
+TRACING_SETUP = "pedidos.runtime.tracing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,17 @@ def io_imports(found: list[Import]) -> list[Import]:
     ]
 
 
+def tracing_sdk_imports(found: list[Import]) -> list[Import]:
+    """Imports of the tracing SDK outside its setup module (tests and tools may use it)."""
+    return [
+        imp
+        for imp in found
+        if any(_within(imp.target, sdk) for sdk in TRACING_SDK)
+        and imp.module != TRACING_SETUP
+        and imp.module.split(".")[0] not in ("devkit", "bench")
+    ]
+
+
 def cycles(found: list[Import]) -> list[list[str]]:
     """The groups of first-party modules that import one another, each sorted."""
     graph: dict[str, set[str]] = {}
@@ -171,6 +189,11 @@ def test_the_layers_under_the_adapters_import_no_io_library() -> None:
     assert not problems, "\n".join(map(str, problems))
 
 
+def test_only_the_tracing_setup_imports_the_tracing_sdk() -> None:
+    problems = tracing_sdk_imports(imports())
+    assert not problems, "\n".join(map(str, problems))
+
+
 def test_no_import_cycles() -> None:
     found = cycles(imports())
     assert not found, "\n".join(" <-> ".join(group) for group in found)
@@ -203,7 +226,12 @@ def test_the_check_reports_upward_imports_io_libraries_and_cycles(tmp_path: Path
             ),
             "pedidos/domain/states.py": "from pedidos.domain.order import Order\n",
             "pedidos/services/__init__.py": "",
-            "pedidos/services/intake.py": "from elasticsearch import AsyncElasticsearch\n",
+            "pedidos/services/intake.py": (
+                "from elasticsearch import AsyncElasticsearch\nfrom opentelemetry import trace\n"
+            ),
+            "pedidos/runtime/__init__.py": "",
+            "pedidos/runtime/tracing.py": "from opentelemetry.sdk.trace import TracerProvider\n",
+            "pedidos/runtime/retry.py": "import opentelemetry.exporter.otlp\n",
             "pedidos/adapters/__init__.py": "",
             "pedidos/adapters/kafka/__init__.py": "",
             "pedidos/adapters/kafka/publisher.py": "import confluent_kafka\nimport pedidos.ports\n",
@@ -222,5 +250,9 @@ def test_the_check_reports_upward_imports_io_libraries_and_cycles(tmp_path: Path
     assert {(imp.module, imp.target) for imp in io_imports(found)} == {
         ("pedidos.domain.order", "grpc"),
         ("pedidos.services.intake", "elasticsearch"),
+        ("pedidos.services.intake", "opentelemetry"),
     }  # the adapter's confluent_kafka is fine
+    assert {(imp.module, imp.target) for imp in tracing_sdk_imports(found)} == {
+        ("pedidos.runtime.retry", "opentelemetry.exporter.otlp"),
+    }  # pedidos.runtime.tracing may
     assert cycles(found) == [["pedidos.domain.order", "pedidos.domain.states"]]

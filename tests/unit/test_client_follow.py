@@ -129,6 +129,13 @@ def test_status_shows_states_with_their_times_and_the_details_in_spanish() -> No
         assert text in out
 
 
+def test_status_prints_the_trace_id_when_the_order_has_one() -> None:
+    message = order_message(OrderState.ENVIADO)
+    assert "Traza" not in printed(render_order, message)
+    message.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert "Traza: 4bf92f3577b34da6a3ce929d0e0e4736" in printed(render_order, message)
+
+
 def test_status_of_an_order_the_consumer_has_not_started() -> None:
     out = printed(render_order, order_message(None))
     assert "Estado actual: En espera" in out

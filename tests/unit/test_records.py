@@ -246,3 +246,27 @@ def test_a_bad_timestamp_among_the_states_reached_is_named() -> None:
     )
     with pytest.raises(PoisonRecord, match=r"reached\.Preparación"):
         decode(record)
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"  # pragma: allowlist secret (a W3C example trace id)
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "trace_id"),
+    [
+        (f"00-{TRACE}-00f067aa0ba902b7-01", TRACE),
+        (f"00-{TRACE}-00f067aa0ba902b7-00", None),  # not sampled: no backend holds it
+        (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),
+        ("00-xyz-00f067aa0ba902b7-01", None),
+        (None, None),
+    ],
+)
+def test_a_record_s_order_carries_its_sampled_trace_id(
+    traceparent: str | None, trace_id: str | None
+) -> None:
+    order = Order(ORDER_ID, make_details(), T0)
+    headers = headers_for("pedidos.order", "c")
+    if traceparent is not None:
+        headers.append(("traceparent", traceparent.encode()))
+    decoded = decode(encode_order_accepted(order), headers)
+    assert decoded.order.trace_id == trace_id

@@ -5,7 +5,12 @@ from pathlib import Path
 from devkit.orders import make_details
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.wire.search_documents import event_document, iso, order_document
+from pedidos.wire.search_documents import (
+    event_document,
+    iso,
+    order_document,
+    order_from_document,
+)
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TEMPLATES = Path(__file__).resolve().parents[2] / "admin" / "elasticsearch"
@@ -91,10 +96,19 @@ def test_documents_only_use_mapped_fields() -> None:
         email_error="550",
         correlation_id="c",
     )
-    assert flat(event) <= mapped_fields("pedidos-order-events.json")
-    assert flat(order_document(walked(OrderState.FINALIZADO))) <= mapped_fields(
+    # The search index adds the trace id to both when tracing is on.
+    traced = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}
+    assert flat({**event, **traced}) <= mapped_fields("pedidos-order-events.json")
+    assert flat({**order_document(walked(OrderState.FINALIZADO)), **traced}) <= mapped_fields(
         "pedidos-orders.json"
     )
+
+
+def test_an_order_read_back_keeps_its_trace_id() -> None:
+    doc = order_document(walked(OrderState.ENVIADO))
+    assert order_from_document(doc).trace_id is None
+    traced = order_from_document({**doc, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
+    assert traced.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def test_timestamps_keep_their_offset_even_for_an_equal_utc_instant() -> None:

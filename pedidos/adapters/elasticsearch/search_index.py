@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -16,9 +18,12 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Link, Span, StatusCode
 
 from pedidos.domain.states import OrderState, later
 from pedidos.ports import PermanentIndexError
+from pedidos.runtime import tracing
 from pedidos.runtime.batching import MicroBatcher
 from pedidos.runtime.retry import Backoff, retry_async
 
@@ -26,6 +31,8 @@ log = logging.getLogger(__name__)
 
 
 Doc = dict[str, Any]
+# A ledger lookup: the event document's id, and the span of the step waiting for it.
+_Lookup = tuple[str, "Span | None"]
 _RETRYABLE_STATUS = {429, 502, 503, 504}
 
 
@@ -90,6 +97,34 @@ async def with_retries(what: str, call: Callable[[], Awaitable[Any]]) -> Any:
     )
 
 
+def _end_item_span(span: Span, done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        error = done.exception()
+        span.set_attribute("error.type", type(error).__name__)
+        span.set_status(StatusCode.ERROR, str(error))
+    span.end()
+
+
+@contextmanager
+def _batch_span(name: str, items: list[Span], size: int) -> Iterator[Span]:
+    """The span of one batched request serving many orders' steps.
+
+    It starts a trace of its own, linked to the span of every item's step, and each of those is
+    linked back to it. Parenting it to one order would put the other orders' documents into
+    that order's trace and leave theirs without; the request's own spans (the elasticsearch
+    client's) are its children. Without this the batch task would inherit the context of
+    whichever step happened to start it."""
+    with tracing.tracer().start_as_current_span(
+        name,
+        context=otel_context.Context(),
+        links=[Link(span.get_span_context()) for span in items],
+        attributes={"db.system.name": "elasticsearch", "pedidos.batch.items": size},
+    ) as batch:
+        for span in items:
+            span.add_link(batch.get_span_context())
+        yield batch
+
+
 def _state(doc: Doc) -> OrderState:
     return OrderState(doc["state"])
 
@@ -113,10 +148,12 @@ _FLUSH_INTERVAL_S = 0.01
 
 
 class _Write(NamedTuple):
-    """One document for the shared bulk request: an event (create) or a current state."""
+    """One document for the shared bulk request: an event (create) or a current state, and the
+    span of the step waiting for it (None when tracing is off)."""
 
     is_event: bool
     doc: Doc
+    span: Span | None = None
 
 
 class _Entry(NamedTuple):
@@ -164,13 +201,40 @@ class OrderSearchIndex:
     # -- public, one item each; batched underneath -----------------------------------------
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[Doc | None]:
         """The event document of (order, state) if one was written, else None."""
-        return self._lookups.submit(event_id(order_id, state))
+        if not tracing.enabled():
+            return self._lookups.submit((event_id(order_id, state), None))
+        span = tracing.tracer().start_span(
+            "ledger lookup",
+            attributes={"db.system.name": "elasticsearch", "db.namespace": self.events_index},
+        )
+        future = self._lookups.submit((event_id(order_id, state), span))
+        future.add_done_callback(partial(_end_item_span, span))
+        return future
 
     def write_event(self, doc: Doc) -> asyncio.Future[None]:
-        return self._writes.submit(_Write(True, doc))  # type: ignore[return-value]
+        return self._submit_write(True, doc)
 
     def write_order(self, doc: Doc) -> asyncio.Future[None]:
-        return self._writes.submit(_Write(False, doc))  # type: ignore[return-value]
+        return self._submit_write(False, doc)
+
+    def _submit_write(self, is_event: bool, doc: Doc) -> asyncio.Future[None]:
+        if not tracing.enabled():
+            return self._writes.submit(_Write(is_event, doc))  # type: ignore[return-value]
+        # The step's own span for its document, from submit to the bulk's answer (a child of
+        # the step); the shared bulk request has a span of its own, linked (`_batch_span`).
+        trace_id = tracing.current_trace_id()
+        if trace_id is not None:
+            doc["trace_id"] = trace_id
+        span = tracing.tracer().start_span(
+            "index event" if is_event else "index order",
+            attributes={
+                "db.system.name": "elasticsearch",
+                "db.namespace": self.events_index if is_event else self.orders_index,
+            },
+        )
+        future = self._writes.submit(_Write(is_event, doc, span))
+        future.add_done_callback(partial(_end_item_span, span))
+        return future  # type: ignore[return-value]
 
     async def drain(self) -> None:
         for batcher in (self._lookups, self._writes):
@@ -181,7 +245,15 @@ class OrderSearchIndex:
         await self.client.close()
 
     # -- batches ---------------------------------------------------------------------------
-    async def _lookup_events(self, ids: list[str]) -> list[Doc | None]:
+    async def _lookup_events(self, lookups: list[_Lookup]) -> list[Doc | None]:
+        ids = [event for event, _ in lookups]
+        spans = [span for _, span in lookups if span is not None]
+        if not spans:
+            return await self._mget(ids)
+        with _batch_span("ledger mget", spans, len(ids)):
+            return await self._mget(ids)
+
+    async def _mget(self, ids: list[str]) -> list[Doc | None]:
         unique = list(dict.fromkeys(ids))
         response = await with_retries(
             "mget", lambda: self.client.mget(index=self.events_index, ids=unique)
@@ -249,6 +321,13 @@ class OrderSearchIndex:
         )
 
     async def _write(self, writes: list[_Write]) -> list[PermanentIndexError | None]:
+        spans = [w.span for w in writes if w.span is not None]
+        if not spans:
+            return await self._write_batch(writes)
+        with _batch_span("index bulk", spans, len(writes)):
+            return await self._write_batch(writes)
+
+    async def _write_batch(self, writes: list[_Write]) -> list[PermanentIndexError | None]:
         # An order's current-state documents in one batch become one: only the latest state
         # is written (with every state's timestamp), so the batch writes each order once.
         coalesced: dict[str, Doc] = {}

@@ -22,6 +22,7 @@ from pedidos.domain.money import Money
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.ports import OutgoingEmail
+from pedidos.runtime import tracing
 
 SUBJECTS = {
     OrderState.PROCESANDO: "Recibimos tu pedido: {product}",
@@ -282,6 +283,13 @@ def message_id(order_id: str, state: OrderState, domain: str) -> str:
     return f"<{order_id}.{state.slug}@{domain}>"
 
 
+def _trace_header() -> bytes:
+    """`X-Trace-Id` with the step's trace, so a customer's e-mail leads to its trace; nothing
+    when tracing is off or the trace is not sampled (the snapshots in docs/emails have none)."""
+    trace_id = tracing.current_trace_id()
+    return b"" if trace_id is None else _fold("X-Trace-Id", trace_id)
+
+
 class EmailRenderer:
     def __init__(self, sender: str) -> None:
         name, address = parseaddr(sender)
@@ -388,6 +396,7 @@ class EmailRenderer:
                 _fold("Message-ID", identifier),
                 _fold("X-Pedidos-Order-Id", order.order_id),
                 _fold("X-Pedidos-State", state.slug),
+                _trace_header(),
                 _CRLF,
                 b"--" + boundary + _CRLF,
                 _text_part("plain", text),

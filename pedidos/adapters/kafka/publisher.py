@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from opentelemetry.trace import Span
 
+from pedidos.adapters.kafka import messaging_spans
 from pedidos.ports import PublishError
 
 log = logging.getLogger(__name__)
@@ -92,17 +94,23 @@ class KafkaPublisher:
         """Queue one record; the future resolves when the broker acknowledged it (acks=all).
         Without `partition` the key picks it (murmur2, like every Java client)."""
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+        # The send span lasts until the broker's answer (None when tracing is off).
+        span, sent_headers = messaging_spans.start_send(topic, key, headers, partition)
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             report: _Report
             if error is not None:
                 unknown = error.code() == KafkaError._UNKNOWN_PARTITION
                 report = (future, PublishError(error.str(), unknown), None)
+                if span is not None:
+                    messaging_spans.failed(span, error.str(), error.name())
             else:
                 delivery = Delivery(
                     str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
                 )
                 report = (future, None, delivery)
+                if span is not None:
+                    messaging_spans.delivered(span, delivery.partition, delivery.offset)
             with self._reports_lock:
                 self._reports.append(report)
 
@@ -111,16 +119,16 @@ class KafkaPublisher:
                 topic,
                 key=key.encode(),
                 value=value,
-                headers=list(headers),
+                headers=list(sent_headers),
                 on_delivery=on_delivery,
                 # -1 (RD_KAFKA_PARTITION_UA): the configured partitioner picks by key.
                 partition=-1 if partition is None else partition,
             )
         except BufferError:
-            _fail(future, PublishError("local produce queue is full"))
+            _fail(future, PublishError("local produce queue is full"), span)
         except KafkaException as exc:
             unknown = exc.args[0].code() == KafkaError._UNKNOWN_PARTITION
-            _fail(future, PublishError(str(exc), unknown))
+            _fail(future, PublishError(str(exc), unknown), span)
         return future
 
     def flush(self, timeout_s: float) -> int:
@@ -140,7 +148,10 @@ class KafkaPublisher:
 _Report = tuple["asyncio.Future[Delivery]", "PublishError | None", "Delivery | None"]
 
 
-def _fail(future: asyncio.Future[Delivery], error: PublishError) -> None:
+def _fail(future: asyncio.Future[Delivery], error: PublishError, span: Span | None = None) -> None:
+    if span is not None:
+        kind = "unknown_partition" if error.unknown_partition else "produce_refused"
+        messaging_spans.failed(span, str(error), kind)
     future.set_exception(error)
     # Marked as retrieved: whoever awaits it still gets the error, but a delivery nobody awaits
     # any more (a caller that gave up) must not make asyncio log "never retrieved".

@@ -41,7 +41,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pedidos.wire.records import PoisonRecord, StateReached, decode
+from pedidos.wire.records import Headers, PoisonRecord, StateReached, decode
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,12 @@ OFFSETS_TIMEOUT_S = 10.0
 WARN_EVERY_S = 10.0
 
 
-def read_state(value: bytes | None) -> StateReached | None:
+def read_state(value: bytes | None, headers: Headers | None = None) -> StateReached | None:
     """The state record in `value`, or None for anything else (the consumer dead-letters bad
     records; the feed only skips them). Decoded by the one record decoder, so a walk out of the
-    domain's order never reaches a watcher."""
+    domain's order never reaches a watcher. `headers` give the order its trace id, if any."""
     try:
-        record = decode(value)
+        record = decode(value, headers)
     except PoisonRecord:
         return None
     return record if isinstance(record, StateReached) else None
@@ -161,7 +161,7 @@ class KafkaStateFeed:
             kind, stamp = message.timestamp()
             if kind != TIMESTAMP_NOT_AVAILABLE and stamp < self.start_ms:
                 continue
-            record = read_state(message.value())
+            record = read_state(message.value(), message.headers())  # type: ignore[arg-type]
             if record is not None:
                 batch.append(record)
         return batch
