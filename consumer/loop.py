@@ -23,7 +23,12 @@ from pedidos.adapters.kafka.record_source import ConsumedRecord
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 0.5
-FETCH_TIMEOUT_S = 0.1
+# librdkafka's consume(n, timeout) waits for n records or the whole timeout. Busy, a short one:
+# a step's next record is not held back behind it. Idle, one record is asked for, so the fetch
+# returns the moment one arrives (a lone order waits on nothing) and an idle consumer wakes
+# twice a second instead of a hundred times.
+FETCH_TIMEOUT_S = 0.01
+IDLE_FETCH_TIMEOUT_S = 0.5
 
 
 class RecordSource(Protocol):
@@ -79,8 +84,12 @@ class ConsumerLoop:
             while not stop.is_set():
                 free = self._max_in_flight - len(self._tasks)
                 await self._pause_or_resume(free)
-                wanted = min(free, self._fetch_batch, self._admission.room(self._fetch_batch))
-                for record in await self._source.fetch(max(1, wanted), FETCH_TIMEOUT_S):
+                if self._tasks:
+                    wanted = min(free, self._fetch_batch, self._admission.room(self._fetch_batch))
+                    fetched = await self._source.fetch(max(1, wanted), FETCH_TIMEOUT_S)
+                else:
+                    fetched = await self._source.fetch(1, IDLE_FETCH_TIMEOUT_S)
+                for record in fetched:
                     self._schedule(record)
         finally:
             await self._shutdown(committer, grace_s)

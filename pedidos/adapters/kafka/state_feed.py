@@ -47,7 +47,10 @@ log = logging.getLogger(__name__)
 
 START_MARGIN_S = 30.0
 FETCH_BATCH = 500
-POLL_TIMEOUT_S = 0.2
+# As the consumer's loop does: while records come, batches with a short wait; after an empty
+# fetch, one record with a long wait, which returns the moment a record arrives.
+POLL_TIMEOUT_S = 0.02
+IDLE_POLL_TIMEOUT_S = 0.5
 OFFSETS_TIMEOUT_S = 10.0
 WARN_EVERY_S = 10.0
 
@@ -98,6 +101,7 @@ class KafkaStateFeed:
         self._topic = topic
         self._deliver = deliver
         self.start_ms = int((clock() - start_margin_s) * 1000)
+        self._busy = False
         # Next offset per partition; touched only on the feed thread.
         self._positions: dict[tuple[str, int], int] = {}
         self._warned: dict[str, float] = {}
@@ -149,7 +153,12 @@ class KafkaStateFeed:
 
     def _fetch(self, consumer: Consumer) -> list[StateReached]:
         batch: list[StateReached] = []
-        for message in consumer.consume(FETCH_BATCH, POLL_TIMEOUT_S):
+        if self._busy:
+            messages = consumer.consume(FETCH_BATCH, POLL_TIMEOUT_S)
+        else:
+            messages = consumer.consume(1, IDLE_POLL_TIMEOUT_S)
+        self._busy = bool(messages)
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
