@@ -134,8 +134,14 @@ def _stack_ports(args: argparse.Namespace) -> StackPorts | None:
 
 
 def _print_stack(stack: EmbeddedStack, action: str) -> None:
+    from devkit.credentials import stored_credentials
+
+    # A key for the producer and the client run by hand on this stack (README, "Security").
+    env = stack.env()
+    if action in ("up", "env"):
+        env |= stored_credentials(stack.root / "credentials.env")
     if action == "env":
-        for key, value in stack.env().items():
+        for key, value in env.items():
             print(f"{key}={value}")
         return
     for name, status in stack.status().items():
@@ -145,7 +151,7 @@ def _print_stack(stack: EmbeddedStack, action: str) -> None:
             print(f"mail: MailDev web inbox at {stack.web_inbox_url}/")
         else:
             print(f"mail lands in {stack.maildir} (Maildir: new/ holds one file per e-mail)")
-        for key, value in stack.env().items():
+        for key, value in env.items():
             print(f"export {key}={value}")
 
 
@@ -209,9 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     stack.add_argument("--smtp-port", type=int)
     stack.set_defaults(run=cmd_stack)
 
-    from admin import dlq
+    from admin import api_key, dlq
 
     dlq.add_parser(commands)
+    api_key.add_parser(commands)
 
     demo = commands.add_parser("demo", help="run the whole pipeline locally and watch it")
     demo.add_argument("--orders", type=int, default=5)

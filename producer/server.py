@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass
 
@@ -19,10 +20,11 @@ from pedidos.bootstrap import search_client
 from pedidos.ports import Publisher, StateFeed
 from pedidos.runtime.config import Settings
 from pedidos.runtime.grpc_tls import server_credentials
-from pedidos.services.intake import OrderIntake
+from pedidos.services.intake import OrderIdSecrets, OrderIntake
 from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from pedidos.wire.records import StateReached
+from producer.auth import InsecureStart, interceptors
 from producer.servicer import OrderServicer
 
 log = logging.getLogger(__name__)
@@ -67,16 +69,25 @@ class TrackingSources:
 
 
 def build_server(
-    settings: Settings, publisher: Publisher, tracking: TrackingSources
+    settings: Settings,
+    publisher: Publisher,
+    tracking: TrackingSources,
+    guards: list[grpc.aio.ServerInterceptor],
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     server = grpc.aio.server(
+        interceptors=guards,
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
-        ]
+        ],
     )
     servicer = OrderServicer(
-        OrderIntake(publisher, settings.pedidos_topic, settings.producer_idempotency_keys),
+        OrderIntake(
+            publisher,
+            settings.pedidos_topic,
+            settings.producer_idempotency_keys,
+            order_id_secrets(settings),
+        ),
         settings.grpc_deadline_s,
         OrderTracker(tracking.lookup, tracking.fanout),
         tracking.fanout,
@@ -84,24 +95,51 @@ def build_server(
     orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    if settings.grpc_reflection:
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
     if settings.grpc_tls_cert and settings.grpc_tls_key:
         server.add_secure_port(
-            settings.grpc_listen, server_credentials(settings.grpc_tls_cert, settings.grpc_tls_key)
+            settings.grpc_listen,
+            server_credentials(
+                settings.grpc_tls_cert, settings.grpc_tls_key, settings.grpc_tls_client_ca
+            ),
         )
     else:
         server.add_insecure_port(settings.grpc_listen)
     return server, health_servicer
 
 
+def order_id_secrets(settings: Settings) -> OrderIdSecrets:
+    """The keyed-id secrets from settings; without ORDER_ID_SECRET a random one per process."""
+    previous = settings.order_id_previous_secret
+    if settings.order_id_secret is None:
+        log.warning(
+            "ORDER_ID_SECRET is not set: ids of orders with an idempotency key are stable only "
+            "within this process (set the same secret on every producer replica)"
+        )
+        current = os.urandom(32)
+    else:
+        current = settings.order_id_secret.get_secret_value().encode()
+    return OrderIdSecrets(
+        current,
+        previous.get_secret_value().encode() if previous else None,
+        settings.order_id_secret_since,
+    )
+
+
 async def serve(settings: Settings) -> None:
+    try:
+        guards = interceptors(settings)  # before connecting to anything
+    except InsecureStart as exc:
+        log.error("producer: refusing to start: %s", exc)
+        raise SystemExit(2) from None
     publisher = KafkaPublisher(
         # No linger: a CreateOrder waits on its one record; a batch's records are queued in
         # one go and batch by themselves while earlier requests are in flight.
@@ -115,7 +153,7 @@ async def serve(settings: Settings) -> None:
     tracking = TrackingSources.connect(settings)
     # Before the first call: the feed covers every change from its start time on.
     tracking.feed.start()
-    server, health_servicer = build_server(settings, publisher, tracking)
+    server, health_servicer = build_server(settings, publisher, tracking, guards)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -25,6 +25,7 @@ from client.orders import random_requests
 from client.outcomes import Confirmed, Outcome, SendReport
 from client.send import send_to_producer
 from client.unary import send_orders
+from devkit.credentials import aio_producer_channel
 from devkit.inbox import Inbox
 from devkit.orders import make_details
 from devkit.processes import ServiceProcess, Services
@@ -125,7 +126,7 @@ async def send_counted(
 ) -> tuple[SendReport, CountingStub]:
     """Send `count` random orders with keys, 5 s per attempt, through a CountingStub; while
     `hold()` is true no new attempt starts."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_producer_channel(address) as channel:
         stub = CountingStub(channel, hold)
         requests = random_requests(count, "cliente@example.cl", random.Random())
         report = await send_orders(stub, requests, concurrency, 5.0, retries, on_outcome=on_outcome)
