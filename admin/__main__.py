@@ -155,6 +155,21 @@ def _print_stack(stack: EmbeddedStack, action: str) -> None:
             print(f"export {key}={value}")
 
 
+def cmd_retention(args: argparse.Namespace) -> None:
+    from admin import setup
+
+    settings = settings_or_exit("admin")
+    if settings.elasticsearch_retention_days is None:
+        print("admin: ELASTICSEARCH_RETENTION_DAYS is not set: nothing to delete", file=sys.stderr)
+        raise SystemExit(2)
+    es = blocking_search_client(settings)
+    deleted = _retry(
+        "deleting expired documents", lambda: setup.delete_expired_documents(settings, es), 30
+    )
+    for index, count in deleted.items():
+        print(f"index {index}: {count} documents older than the retention deleted")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from devkit.demo import run_demo
     from devkit.stack import StackError, StackSetupError
@@ -214,6 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     stack.add_argument("--elasticsearch-port", type=int)
     stack.add_argument("--smtp-port", type=int)
     stack.set_defaults(run=cmd_stack)
+
+    retention = commands.add_parser(
+        "retention",
+        help="delete ES documents of orders older than ELASTICSEARCH_RETENTION_DAYS (run daily)",
+    )
+    retention.set_defaults(run=cmd_retention)
 
     from admin import api_key, dlq
 

@@ -24,8 +24,10 @@ import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.cli import main as client_main
 from devkit.orders import order_request
 from devkit.processes import ServiceProcess, Services
+from devkit.topics import topic_size
 from devkit.waiting import wait_for
 from pedidos.domain.order import new_order_id
 from pedidos.runtime.api_keys import create_key
@@ -367,3 +369,40 @@ def test_the_producer_refuses_to_listen_beyond_loopback_without_a_credential(
         grpc.insecure_channel(env["GRPC_LISTEN"].replace("0.0.0.0", "127.0.0.1"))
     )
     assert stub.CreateOrder(order_request(), timeout=10).order_id
+
+
+def test_the_client_with_a_wrong_key_says_so_in_one_spanish_line_and_sends_nothing(
+    services: Services,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = services.producer()
+    address = producer.env["GRPC_LISTEN"]
+    argv = ["--count", "3", "--email", "clave@example.cl", "--yes", "--address", address]
+
+    monkeypatch.setenv("PRODUCER_API_KEY", create_key("nadie", ["orders:create"])[0])
+    assert client_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "El productor rechazó la credencial: revisa PRODUCER_API_KEY (o el certificado de cliente)."
+    ]
+
+    monkeypatch.delenv("PRODUCER_API_KEY")
+    assert client_main(argv) == 1
+    assert capsys.readouterr().err.strip().startswith("El productor rechazó la credencial")
+
+    # A key that may create orders but not read them: `status` says what is missing.
+    reader_line = create_key("solo-crear", ["orders:create"])
+    services.producer(
+        log_name="creator-only",
+        GRPC_LISTEN=f"127.0.0.1:{_port()}",
+        GRPC_API_KEYS=f"{services.env['GRPC_API_KEYS']};{reader_line[1]}",
+    )
+    monkeypatch.setenv("PRODUCER_API_KEY", reader_line[0])
+    last = services.started[-1].env["GRPC_LISTEN"]
+    assert client_main(["status", str(uuid.uuid4()), "--address", last]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "La clave de PRODUCER_API_KEY no tiene permiso para consultar pedidos (orders:read)."
+    )
+    # Nothing was published by the refused runs.
+    assert topic_size(services.env["KAFKA_BOOTSTRAP_SERVERS"], services.env["PEDIDOS_TOPIC"]) == 0
