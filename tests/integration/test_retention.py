@@ -4,6 +4,7 @@ deletion of Elasticsearch documents of orders older than ELASTICSEARCH_RETENTION
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
@@ -12,6 +13,7 @@ from elasticsearch import Elasticsearch
 from admin import setup
 from devkit.scenario import prepare, scenario_env
 from devkit.stack import EmbeddedStack
+from devkit.waiting import wait_for
 from pedidos.runtime.config import load_settings
 
 pytestmark = pytest.mark.integration
@@ -22,6 +24,10 @@ def retention_ms(bootstrap: str, topic: str) -> str:
     resource = ConfigResource(ResourceType.TOPIC, topic)
     configs = admin.describe_configs([resource])[resource].result(timeout=10)
     return str(configs["retention.ms"].value)
+
+
+def has_retention(bootstrap: str, topic: str, value: str) -> bool:
+    return retention_ms(bootstrap, topic) == value
 
 
 def test_topics_get_the_retention_set_and_setup_changes_it_on_existing_ones(
@@ -35,12 +41,17 @@ def test_topics_get_the_retention_set_and_setup_changes_it_on_existing_ones(
         assert retention_ms(settings.kafka_bootstrap_servers, topic) == "3600000"
 
     longer = load_settings(
-        **{key.lower(): value for key, value in env.items()}, pedidos_retention_ms=7_200_000
+        **{key.lower(): value for key, value in {**env, "PEDIDOS_RETENTION_MS": "7200000"}.items()}
     )
     outcome = setup.create_topics(longer)
     assert set(outcome.values()) == {"exists, retention.ms=7200000"}
+    # The controller applies the change; brokers learn it a moment later.
     for topic in setup.topic_names(settings):
-        assert retention_ms(settings.kafka_bootstrap_servers, topic) == "7200000"
+        wait_for(
+            partial(has_retention, settings.kafka_bootstrap_servers, topic, "7200000"),
+            15,
+            f"{topic} retention.ms=7200000",
+        )
 
 
 def test_documents_of_orders_older_than_the_retention_are_deleted(stack: EmbeddedStack) -> None:
