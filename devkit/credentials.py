@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from pedidos.runtime.api_keys import PERMISSIONS, create_key
-from pedidos.runtime.grpc_tls import BearerKey, authorization
+from pedidos.runtime.grpc_tls import authorization, bearer_interceptors
 
 
 @cache
@@ -69,7 +69,7 @@ def aio_producer_channel(
 ) -> grpc.aio.Channel:
     """The asyncio counterpart of `producer_channel`."""
     return grpc.aio.insecure_channel(
-        address, options=options, interceptors=[BearerKey(dev_key()[0])]
+        address, options=options, interceptors=bearer_interceptors(dev_key()[0])
     )
 
 

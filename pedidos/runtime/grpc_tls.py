@@ -27,12 +27,7 @@ def authorization(api_key: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key}"),)
 
 
-class BearerKey(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class _BearerKey:
     """Adds the key to every call's metadata. Metadata rather than call credentials: gRPC only
     sends call credentials over TLS, and plaintext on a private network is still allowed."""
 
@@ -48,10 +43,27 @@ class BearerKey(
     async def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
-    intercept_unary_unary = _call  # type: ignore[assignment]
-    intercept_unary_stream = _call  # type: ignore[assignment]
-    intercept_stream_unary = _call  # type: ignore[assignment]
-    intercept_stream_stream = _call  # type: ignore[assignment]
+
+# One class per kind of call: grpc.aio files an interceptor under the first kind it matches.
+class _UnaryUnary(_BearerKey, grpc.aio.UnaryUnaryClientInterceptor):
+    intercept_unary_unary = _BearerKey._call  # type: ignore[assignment]
+
+
+class _UnaryStream(_BearerKey, grpc.aio.UnaryStreamClientInterceptor):
+    intercept_unary_stream = _BearerKey._call  # type: ignore[assignment]
+
+
+class _StreamUnary(_BearerKey, grpc.aio.StreamUnaryClientInterceptor):
+    intercept_stream_unary = _BearerKey._call  # type: ignore[assignment]
+
+
+class _StreamStream(_BearerKey, grpc.aio.StreamStreamClientInterceptor):
+    intercept_stream_stream = _BearerKey._call  # type: ignore[assignment]
+
+
+def bearer_interceptors(api_key: str) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors that send `api_key` on every call of an aio channel."""
+    return [kind(api_key) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
 
 
 def open_channel(
@@ -62,7 +74,7 @@ def open_channel(
 ) -> grpc.aio.Channel:
     """A channel to the producer; TLS verified against `ca_file` when one is given (with
     `client_cert` = (certificate, key) files for mutual TLS); `api_key` on every call."""
-    interceptors = [BearerKey(api_key)] if api_key else None
+    interceptors = bearer_interceptors(api_key) if api_key else None
     if ca_file:
         cert, key = (Path(f).read_bytes() for f in client_cert) if client_cert else (None, None)
         credentials = grpc.ssl_channel_credentials(
