@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pedidos.runtime.api_keys import InvalidApiKeys, parse_keys, parse_permissions
@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
             raise ValueError("GRPC_TLS_CERT and GRPC_TLS_KEY must be set together")
         return self
+
+    @field_validator("order_id_secret_since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # An instant without an offset is UTC, as everywhere in this project.
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:

@@ -3,6 +3,8 @@ remembers a refused key as good; the producer's start rule (issue #16)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from pedidos.runtime.api_keys import (
@@ -117,3 +119,17 @@ def test_the_producer_refuses_an_open_door_beyond_loopback_unless_told() -> None
     assert interceptors(load_settings(grpc_listen="127.0.0.1:50051", grpc_api_keys=None)) == []
     line = create_key("tienda", ["orders:create"])[1]
     assert len(interceptors(load_settings(grpc_listen="[::]:50051", grpc_api_keys=line))) == 1
+
+
+def test_the_switch_instant_without_an_offset_is_utc() -> None:
+    settings = load_settings(
+        order_id_secret="n" * 32,
+        order_id_previous_secret="o" * 32,
+        order_id_secret_since="2026-12-01T12:00",
+    )
+    assert settings.order_id_secret_since is not None
+    assert settings.order_id_secret_since.utcoffset() == timedelta(0)
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        load_settings(order_id_secret="corto")
+    with pytest.raises(ConfigError, match="needs ORDER_ID_PREVIOUS_SECRET"):
+        load_settings(order_id_secret="n" * 32, order_id_secret_since="2026-12-01T12:00Z")
