@@ -382,5 +382,6 @@ def test_credentials_are_a_dotenv_away(compose: Path, tmp_path: Path) -> None:
     producer = model["services"]["producer"]["environment"]
     assert producer["GRPC_API_KEYS"].startswith("tienda:")
     assert producer["ORDER_ID_SECRET"] == "propio"  # pragma: allowlist secret
-    assert model["services"]["client"]["environment"]["PRODUCER_API_KEY"] == "pdk_propia"
+    client = model["services"]["client"]["environment"]
+    assert client["PRODUCER_API_KEY"] == "pdk_propia"  # pragma: allowlist secret
     assert model["services"]["admin"]["environment"]["PEDIDOS_RETENTION_MS"] == "86400000"
