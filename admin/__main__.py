@@ -135,8 +135,14 @@ def _stack_ports(args: argparse.Namespace) -> StackPorts | None:
 
 
 def _print_stack(stack: EmbeddedStack, action: str) -> None:
+    from devkit.credentials import stored_credentials
+
+    # A key for the producer and the client run by hand on this stack (README, "Security").
+    env = stack.env()
+    if action in ("up", "env"):
+        env |= stored_credentials(stack.root / "credentials.env")
     if action == "env":
-        for key, value in stack.env().items():
+        for key, value in env.items():
             print(f"{key}={value}")
         return
     for name, status in stack.status().items():
@@ -146,8 +152,23 @@ def _print_stack(stack: EmbeddedStack, action: str) -> None:
             print(f"mail: MailDev web inbox at {stack.web_inbox_url}/")
         else:
             print(f"mail lands in {stack.maildir} (Maildir: new/ holds one file per e-mail)")
-        for key, value in stack.env().items():
+        for key, value in env.items():
             print(f"export {key}={value}")
+
+
+def cmd_retention(args: argparse.Namespace) -> None:
+    from admin import setup
+
+    settings = settings_or_exit("admin")
+    if settings.elasticsearch_retention_days is None:
+        print("admin: ELASTICSEARCH_RETENTION_DAYS is not set: nothing to delete", file=sys.stderr)
+        raise SystemExit(2)
+    es = blocking_search_client(settings)
+    deleted = _retry(
+        "deleting expired documents", lambda: setup.delete_expired_documents(settings, es), 30
+    )
+    for index, count in deleted.items():
+        print(f"index {index}: {count} documents older than the retention deleted")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -210,9 +231,16 @@ def main(argv: list[str] | None = None) -> None:
     stack.add_argument("--smtp-port", type=int)
     stack.set_defaults(run=cmd_stack)
 
-    from admin import dlq
+    retention = commands.add_parser(
+        "retention",
+        help="delete ES documents of orders older than ELASTICSEARCH_RETENTION_DAYS (run daily)",
+    )
+    retention.set_defaults(run=cmd_retention)
+
+    from admin import api_key, dlq
 
     dlq.add_parser(commands)
+    api_key.add_parser(commands)
 
     demo = commands.add_parser("demo", help="run the whole pipeline locally and watch it")
     demo.add_argument("--orders", type=int, default=5)

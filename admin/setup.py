@@ -8,7 +8,15 @@ from importlib.resources import files
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 from elasticsearch import Elasticsearch
 
 from pedidos.runtime.config import Settings
@@ -35,11 +43,13 @@ def topic_names(settings: Settings) -> list[str]:
 def create_topics(settings: Settings, timeout_s: float = 30) -> dict[str, str]:
     """Create the topics (co-partitioned: same count, same keys); existing ones are fine."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    config = _topic_config(settings)
     new = [
         NewTopic(
             name,
             num_partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_replication_factor,
+            config=config,
         )
         for name in topic_names(settings)
     ]
@@ -57,12 +67,43 @@ def create_topics(settings: Settings, timeout_s: float = 30) -> dict[str, str]:
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                outcome[name] = "exists"
+                outcome[name] = "exists" + _apply_retention(admin, name, config, timeout_s)
             else:
                 raise SetupError(f"cannot create topic {name}: {exc}") from None
         except Exception as exc:
             raise SetupError(f"cannot create topic {name}: {exc}") from None
     return outcome
+
+
+def _topic_config(settings: Settings) -> dict[str, str]:
+    """Per-topic settings: PEDIDOS_RETENTION_MS bounds how long orders (and their personal data)
+    stay on the Pedidos* topics; unset, the broker's default (Kafka: 7 days)."""
+    if settings.pedidos_retention_ms is None:
+        return {}
+    return {"retention.ms": str(settings.pedidos_retention_ms)}
+
+
+def _apply_retention(
+    admin: AdminClient, name: str, config: dict[str, str], timeout_s: float
+) -> str:
+    """Set the retention of an existing topic too (setup is re-run to change it)."""
+    if not config:
+        return ""
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        name,
+        incremental_configs=[
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in config.items()
+        ],
+    )
+    try:
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(timeout=timeout_s)
+    except Exception as exc:  # e.g. Tansu, which has no IncrementalAlterConfigs
+        log.warning("topic retention not applied", extra={"topic": name, "error": str(exc)})
+        return f", retention.ms not applied ({exc})"
+    return f", retention.ms={config['retention.ms']}"
 
 
 def list_topics(settings: Settings, timeout_s: float = 10) -> dict[str, int]:
@@ -153,6 +194,22 @@ def _partitions_problem(future: Any, timeout_s: float, servers: str) -> str | No
     except Exception as exc:
         return str(exc)
     return None
+
+
+def delete_expired_documents(settings: Settings, es: Elasticsearch) -> dict[str, int]:
+    """Delete the documents of orders accepted more than ELASTICSEARCH_RETENTION_DAYS ago from
+    both indices (`python -m admin retention`, run daily). A delete-by-query, not an ILM
+    policy: each index is a single index that documents are updated in, which ILM's delete
+    phase could only drop whole."""
+    days = settings.elasticsearch_retention_days
+    if days is None:
+        return {}
+    query = {"range": {"accepted_at": {"lt": f"now-{days}d"}}}
+    deleted = {}
+    for index in (settings.elasticsearch_events_index, settings.elasticsearch_orders_index):
+        answer = es.delete_by_query(index=index, query=query, conflicts="proceed", refresh=True)
+        deleted[index] = int(answer.get("deleted", 0))
+    return deleted
 
 
 def index_template(file_name: str, index_name: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from bench.options import SCENARIO_TIMEOUT_S, Timing
 from bench.resources import CpuUsage, cpu_ms_per_item, saturation
 from bench.stats import LatencySummary
 from bench.workers import LoadWorkers, fan_out
+from devkit.credentials import producer_channel
 from pedidos.v1 import orders_pb2_grpc
 
 TARGETED_CONCURRENCY = 16  # from here on ingest must keep up with the no-op RPC
@@ -88,7 +89,7 @@ def warm_up(address: str, key_prefix: str) -> None:
     --quick window."""
     request = order_requests(seed=0, key_prefix=key_prefix)(0)
     deadline = time.monotonic() + WARM_UP_S
-    with grpc.insecure_channel(address) as channel:
+    with producer_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         while True:
             try:

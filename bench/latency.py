@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from itertools import pairwise
 from statistics import median
 
-import grpc
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -30,6 +29,7 @@ from elasticsearch import Elasticsearch
 from bench.figures import Figure, at_most_times
 from bench.load import order_requests
 from bench.logscan import TransitionTail
+from devkit.credentials import producer_channel
 from devkit.orders import accepted_orders, order_records
 from pedidos.adapters.elasticsearch.search_index import event_id
 from pedidos.adapters.kafka.publisher import producer_config
@@ -185,7 +185,7 @@ def measure_one_order(
     parts_ms: Mapping[str, float | None],
 ) -> None:
     """`orders` orders one after the other (and one untimed first), each until Finalizado."""
-    with grpc.insecure_channel(address) as channel:
+    with producer_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         request = order_requests(seed=300, key_prefix=f"alone-{uuid.uuid4().hex[:6]}")
 

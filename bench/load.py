@@ -19,6 +19,7 @@ from typing import Literal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devkit.credentials import aio_producer_channel
 from devkit.orders import request_details
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
@@ -164,9 +165,7 @@ async def _run(spec: LoadSpec) -> LoadResult:
     result = LoadResult()
     # A few connections per client process, so producer worker processes all get callers.
     count = max(1, min(spec.concurrency, CONNECTIONS_PER_CLIENT))
-    channels = [
-        grpc.aio.insecure_channel(spec.address, options=OWN_CONNECTION) for _ in range(count)
-    ]
+    channels = [aio_producer_channel(spec.address, options=OWN_CONNECTION) for _ in range(count)]
     try:
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), timeout=10)

@@ -11,7 +11,7 @@ import sys
 import grpc
 from rich.console import Console
 
-from client.connection import ProducerUnreachable, connected
+from client.connection import AccessRefused, ChannelSecurity, ProducerUnreachable, connected
 from client.follow import WatchFailure, follow_order, follow_orders, get_order
 from client.orders import DEFAULT_CUSTOMER_EMAIL, InvalidEmail, check_email, random_requests
 from client.progress import progress_for
@@ -79,12 +79,13 @@ def send_command(args: argparse.Namespace, settings: Settings) -> int:
                     deadline_s,
                     args.retries,
                     on_outcome=display,
-                    tls_ca=settings.grpc_tls_ca,
+                    security=ChannelSecurity.from_settings(settings),
+                    check_access=True,
                     batch_size=args.batch,
                     stream_window=args.stream,
                 )
             )
-    except ProducerUnreachable as exc:
+    except (ProducerUnreachable, AccessRefused) as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILURES
 
@@ -108,7 +109,7 @@ def send_command(args: argparse.Namespace, settings: Settings) -> int:
             report.order_ids,
             args.follow_concurrency,
             view_console,
-            settings.grpc_tls_ca,
+            ChannelSecurity.from_settings(settings),
         )
         outcome = max(outcome, followed)
     return outcome
@@ -120,12 +121,12 @@ def _follow(
     order_ids: list[str],
     concurrency: int,
     console: Console,
-    tls_ca: str | None = None,
+    security: ChannelSecurity | None = None,
 ) -> int:
     view = FollowView(console, order_ids)
 
     async def run() -> int:
-        async with connected(address, deadline_s, tls_ca) as channel:
+        async with connected(address, deadline_s, security) as channel:
             stub = orders_pb2_grpc.OrderServiceStub(channel)
             following = asyncio.create_task(
                 follow_orders(stub, order_ids, concurrency, on_change=view)
@@ -170,7 +171,9 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     address, deadline_s = _address_and_deadline(args, settings)
 
     async def fetch() -> orders_pb2.Order:
-        async with connected(address, deadline_s, settings.grpc_tls_ca) as channel:
+        async with connected(
+            address, deadline_s, ChannelSecurity.from_settings(settings)
+        ) as channel:
             return await get_order(
                 orders_pb2_grpc.OrderServiceStub(channel), args.order_id, deadline_s
             )
@@ -194,7 +197,9 @@ def watch_command(args: argparse.Namespace, settings: Settings) -> int:
     lines = WatchLines(console, Console(highlight=False, stderr=True))
 
     async def run() -> WatchFailure | None:
-        async with connected(address, deadline_s, settings.grpc_tls_ca) as channel:
+        async with connected(
+            address, deadline_s, ChannelSecurity.from_settings(settings)
+        ) as channel:
             console.print(
                 f"Siguiendo el pedido {args.order_id} (Ctrl-C para salir)",
                 markup=False,

@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from client.batch import send_batches
-from client.connection import DEFAULT_RETRIES, connected
+from client.connection import (
+    DEFAULT_RETRIES,
+    ChannelSecurity,
+    check_create_access,
+    connected,
+)
 from client.outcomes import OnOutcome, SendReport
 from client.stream import send_stream
 from client.unary import send_orders
@@ -21,7 +26,8 @@ async def send_to_producer(
     retries: int = DEFAULT_RETRIES,
     *,
     on_outcome: OnOutcome | None = None,
-    tls_ca: str | None = None,
+    security: ChannelSecurity | None = None,
+    check_access: bool = False,
     batch_size: int | None = None,
     stream_window: int | None = None,
 ) -> SendReport:
@@ -31,8 +37,11 @@ async def send_to_producer(
     orders go in CreateOrderBatch calls of that size, `concurrency` calls in flight. With
     `stream_window`, they all go on one CreateOrders stream with at most that many awaiting
     their result, without retries and with no deadline for the whole stream.
+    With `check_access`, AccessRefused before anything is sent when the credential is refused.
     """
-    async with connected(address, deadline_s, tls_ca) as channel:
+    async with connected(address, deadline_s, security) as channel:
+        if check_access:
+            await check_create_access(channel, deadline_s)
         if stream_window is not None:
             streamed = await send_stream(channel, orders, stream_window, on_outcome=on_outcome)
             return streamed.as_send_report()

@@ -248,4 +248,8 @@ def explain(code: grpc.StatusCode, details: str, order_id: str) -> str:
         return f"El servicio no está disponible ({details}). Inténtalo de nuevo en unos segundos."
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return "El productor no respondió a tiempo."
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return "El productor rechazó la credencial: revisa PRODUCER_API_KEY."
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return "La clave de PRODUCER_API_KEY no tiene permiso para consultar pedidos (orders:read)."
     return f"Error {code.name}: {details}"

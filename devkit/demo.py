@@ -10,7 +10,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import grpc
 from elasticsearch import Elasticsearch
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
@@ -19,6 +18,7 @@ from rich.table import Table
 
 from client.orders import random_requests
 from devkit import maildev
+from devkit.credentials import credentials_env, producer_channel
 from devkit.inbox import Inbox
 from devkit.net import free_port
 from devkit.otlp_receiver import OtlpReceiver, ReceivedSpan, timeline
@@ -34,7 +34,7 @@ console = Console()
 
 def _send(address: str, count: int, email: str) -> list[tuple[str, str]]:
     sent = []
-    with grpc.insecure_channel(address) as channel:
+    with producer_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         for request in random_requests(count, email, random.Random()):
             reply = stub.CreateOrder(request, timeout=10)
@@ -219,6 +219,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         "STAGE_DELAY_MIN_S": "0.5",
         "STAGE_DELAY_MAX_S": "1.5",
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        **credentials_env(),
     }
     env["PRODUCER_ADDRESS"] = env["GRPC_LISTEN"]
     metrics = {"producer": free_port(), "consumer": free_port()}
@@ -259,6 +260,13 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
             keep_running = sys.stdin.isatty()
         if keep_running:
             console.print(f"Producer at {env['PRODUCER_ADDRESS']}. Everything runs until Ctrl-C.")
+            console.print(
+                "Send more from another terminal: "
+                f"PRODUCER_ADDRESS={env['PRODUCER_ADDRESS']} "
+                f"PRODUCER_API_KEY={env['PRODUCER_API_KEY']} .venv/bin/python -m client",
+                markup=False,
+                soft_wrap=True,
+            )
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(1)

@@ -71,7 +71,7 @@ def accepted_orders(seed: int, count: int) -> list[Order]:
     rng = random.Random(seed)
     return [
         Order(
-            order_id=new_order_id(details.customer_email, None),
+            order_id=new_order_id(details.customer_email, None, b""),
             details=details,
             accepted_at=utc_now(),
         )

@@ -8,6 +8,7 @@ import uuid
 from elasticsearch import Elasticsearch
 
 from admin import setup
+from devkit.credentials import credentials_env
 from devkit.net import free_port
 from pedidos.runtime.config import Settings, load_settings
 
@@ -19,7 +20,8 @@ def scenario_env(
     stack_env: dict[str, str], suffix: str | None = None, **settings: str
 ) -> dict[str, str]:
     """Environment for one scenario's services on the stack of `stack_env`: names ending in
-    `suffix` (random by default), a free gRPC port; `settings` override any variable."""
+    `suffix` (random by default), a free gRPC port, the devkit's API key and order-id secret
+    (authentication is on, as in production); `settings` override any variable."""
     suffix = suffix or uuid.uuid4().hex[:8]
     listen = f"127.0.0.1:{free_port()}"
     return {
@@ -35,6 +37,7 @@ def scenario_env(
         "PRODUCER_ADDRESS": listen,
         "SMTP_FROM": SENDER,
         "LOG_LEVEL": "INFO",
+        **credentials_env(),
         **settings,
     }
 

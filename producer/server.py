@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass
 
@@ -23,10 +24,11 @@ from pedidos.ports import Publisher, StateFeed
 from pedidos.runtime.config import Settings
 from pedidos.runtime.grpc_tls import server_credentials
 from pedidos.runtime.grpc_tracing import server_interceptors
-from pedidos.services.intake import OrderIntake
+from pedidos.services.intake import OrderIdSecrets, OrderIntake
 from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from pedidos.wire.records import StateReached
+from producer.auth import InsecureStart, interceptors
 from producer.metrics import ProducerMetrics
 from producer.servicer import OrderServicer
 
@@ -75,12 +77,14 @@ def build_server(
     settings: Settings,
     publisher: Publisher,
     tracking: TrackingSources,
+    guards: list[grpc.aio.ServerInterceptor],
     metrics: ProducerMetrics | None = None,
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     metrics = metrics or ProducerMetrics()
     server = grpc.aio.server(
-        # Tracing outermost: the metrics and the refusals are inside the call's span.
-        interceptors=[*server_interceptors(), metrics.interceptor()],
+        # Tracing outermost, then metrics: a refused call is inside its span and counted with
+        # its status code.
+        interceptors=[*server_interceptors(), metrics.interceptor(), *guards],
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
@@ -90,6 +94,7 @@ def build_server(
         MeasuredPublisher(publisher, metrics.publish_duration, metrics.sent),
         settings.pedidos_topic,
         settings.producer_idempotency_keys,
+        order_id_secrets(settings),
     )
     metrics.watch_intake(intake)
     servicer = OrderServicer(
@@ -102,24 +107,51 @@ def build_server(
     orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    if settings.grpc_reflection:
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
     if settings.grpc_tls_cert and settings.grpc_tls_key:
         server.add_secure_port(
-            settings.grpc_listen, server_credentials(settings.grpc_tls_cert, settings.grpc_tls_key)
+            settings.grpc_listen,
+            server_credentials(
+                settings.grpc_tls_cert, settings.grpc_tls_key, settings.grpc_tls_client_ca
+            ),
         )
     else:
         server.add_insecure_port(settings.grpc_listen)
     return server, health_servicer
 
 
+def order_id_secrets(settings: Settings) -> OrderIdSecrets:
+    """The keyed-id secrets from settings; without ORDER_ID_SECRET a random one per process."""
+    previous = settings.order_id_previous_secret
+    if settings.order_id_secret is None:
+        log.warning(
+            "ORDER_ID_SECRET is not set: ids of orders with an idempotency key are stable only "
+            "within this process (set the same secret on every producer replica)"
+        )
+        current = os.urandom(32)
+    else:
+        current = settings.order_id_secret.get_secret_value().encode()
+    return OrderIdSecrets(
+        current,
+        previous.get_secret_value().encode() if previous else None,
+        settings.order_id_secret_since,
+    )
+
+
 async def serve(settings: Settings) -> None:
+    try:
+        guards = interceptors(settings)  # before connecting to anything
+    except InsecureStart as exc:
+        log.error("producer: refusing to start: %s", exc)
+        raise SystemExit(2) from None
     publisher = KafkaPublisher(
         # No linger: a CreateOrder waits on its one record; a batch's records are queued in
         # one go and batch by themselves while earlier requests are in flight.
@@ -134,7 +166,7 @@ async def serve(settings: Settings) -> None:
     # Before the first call: the feed covers every change from its start time on.
     tracking.feed.start()
     metrics = ProducerMetrics()
-    server, health_servicer = build_server(settings, publisher, tracking, metrics)
+    server, health_servicer = build_server(settings, publisher, tracking, guards, metrics)
     await server.start()
     serving = asyncio.Event()
     probe = BrokerProbe(settings.kafka_bootstrap_servers, settings.pedidos_topic)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.credentials import dev_key
 from devkit.net import free_port
 from devkit.processes import Services
 from devkit.scenario import prepare, scenario_env
@@ -23,6 +24,13 @@ MAIL_OPTIONS = MailSinkOptions(reject=r"@rechazado\.example\.cl>?$")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--chaos-orders", type=int, default=200, help="orders per chaos scenario")
+
+
+@pytest.fixture(autouse=True)
+def client_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process client (`client.cli.main`) reads PRODUCER_API_KEY from the environment,
+    like the real one: the devkit key every test's producer accepts (devkit/credentials.py)."""
+    monkeypatch.setenv("PRODUCER_API_KEY", dev_key()[0])
 
 
 class DockerBackedStack(EmbeddedStack):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pedidos.runtime.api_keys import InvalidApiKeys, parse_keys, parse_permissions
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(ge=0)]
@@ -69,6 +72,24 @@ class Settings(BaseSettings):
     grpc_tls_cert: str | None = None
     grpc_tls_key: str | None = None
     grpc_tls_ca: str | None = None
+    # Authentication (README, "Security"): `none` turns it off explicitly; otherwise API keys
+    # (`NAME:PERMISSIONS:HASH` lines from `python -m admin api-key create`) and/or client
+    # certificates signed by GRPC_TLS_CLIENT_CA, mapped to permissions by subject (JSON object).
+    grpc_auth: Literal["auto", "none"] = "auto"
+    grpc_api_keys: str | None = None
+    grpc_tls_client_ca: str | None = None
+    grpc_tls_client_permissions: dict[str, list[str]] = Field(default_factory=dict)
+    grpc_reflection: bool = True
+    # The client's key (sent as `authorization: Bearer <key>`) and, for mutual TLS, its
+    # certificate and key.
+    producer_api_key: SecretStr | None = None
+    grpc_tls_client_cert: str | None = None
+    grpc_tls_client_key: str | None = None
+    # Keyed order ids (HMAC-SHA256), shared by every producer replica; rotation: the previous
+    # secret keeps deriving ids until ORDER_ID_SECRET_SINCE (README, "Security").
+    order_id_secret: SecretStr | None = None
+    order_id_previous_secret: SecretStr | None = None
+    order_id_secret_since: datetime | None = None
 
     # The consumer's simulated work per state, drawn uniformly from [min, max].
     stage_delay_min_s: Seconds = 0.5
@@ -88,6 +109,10 @@ class Settings(BaseSettings):
     # of PRODUCER_WORKERS / CONSUMER_WORKERS > 1 serves on METRICS_PORT + N.
     metrics_port: Port | None = None
     metrics_host: str = "0.0.0.0"
+    # Retention (admin): Kafka `retention.ms` of the Pedidos* topics, days an ES document is
+    # kept (an ILM delete phase where the cluster has ILM). Unset: the server's defaults.
+    pedidos_retention_ms: Annotated[int, Field(ge=60_000)] | None = None
+    elasticsearch_retention_days: Annotated[int, Field(ge=1)] | None = None
 
     # Kibana (admin only)
     kibana_url: str | None = None
@@ -104,6 +129,34 @@ class Settings(BaseSettings):
             raise ValueError("SMTP_USER and SMTP_PASSWORD must be set together")
         if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
             raise ValueError("GRPC_TLS_CERT and GRPC_TLS_KEY must be set together")
+        return self
+
+    @field_validator("order_id_secret_since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # An instant without an offset is UTC, as everywhere in this project.
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        if bool(self.grpc_tls_client_cert) != bool(self.grpc_tls_client_key):
+            raise ValueError("GRPC_TLS_CLIENT_CERT and GRPC_TLS_CLIENT_KEY must be set together")
+        if self.grpc_tls_client_ca and not self.grpc_tls_cert:
+            raise ValueError("GRPC_TLS_CLIENT_CA needs GRPC_TLS_CERT and GRPC_TLS_KEY")
+        if self.order_id_secret_since and not self.order_id_previous_secret:
+            raise ValueError("ORDER_ID_SECRET_SINCE needs ORDER_ID_PREVIOUS_SECRET")
+        for secret in (self.order_id_secret, self.order_id_previous_secret):
+            if secret is not None and len(secret.get_secret_value()) < 32:
+                raise ValueError("ORDER_ID_SECRET: at least 32 characters (openssl rand -hex 32)")
+        try:
+            parse_keys(self.grpc_api_keys)
+        except InvalidApiKeys as exc:
+            raise ValueError(f"GRPC_API_KEYS: {exc}") from None
+        for subject, permissions in self.grpc_tls_client_permissions.items():
+            try:
+                parse_permissions(permissions)
+            except InvalidApiKeys as exc:
+                raise ValueError(f"GRPC_TLS_CLIENT_PERMISSIONS[{subject!r}]: {exc}") from None
         return self
 
 

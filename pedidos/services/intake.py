@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -90,20 +91,61 @@ async def settle(submissions: Iterable[Submission], timeout_s: float) -> None:
         await asyncio.wait((delivery,), timeout=remaining)
 
 
+@dataclass(frozen=True, slots=True)
+class OrderIdSecrets:
+    """The secret that keyed order ids are derived with, and during a rotation the previous one.
+
+    Every replica derives with `previous` until `since`, then with `current`, so replicas
+    restarted with the new configuration at different times agree on every id (README,
+    "Security"). After `since`, a retry of a key this process accepted under `previous` is
+    still found in its memory (`candidates`)."""
+
+    current: bytes
+    previous: bytes | None = None
+    since: datetime | None = None
+
+    def active(self, now: datetime) -> bytes:
+        if self.previous is not None and (self.since is None or now < self.since):
+            return self.previous
+        return self.current
+
+    def former(self, now: datetime) -> bytes | None:
+        """The secret replaced at `since`, while retries of its ids may still come."""
+        if self.previous is None or self.since is None or now < self.since:
+            return None
+        if (now - self.since).total_seconds() > IDEMPOTENCY_TTL_S:
+            return None
+        return self.previous
+
+
 class OrderIntake:
     def __init__(
         self,
         publisher: Publisher,
         topic: str,
         remembered_keys: int,
+        secrets: OrderIdSecrets,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._publisher = publisher
         self._topic = topic
         self._clock = clock
+        self._secrets = secrets
         self._recent: TTLCache[str, Submission] = TTLCache(remembered_keys, IDEMPOTENCY_TTL_S)
         # Requests answered from an earlier publish; read by the producer's metrics.
         self.replays = 0
+
+    def order_id(self, customer_email: str, idempotency_key: str | None) -> str:
+        """The id this intake gives an order now (random without a key)."""
+        return new_order_id(customer_email, idempotency_key, self._secrets.active(self._clock()))
+
+    def _known(self, order_id: str, details: OrderDetails, key: str) -> Submission | None:
+        known = self._recent.get(order_id)
+        if known is None and self._secrets.previous is not None:
+            former = self._secrets.former(self._clock())
+            if former is not None:
+                known = self._recent.get(new_order_id(details.customer_email, key, former))
+        return known
 
     def submit(
         self, details: OrderDetails, idempotency_key: str | None, correlation_id: str
@@ -114,9 +156,9 @@ class OrderIntake:
             key = validate_idempotency_key(idempotency_key) if idempotency_key else None
         except InvalidOrder as exc:
             raise OrderRejected(Reason.INVALID, str(exc)) from None
-        order_id = new_order_id(details.customer_email, key)
+        order_id = self.order_id(details.customer_email, key)
         if key is not None:
-            known = self._recent.get(order_id)
+            known = self._known(order_id, details, key)
             # Reuse a publish that succeeded or is still in flight; a failed one is retried.
             if known is not None and not (known.delivery.done() and known.delivery.exception()):
                 if known.fingerprint != hash(details):

@@ -21,10 +21,12 @@ import grpc
 import pytest
 from confluent_kafka import Producer
 
+from client.connection import ChannelSecurity
 from client.orders import random_requests
 from client.outcomes import Confirmed, Outcome, SendReport
 from client.send import send_to_producer
 from client.unary import send_orders
+from devkit.credentials import aio_producer_channel, dev_key
 from devkit.inbox import Inbox
 from devkit.orders import make_details
 from devkit.processes import ServiceProcess, Services
@@ -61,7 +63,12 @@ def orders(request: pytest.FixtureRequest) -> int:
 def send(address: str, count: int, retries: int = 3) -> list[str]:
     report = asyncio.run(
         send_to_producer(
-            address, random_requests(count, "cliente@example.cl", random.Random()), 32, 10, retries
+            address,
+            random_requests(count, "cliente@example.cl", random.Random()),
+            32,
+            10,
+            retries,
+            security=ChannelSecurity(api_key=dev_key()[0]),
         )
     )
     assert report.all_accepted, report
@@ -125,7 +132,7 @@ async def send_counted(
 ) -> tuple[SendReport, CountingStub]:
     """Send `count` random orders with keys, 5 s per attempt, through a CountingStub; while
     `hold()` is true no new attempt starts."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_producer_channel(address) as channel:
         stub = CountingStub(channel, hold)
         requests = random_requests(count, "cliente@example.cl", random.Random())
         report = await send_orders(stub, requests, concurrency, 5.0, retries, on_outcome=on_outcome)

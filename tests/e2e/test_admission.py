@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from consumer.admission import MIN_FETCH
+from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS, Inbox
 from devkit.orders import order_request
 from devkit.processes import Services
@@ -35,7 +35,7 @@ def test_a_backlog_is_walked_with_a_bounded_number_of_open_orders(
     services: Services, stack: EmbeddedStack
 ) -> None:
     services.producer()
-    with grpc.insecure_channel(services.env["PRODUCER_ADDRESS"]) as channel:
+    with producer_channel(services.env["PRODUCER_ADDRESS"]) as channel:
         response = orders_pb2_grpc.OrderServiceStub(channel).CreateOrderBatch(
             orders_pb2.CreateOrderBatchRequest(
                 orders=[order_request(key=f"atraso-{i}") for i in range(BACKLOG)]

@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from elasticsearch import Elasticsearch
@@ -25,6 +24,7 @@ from elasticsearch import Elasticsearch
 from admin.dlq_reader import read_topic_to_end
 from admin.dlq_records import DeadLetter
 from admin.mailsink import build_controller
+from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS, Inbox
 from devkit.indices import search_docs
 from devkit.net import free_port
@@ -54,7 +54,7 @@ def admin_dlq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 
 def send_orders(env: dict[str, str], count: int, email: str) -> list[str]:
-    with grpc.insecure_channel(env["PRODUCER_ADDRESS"]) as channel:
+    with producer_channel(env["PRODUCER_ADDRESS"]) as channel:
         client = orders_pb2_grpc.OrderServiceStub(channel)
         return [
             client.CreateOrder(order_request(customer_email=email), timeout=10).order_id

@@ -9,13 +9,13 @@ import uuid
 from collections import Counter
 from typing import Any
 
-import grpc
 import orjson
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from elasticsearch import Elasticsearch
 
+from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS, Inbox
 from devkit.indices import search_docs
 from devkit.net import free_port
@@ -209,7 +209,7 @@ def test_an_order_published_twice_is_still_one_order(
     for _ in range(2):
         listen = f"127.0.0.1:{free_port()}"
         services.producer(GRPC_LISTEN=listen)
-        replicas.append(orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(listen)))
+        replicas.append(orders_pb2_grpc.OrderServiceStub(producer_channel(listen)))
     together, after_restart = order_request(), order_request()
     consumer = services.consumer()
     twins = {replica.CreateOrder(together, timeout=10).order_id for replica in replicas}

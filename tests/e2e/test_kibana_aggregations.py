@@ -14,10 +14,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from elasticsearch import Elasticsearch
 
+from devkit.credentials import producer_channel
 from devkit.inbox import Inbox
 from devkit.indices import search_docs
 from devkit.orders import order_request
@@ -115,7 +115,7 @@ def test_every_dashboard_aggregation_runs_on_pipeline_data(
     services.producer()
     services.consumer()
     env = services.env
-    client = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(env["PRODUCER_ADDRESS"]))
+    client = orders_pb2_grpc.OrderServiceStub(producer_channel(env["PRODUCER_ADDRESS"]))
     # Varied regions, gateways and products, so each breakdown has several exact buckets.
     requests = [
         order_request(

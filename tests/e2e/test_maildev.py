@@ -7,10 +7,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from devkit import maildev
+from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS
 from devkit.net import free_port
 from devkit.orders import order_request
@@ -49,7 +49,7 @@ def test_an_orders_five_emails_reach_maildev_with_their_subjects(
     assert web_inbox.web_inbox_url is not None
     services.producer()
     services.consumer(SMTP_PORT=web_inbox.ports.smtp)
-    client = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(services.env["GRPC_LISTEN"]))
+    client = orders_pb2_grpc.OrderServiceStub(producer_channel(services.env["GRPC_LISTEN"]))
     request = order_request()
     order_id = client.CreateOrder(request, timeout=10).order_id
 

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.credentials import producer_channel
 from devkit.inbox import Inbox
 from devkit.net import free_port
 from devkit.orders import order_request
@@ -56,7 +57,7 @@ def test_metrics_match_what_happened(services: Services, stack: EmbeddedStack) -
     services.producer(METRICS_PORT=producer_port)
     services.consumer(METRICS_PORT=consumer_port, STAGE_DELAY_MIN_S=0.3, STAGE_DELAY_MAX_S=0.6)
     env = services.env
-    stub = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(env["PRODUCER_ADDRESS"]))
+    stub = orders_pb2_grpc.OrderServiceStub(producer_channel(env["PRODUCER_ADDRESS"]))
     count = 12
     key = f"metrics-{uuid.uuid4()}"
     first = stub.CreateOrder(order_request(key), timeout=10)
@@ -68,6 +69,10 @@ def test_metrics_match_what_happened(services: Services, stack: EmbeddedStack) -
     with pytest.raises(grpc.RpcError) as refused:
         stub.CreateOrder(order_request(customer_email="no-es-un-correo"), timeout=10)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    keyless = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(env["PRODUCER_ADDRESS"]))
+    with pytest.raises(grpc.RpcError) as unauthenticated:
+        keyless.CreateOrder(order_request(), timeout=10)
+    assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED
     raw = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
     for garbage in (b"\xff not an order", b"{}"):
         raw.produce(env["PEDIDOS_TOPIC"], garbage, key=b"poison")

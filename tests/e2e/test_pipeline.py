@@ -6,10 +6,10 @@ import json
 import time
 from collections import Counter
 
-import grpc
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS, Inbox
 from devkit.indices import search_docs
 from devkit.orders import order_request
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 
 def send_orders(address: str, count: int, email: str = "comprador@example.cl") -> list[str]:
-    client = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+    client = orders_pb2_grpc.OrderServiceStub(producer_channel(address))
     return [
         client.CreateOrder(order_request(customer_email=email), timeout=10).order_id
         for _ in range(count)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import signal
 
-import grpc
 import psutil
 import pytest
 
+from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS, Inbox
 from devkit.net import free_ports
 from devkit.orders import order_request
@@ -59,7 +59,7 @@ def test_two_workers_per_service_share_the_port_and_the_partitions(
 
     order_ids = []
     for index in range(CHANNELS * 3):
-        channel = grpc.insecure_channel(
+        channel = producer_channel(
             services.env["PRODUCER_ADDRESS"], options=[("grpc.use_local_subchannel_pool", 1)]
         )
         with channel:

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
+from devkit.credentials import producer_channel
 from devkit.net import free_port
 from devkit.orders import order_request
 from devkit.processes import Services
@@ -26,7 +27,7 @@ def send_batch(
     timeout_s: float = 60,
     metadata: Sequence[tuple[str, str]] | None = None,
 ) -> orders_pb2.CreateOrderBatchResponse:
-    with grpc.insecure_channel(address) as channel:
+    with producer_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         response: orders_pb2.CreateOrderBatchResponse = stub.CreateOrderBatch(
             orders_pb2.CreateOrderBatchRequest(orders=requests),
@@ -42,7 +43,10 @@ def test_batches_are_accepted_in_request_order_and_published_once(services: Serv
     requests = [
         order_request(key=f"lote-{i}", customer_email=f"cliente{i}@example.cl") for i in range(2500)
     ]
-    expected = [new_order_id(r.order.customer_email, r.idempotency_key) for r in requests]
+    expected = [
+        new_order_id(r.order.customer_email, r.idempotency_key, env["ORDER_ID_SECRET"].encode())
+        for r in requests
+    ]
     ids: list[str] = []
     for start in range(0, 2500, 1000):
         response = send_batch(

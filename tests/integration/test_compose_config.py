@@ -414,3 +414,34 @@ def test_the_consumer_is_healthy_by_its_liveness_endpoint(everything: dict[str, 
     consumer = everything["services"]["consumer"]
     check = " ".join(consumer["healthcheck"]["test"])
     assert f"127.0.0.1:{consumer['environment']['METRICS_PORT']}/healthz" in check
+
+
+def test_the_client_container_holds_a_key_the_producer_accepts(everything: dict[str, Any]) -> None:
+    """`docker compose up` + `run --rm client` work with no step: the dev defaults match."""
+    from pedidos.runtime.api_keys import KeyVerifier, parse_keys
+
+    producer = everything["services"]["producer"]
+    key = everything["services"]["client"]["environment"]["PRODUCER_API_KEY"]
+    principal = KeyVerifier(parse_keys(producer["environment"]["GRPC_API_KEYS"])).verify(key)
+    assert principal is not None
+    assert principal.permissions == {"orders:create", "orders:read"}
+    assert len(producer["environment"]["ORDER_ID_SECRET"]) >= 32
+    # Its public dev key is reachable from this machine only.
+    assert {port["host_ip"] for port in producer["ports"]} == {"127.0.0.1"}
+
+
+def test_credentials_are_a_dotenv_away(compose: Path, tmp_path: Path) -> None:
+    project = _copy_project(tmp_path)
+    (project / ".env").write_text(
+        "GRPC_API_KEYS=tienda:orders:create:pbkdf2-sha256.20000.00.11\n"
+        "PRODUCER_API_KEY=pdk_propia\n"  # pragma: allowlist secret
+        "ORDER_ID_SECRET=propio\n"  # pragma: allowlist secret
+        "PEDIDOS_RETENTION_MS=86400000\n"
+    )
+    model = rendered(compose, project, "--profile", "client")
+    producer = model["services"]["producer"]["environment"]
+    assert producer["GRPC_API_KEYS"].startswith("tienda:")
+    assert producer["ORDER_ID_SECRET"] == "propio"  # pragma: allowlist secret
+    client = model["services"]["client"]["environment"]
+    assert client["PRODUCER_API_KEY"] == "pdk_propia"  # pragma: allowlist secret
+    assert model["services"]["admin"]["environment"]["PEDIDOS_RETENTION_MS"] == "86400000"

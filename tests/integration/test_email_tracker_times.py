@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from email import message_from_bytes, policy
 
-import grpc
 import pytest
 from babel.dates import format_datetime
 
+from devkit.credentials import producer_channel
 from devkit.inbox import Inbox, part_text
 from devkit.orders import order_request
 from devkit.processes import Services
@@ -32,7 +32,7 @@ def test_each_email_shows_the_times_the_order_reached_its_states(
     services: Services, stack: EmbeddedStack
 ) -> None:
     address, _ = start_pipeline(services)
-    stub = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+    stub = orders_pb2_grpc.OrderServiceStub(producer_channel(address))
     order_id = stub.CreateOrder(order_request(), timeout=10).order_id
     inbox = Inbox(stack.maildir)
     request = orders_pb2.GetOrderRequest(order_id=order_id)

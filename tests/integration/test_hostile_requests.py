@@ -13,6 +13,7 @@ import string
 import grpc
 import pytest
 
+from devkit.credentials import aio_producer_channel, producer_channel
 from devkit.net import producer_healthy
 from devkit.orders import order_request
 from devkit.processes import Services
@@ -93,7 +94,7 @@ def hostile_request(rng: random.Random) -> tuple[orders_pb2.CreateOrderRequest, 
 async def fire(
     address: str, requests: list[orders_pb2.CreateOrderRequest]
 ) -> list[tuple[grpc.StatusCode, str]]:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_producer_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         limit = asyncio.Semaphore(32)
 
@@ -151,7 +152,7 @@ def test_fuzzed_requests_are_rejected_cleanly_or_accepted_and_published(services
 def test_an_oversized_request_is_refused_and_the_server_stays_up(services: Services) -> None:
     services.producer()
     address = services.env["PRODUCER_ADDRESS"]
-    stub = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+    stub = orders_pb2_grpc.OrderServiceStub(producer_channel(address))
     with pytest.raises(grpc.RpcError) as caught:
         stub.CreateOrder(order_request(product_name="x" * (2 * 1024 * 1024)), timeout=10)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

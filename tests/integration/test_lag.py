@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from client.connection import ChannelSecurity
 from client.orders import random_requests
 from client.send import send_to_producer
+from devkit.credentials import dev_key
 from devkit.inbox import Inbox
 from devkit.processes import REPO, Services
 from devkit.stack import EmbeddedStack
@@ -53,7 +55,12 @@ def lag_by_topic(group: dict[str, Any]) -> dict[str, int]:
 def send(address: str, count: int) -> list[str]:
     report = asyncio.run(
         send_to_producer(
-            address, random_requests(count, "cliente@example.cl", random.Random()), 8, 10, 3
+            address,
+            random_requests(count, "cliente@example.cl", random.Random()),
+            8,
+            10,
+            3,
+            security=ChannelSecurity(api_key=dev_key()[0]),
         )
     )
     assert report.all_accepted, report

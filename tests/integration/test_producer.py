@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from admin import setup
+from devkit.credentials import producer_channel
 from devkit.net import free_port
 from devkit.orders import order_request
 from devkit.processes import Services
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 
 def stub(address: str) -> orders_pb2_grpc.OrderServiceStub:
-    return orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+    return orders_pb2_grpc.OrderServiceStub(producer_channel(address))
 
 
 def test_an_order_is_published_once_keyed_by_its_id(services: Services) -> None:
@@ -123,7 +124,7 @@ def test_remembered_keys_are_bounded_and_a_forgotten_key_keeps_its_order_id(
 
 def test_health_and_reflection_answer(services: Services) -> None:
     services.producer()
-    channel = grpc.insecure_channel(services.env["PRODUCER_ADDRESS"])
+    channel = producer_channel(services.env["PRODUCER_ADDRESS"])
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "pedidos.v1.OrderService"):
         answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -217,7 +218,7 @@ def test_while_sigterm_drains_health_is_not_serving_and_a_call_begun_before_comp
     producer = services.producer()
     env = services.env
     address = env["PRODUCER_ADDRESS"]
-    channel = grpc.insecure_channel(address)
+    channel = producer_channel(address)
     # A load balancer's view: a health watch, open before the signal.
     health = health_pb2_grpc.HealthStub(channel).Watch(
         health_pb2.HealthCheckRequest(service="pedidos.v1.OrderService"), timeout=60
@@ -259,7 +260,7 @@ def test_while_sigterm_drains_health_is_not_serving_and_a_call_begun_before_comp
 
 def _health_check(address: str) -> grpc.StatusCode | int:
     """The serving status a new health check gets, or the code it is refused with."""
-    with grpc.insecure_channel(address) as channel:
+    with producer_channel(address) as channel:
         try:
             return (
                 health_pb2_grpc.HealthStub(channel)

@@ -13,6 +13,7 @@ import pytest
 
 from client.cli import main
 from client.stream import StreamReport, send_stream
+from devkit.credentials import aio_producer_channel, producer_channel
 from devkit.net import free_port
 from devkit.orders import order_request
 from devkit.processes import Services
@@ -30,7 +31,7 @@ def stream(
     metadata: Sequence[tuple[str, str]] | None = None,
 ) -> StreamReport:
     async def run() -> StreamReport:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with aio_producer_channel(address) as channel:
             return await send_stream(channel, requests, window, timeout_s=120, metadata=metadata)
 
     return asyncio.run(run())
@@ -51,7 +52,10 @@ def test_two_thousand_orders_in_one_stream_are_accepted_and_published_once(
     assert report.errors == ()
     assert sorted(report.accepted) == list(range(2000))
     # Each result is its own request's order: the id follows from (e-mail, idempotency key).
-    expected = [new_order_id(r.order.customer_email, r.idempotency_key) for r in requests]
+    expected = [
+        new_order_id(r.order.customer_email, r.idempotency_key, env["ORDER_ID_SECRET"].encode())
+        for r in requests
+    ]
     assert report.order_ids() == expected
 
     records = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 2000, timeout=60)
@@ -127,7 +131,7 @@ def test_create_order_and_create_orders_share_idempotency_keys(services: Service
     env = services.env
     request = order_request(key="mixto-1")
     single = orders_pb2_grpc.OrderServiceStub(
-        grpc.insecure_channel(env["PRODUCER_ADDRESS"])
+        producer_channel(env["PRODUCER_ADDRESS"])
     ).CreateOrder(request, timeout=10)
     report = stream(env["PRODUCER_ADDRESS"], [request, request])
     assert report.order_ids() == [single.order_id] * 2

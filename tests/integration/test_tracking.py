@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from client.stream import send_stream
+from devkit.credentials import aio_producer_channel, producer_channel
 from devkit.net import free_port
 from devkit.orders import order_request
 from devkit.processes import ServiceProcess, Services
@@ -36,7 +37,7 @@ PROBE_ID = "sonda"
 
 
 def stub(address: str) -> orders_pb2_grpc.OrderServiceStub:
-    return orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+    return orders_pb2_grpc.OrderServiceStub(producer_channel(address))
 
 
 def start_pipeline(services: Services, **stages: float) -> tuple[str, ServiceProcess]:
@@ -178,11 +179,12 @@ def test_two_hundred_watchers_see_all_five_states_of_their_orders(services: Serv
         order_request(key=f"watch-{i}-{uuid.uuid4()}", customer_email=email) for i in range(200)
     ]
     # Idempotency keys fix the ids, so every watcher is in place before its order exists.
-    ids = [new_order_id(email, r.idempotency_key) for r in requests]
+    secret = services.env["ORDER_ID_SECRET"].encode()
+    ids = [new_order_id(email, r.idempotency_key, secret) for r in requests]
     probe_client = stub(address)
 
     async def scenario() -> tuple[dict[str, list[int]], list[str]]:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with aio_producer_channel(address) as channel:
             client = orders_pb2_grpc.OrderServiceStub(channel)
 
             async def follow(order_id: str) -> list[int]:

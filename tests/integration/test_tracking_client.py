@@ -11,10 +11,10 @@ import sys
 import uuid
 from pathlib import Path
 
-import grpc
 import pytest
 
 from client.cli import main
+from devkit.credentials import producer_channel
 from devkit.orders import order_request
 from devkit.processes import REPO, Services
 from devkit.waiting import wait_for
@@ -30,7 +30,7 @@ def test_watch_then_status_of_an_order(
     services: Services, capsys: pytest.CaptureFixture[str]
 ) -> None:
     address, _ = start_pipeline(services)
-    stub = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+    stub = orders_pb2_grpc.OrderServiceStub(producer_channel(address))
     order_id = stub.CreateOrder(order_request(), timeout=10).order_id
 
     assert main(["watch", order_id, "--address", address]) == 0
@@ -213,7 +213,7 @@ def test_ctrl_c_while_following_leaves_cleanly(services: Services, tmp_path: Pat
 
 def test_watch_reconnects_when_the_producer_restarts(services: Services, tmp_path: Path) -> None:
     address, producer = start_pipeline(services, **SLOW_STAGES)
-    stub = orders_pb2_grpc.OrderServiceStub(grpc.insecure_channel(address))
+    stub = orders_pb2_grpc.OrderServiceStub(producer_channel(address))
     order_id = stub.CreateOrder(order_request(), timeout=10).order_id
     client = ClientProcess(tmp_path, address, "watch", order_id)
     wait_for(lambda: "  Procesando" in client.stdout(), 90, "the watch to show Procesando")

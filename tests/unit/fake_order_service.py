@@ -72,6 +72,7 @@ class FakeOrderService(orders_pb2_grpc.OrderServiceServicer):
         self.failing_calls = failing_calls
         self.call_error = call_error
         self.break_after = break_after
+        self.access_checks = 0
         # Every CreateOrder/CreateOrderBatch request by idempotency key, as sent.
         self.received: defaultdict[str, list[bytes]] = defaultdict(list)
         self.accepted: dict[str, str] = {}
@@ -153,6 +154,10 @@ class FakeOrderService(orders_pb2_grpc.OrderServiceServicer):
     async def CreateOrderBatch(
         self, request: orders_pb2.CreateOrderBatchRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.CreateOrderBatchResponse:
+        if not request.orders:
+            # The client's access check before it sends (client.connection): not an order call.
+            self.access_checks += 1
+            return orders_pb2.CreateOrderBatchResponse()
         self._enter_call()
         try:
             self.batch_calls.append([order.idempotency_key for order in request.orders])

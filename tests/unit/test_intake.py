@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 from unittest.mock import patch
 
@@ -14,13 +15,14 @@ from devkit.orders import make_details
 from pedidos.domain.order import new_order_id
 from pedidos.ports import PublishError
 from pedidos.services.errors import NotAcknowledged, OrderRejected, Reason
-from pedidos.services.intake import OrderIntake, Submission, settle
+from pedidos.services.intake import OrderIdSecrets, OrderIntake, Submission, settle
 from pedidos.wire.records import OrderAccepted, decode, header_value
 from tests.unit.fakes import T0, FakeClock, FakePendingPublisher, FakePublisher
 
 T = TypeVar("T")
 TOPIC = "Pedidos"
 EMAIL = "cliente@example.cl"
+SECRET = b"s" * 32
 
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:
@@ -28,7 +30,9 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
 
 
 def intake(publisher: FakePublisher | FakePendingPublisher, keys: int = 100) -> OrderIntake:
-    return OrderIntake(publisher, TOPIC, remembered_keys=keys, clock=FakeClock())
+    return OrderIntake(
+        publisher, TOPIC, remembered_keys=keys, secrets=OrderIdSecrets(SECRET), clock=FakeClock()
+    )
 
 
 def test_an_order_is_published_once_to_the_topic_keyed_by_its_id() -> None:
@@ -37,7 +41,7 @@ def test_an_order_is_published_once_to_the_topic_keyed_by_its_id() -> None:
         submission = intake(publisher).submit(make_details(), "k-1", "corr-7")
         await settle((submission,), 1.0)
         assert submission.failure() is None
-        assert submission.order_id == new_order_id(EMAIL, "k-1")
+        assert submission.order_id == new_order_id(EMAIL, "k-1", SECRET)
         assert submission.accepted_at == T0
         ((topic, key, value, headers),) = publisher.records
         assert (topic, key) == (TOPIC, submission.order_id)
@@ -227,5 +231,22 @@ def test_settle_shares_one_deadline_among_its_deliveries() -> None:
         # The first wait used the whole budget; nothing was left for the others.
         assert waits == [pytest.approx(1.0)]
         assert all(isinstance(s.failure(), NotAcknowledged) for s in submissions)
+
+    run(scenario)
+
+
+def test_a_retry_spanning_the_secret_switch_finds_the_order_accepted_under_the_old_one() -> None:
+    async def scenario() -> None:
+        publisher = FakePublisher()
+        clock = FakeClock()
+        secrets = OrderIdSecrets(b"n" * 32, previous=b"o" * 32, since=T0 + timedelta(seconds=5))
+        orders = OrderIntake(publisher, TOPIC, 100, secrets, clock=clock)
+        first = orders.submit(make_details(), "k-1", "a")
+        assert first.order_id == new_order_id(EMAIL, "k-1", b"o" * 32)
+        clock.advance(10)  # past the switch: new keys get ids under the new secret ...
+        assert orders.submit(make_details(), "k-1", "b") is first  # ... a retry its old order
+        fresh = orders.submit(make_details(), "k-2", "c")
+        assert fresh.order_id == new_order_id(EMAIL, "k-2", b"n" * 32)
+        assert len(publisher.records) == 2
 
     run(scenario)

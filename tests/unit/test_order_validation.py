@@ -70,10 +70,11 @@ def test_html_in_names_is_accepted_as_text() -> None:
 
 
 def test_idempotency_key_gives_a_stable_order_id_per_customer() -> None:
-    first = new_order_id("a@example.cl", "key-1")
-    assert first == new_order_id("a@example.cl", "key-1")
-    assert first != new_order_id("b@example.cl", "key-1")
-    assert new_order_id("a@example.cl", None) != new_order_id("a@example.cl", None)
+    secret = b"s" * 32
+    first = new_order_id("a@example.cl", "key-1", secret)
+    assert first == new_order_id("a@example.cl", "key-1", secret)
+    assert first != new_order_id("b@example.cl", "key-1", secret)
+    assert new_order_id("a@example.cl", None, secret) != new_order_id("a@example.cl", None, secret)
     assert validate_order_id(first) == first
 
 

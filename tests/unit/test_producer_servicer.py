@@ -15,7 +15,7 @@ import pytest
 from devkit.orders import order_request
 from pedidos.ports import CorruptOrderDocument, PublishError
 from pedidos.services.errors import Reason
-from pedidos.services.intake import OrderIntake
+from pedidos.services.intake import OrderIdSecrets, OrderIntake
 from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2
 from pedidos.wire.records import header_value
@@ -59,7 +59,12 @@ def servicer(
 ) -> OrderServicer:
     fanout = StateFanout()
     return OrderServicer(
-        OrderIntake(publisher or FakePublisher(), "Pedidos", remembered_keys=100),
+        OrderIntake(
+            publisher or FakePublisher(),
+            "Pedidos",
+            remembered_keys=100,
+            secrets=OrderIdSecrets(b"s" * 32),
+        ),
         0.2,
         OrderTracker(lookup or FakeOrderLookup(), fanout, unknown_order_wait_s=0.05),
         fanout,

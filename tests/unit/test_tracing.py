@@ -40,7 +40,7 @@ from pedidos.domain.states import ALL_STATES
 from pedidos.ports import OutgoingEmail, PermanentMailError
 from pedidos.runtime import tracing
 from pedidos.runtime.retry import Backoff
-from pedidos.services.intake import OrderIntake
+from pedidos.services.intake import OrderIdSecrets, OrderIntake
 from pedidos.services.mail_outage import MailOutage
 from pedidos.services.order_walk import OrderWalk, StageDelays
 from pedidos.services.tracking import OrderTracker, StateFanout
@@ -387,7 +387,7 @@ def test_each_order_of_a_batch_has_a_trace_of_its_own_linked_to_the_call(
     publisher = TracedPublisher(source)
     fanout = StateFanout()
     servicer = OrderServicer(
-        OrderIntake(publisher, ORDERS, remembered_keys=10),
+        OrderIntake(publisher, ORDERS, remembered_keys=10, secrets=OrderIdSecrets(b"s" * 32)),
         0.2,
         OrderTracker(FakeOrderLookup(), fanout),
         fanout,
