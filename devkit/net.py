@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -72,6 +73,16 @@ def http_ready(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body of a GET on a loopback port, error statuses included."""
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def kafka_ready(port: int) -> bool:

@@ -4,8 +4,6 @@ dead letters, lag back to 0), and readiness says no when the broker is away."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 import uuid
 
 import grpc
@@ -15,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.credentials import producer_channel
 from devkit.inbox import Inbox
-from devkit.net import free_port
+from devkit.net import free_port, http_get
 from devkit.orders import order_request
 from devkit.processes import Services
 from devkit.stack import EmbeddedStack
@@ -28,16 +26,8 @@ pytestmark = pytest.mark.e2e
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def scrape(port: int) -> Samples:
-    status, text = get(port, "/metrics")
+    status, text = http_get(port, "/metrics")
     assert status == 200
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -138,8 +128,8 @@ def test_metrics_match_what_happened(services: Services, stack: EmbeddedStack) -
     assert published == count  # the replay published nothing
 
     for port in (producer_port, consumer_port):
-        assert get(port, "/healthz") == (200, "ok\n")
-        status, body = get(port, "/readyz")
+        assert http_get(port, "/healthz") == (200, "ok\n")
+        status, body = http_get(port, "/readyz")
         assert status == 200, body
 
 
@@ -147,8 +137,8 @@ def test_readiness_fails_while_the_broker_is_unreachable(services: Services) -> 
     port = free_port()
     # A producer whose broker is nowhere: it starts and serves gRPC health, but is not ready.
     services.producer(METRICS_PORT=port, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
-    assert get(port, "/healthz") == (200, "ok\n")
-    status, body = get(port, "/readyz")
+    assert http_get(port, "/healthz") == (200, "ok\n")
+    status, body = http_get(port, "/readyz")
     assert status == 503
     assert "unreachable" in body, body
-    assert get(port, "/nada")[0] == 404
+    assert http_get(port, "/nada")[0] == 404

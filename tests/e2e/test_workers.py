@@ -10,13 +10,13 @@ import pytest
 
 from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS, Inbox
-from devkit.net import free_ports
+from devkit.net import free_ports, http_get
 from devkit.orders import order_request
 from devkit.processes import ServiceProcess, Services
 from devkit.stack import EmbeddedStack
 from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
-from tests.e2e.test_metrics import get, scrape, value
+from tests.e2e.test_metrics import scrape, value
 from tests.e2e.test_pipeline import (
     assert_documents,
     wait_all_consumed,
@@ -95,7 +95,7 @@ def test_two_workers_per_service_share_the_port_and_the_partitions(
     assert lag_series[1]
     assert not lag_series[0] & lag_series[1]
     for port in (*range(producer_metrics, producer_metrics + 2), consumer_metrics):
-        assert get(port, "/readyz")[0] == 200
+        assert http_get(port, "/readyz")[0] == 200
 
     # SIGTERM to the supervisor stops every worker gracefully.
     children = workers_of(producer) + workers_of(consumer)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.metrics import ConsumerMetrics
+from devkit.net import http_get
 from pedidos.adapters.metrics.endpoint import Heartbeat, MetricsEndpoint
 from pedidos.domain.states import OrderState
 from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError, TransientMailError
@@ -108,14 +107,6 @@ def test_steps_are_counted_by_state_and_outcome() -> None:
     assert sample(registry, "pedidos_steps_total", state="unknown", outcome="dead_lettered") == 1
 
 
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def test_the_endpoint_serves_metrics_liveness_and_readiness() -> None:
     metrics = ConsumerMetrics()
     metrics.step(OrderState.FINALIZADO, "done")
@@ -124,14 +115,14 @@ def test_the_endpoint_serves_metrics_liveness_and_readiness() -> None:
         metrics.registry, Heartbeat(), lambda: verdict[0], "127.0.0.1", 0
     ).start()
     try:
-        status, text = get(endpoint.port, "/metrics")
+        status, text = http_get(endpoint.port, "/metrics")
         assert status == 200
         assert 'pedidos_steps_total{outcome="done",state="Finalizado"} 1.0' in text
-        assert get(endpoint.port, "/healthz") == (200, "ok\n")
-        assert get(endpoint.port, "/readyz") == (503, "no partitions assigned\n")
+        assert http_get(endpoint.port, "/healthz") == (200, "ok\n")
+        assert http_get(endpoint.port, "/readyz") == (503, "no partitions assigned\n")
         verdict[0] = (True, "ok: 12 partitions")
-        assert get(endpoint.port, "/readyz") == (200, "ok: 12 partitions\n")
-        assert get(endpoint.port, "/otra")[0] == 404
+        assert http_get(endpoint.port, "/readyz") == (200, "ok: 12 partitions\n")
+        assert http_get(endpoint.port, "/otra")[0] == 404
     finally:
         endpoint.close()
 
@@ -143,9 +134,9 @@ def test_a_check_that_raises_is_not_ready_and_a_stalled_loop_is_not_live() -> No
     heartbeat = Heartbeat(stall_s=0.05)  # never started: no beat comes
     endpoint = MetricsEndpoint(CollectorRegistry(), heartbeat, broken, "127.0.0.1", 0).start()
     try:
-        assert get(endpoint.port, "/readyz") == (503, "ConnectionError: kaput\n")
+        assert http_get(endpoint.port, "/readyz") == (503, "ConnectionError: kaput\n")
         time.sleep(0.1)
-        status, body = get(endpoint.port, "/healthz")
+        status, body = http_get(endpoint.port, "/healthz")
         assert status == 503
         assert "stalled" in body
     finally:
