@@ -12,6 +12,7 @@ from multiprocessing.synchronize import Semaphore
 
 from bench.load import LoadResult, LoadSpec, run_load
 from bench.resources import CpuMeter, CpuUsage
+from devkit.credentials import dev_key
 
 START_TIMEOUT_S = 60.0
 
@@ -78,6 +79,7 @@ class LoadWorkers:
         if self._pool is not None:
             return self._pool
         started = self._context.Semaphore(0)
+        dev_key()  # in the environment the client processes inherit: they present this key
         self._pool = self._context.Pool(self.size, _started, (started,))
         deadline = time.monotonic() + START_TIMEOUT_S
         try:

@@ -15,11 +15,20 @@ import grpc
 from pedidos.runtime.api_keys import PERMISSIONS, create_key
 from pedidos.runtime.grpc_tls import authorization, bearer_interceptors
 
+# Where a process hands its key to the processes it starts (the bench's load workers are
+# spawned: they import this module afresh and would otherwise draw a key of their own).
+KEY_ENV = "PEDIDOS_DEVKIT_API_KEY"
+LINE_ENV = "PEDIDOS_DEVKIT_API_KEY_LINE"
+
 
 @cache
 def dev_key() -> tuple[str, str]:
-    """(key, GRPC_API_KEYS line) of this process's `devkit` key."""
-    return create_key("devkit", PERMISSIONS)
+    """(key, GRPC_API_KEYS line) of the `devkit` key: this process's parent's if it had one."""
+    key, line = os.environ.get(KEY_ENV), os.environ.get(LINE_ENV)
+    if not (key and line):
+        key, line = create_key("devkit", PERMISSIONS)
+        os.environ[KEY_ENV], os.environ[LINE_ENV] = key, line
+    return key, line
 
 
 @cache
