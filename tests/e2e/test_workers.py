@@ -14,6 +14,7 @@ from devkit.net import free_ports, http_get
 from devkit.orders import order_request
 from devkit.processes import ServiceProcess, Services
 from devkit.stack import EmbeddedStack
+from devkit.topics import publish_order_records
 from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
 from tests.e2e.test_metrics import scrape, value
@@ -114,3 +115,22 @@ def test_a_dying_worker_takes_its_supervisor_down_with_it(services: Services) ->
     assert code != 0
     assert '"message": "a worker exited; stopping the others"' in consumer.log()
     wait_for(lambda: not second.is_running() or second.status() == "zombie", 10, "the other")
+
+
+def test_a_worker_whose_orders_were_paused_at_the_first_rebalance_takes_them_up_again(
+    services: Services,
+) -> None:
+    """A backlog waits on Kafka; the first worker up takes every partition, pauses `Pedidos`
+    at its open-orders bound, and gives half away when the second joins. The partitions it
+    keeps must be fetched again: librdkafka keeps a partition's pause across a revoke, and a
+    worker once sat idle for good with its half of the backlog on them (the bench, 2 workers)."""
+    env = services.env
+    publish_order_records(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_TOPIC"], 1_500)
+    services.consumer(
+        wait_assigned=False,
+        CONSUMER_WORKERS=2,
+        CONSUMER_MAX_OPEN_ORDERS=100,
+        STAGE_DELAY_MIN_S=0,
+        STAGE_DELAY_MAX_S=0,
+    )
+    wait_all_consumed(env, timeout=150)

@@ -90,10 +90,15 @@ class KafkaRecordSource:
 
         def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             on_assign([(p.topic, p.partition) for p in partitions])
-            # A new assignment starts unpaused; keep paused what the caller wants paused.
+            # Set every new partition's pause state from what the caller wants now: librdkafka
+            # keeps a partition's pause across a revoke, so one paused before a rebalance and
+            # assigned back after the caller resumed stayed paused for good.
             held = [p for p in partitions if p.topic in self._paused_topics]
+            free = [p for p in partitions if p.topic not in self._paused_topics]
             if held:
                 consumer.pause(held)
+            if free:
+                consumer.resume(free)
 
         def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
             on_revoke([(p.topic, p.partition) for p in partitions], False)
