@@ -90,15 +90,10 @@ class KafkaRecordSource:
 
         def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             on_assign([(p.topic, p.partition) for p in partitions])
-            # Set every new partition's pause state from what the caller wants now: librdkafka
-            # keeps a partition's pause across a revoke, so one paused before a rebalance and
-            # assigned back after the caller resumed stayed paused for good.
-            held = [p for p in partitions if p.topic in self._paused_topics]
-            free = [p for p in partitions if p.topic not in self._paused_topics]
-            if held:
-                consumer.pause(held)
-            if free:
-                consumer.resume(free)
+            # Every new partition gets the pause state the caller wants now: librdkafka keeps a
+            # partition's pause across a revoke, so one paused before a rebalance and assigned
+            # back after the caller resumed stayed paused for good.
+            self._apply_pause(consumer, partitions)
 
         def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
             on_revoke([(p.topic, p.partition) for p in partitions], False)
@@ -145,16 +140,19 @@ class KafkaRecordSource:
     async def commit(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
         await self._run(self.commit_now, offsets, wait)
 
+    def _apply_pause(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Pause the `partitions` of the paused topics, resume the others."""
+        held = [p for p in partitions if p.topic in self._paused_topics]
+        free = [p for p in partitions if p.topic not in self._paused_topics]
+        if held:
+            consumer.pause(held)
+        if free:
+            consumer.resume(free)
+
     def _pause_topics(self, topics: frozenset[str]) -> None:
         assert self._consumer is not None
         self._paused_topics = topics
-        assignment = self._consumer.assignment()
-        held = [p for p in assignment if p.topic in topics]
-        free = [p for p in assignment if p.topic not in topics]
-        if held:
-            self._consumer.pause(held)
-        if free:
-            self._consumer.resume(free)
+        self._apply_pause(self._consumer, self._consumer.assignment())
 
     async def pause_topics(self, topics: frozenset[str]) -> None:
         """Stop fetching from `topics` (and only those) until called again without them.
