@@ -7,11 +7,9 @@ import random
 import shutil
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from elasticsearch import Elasticsearch
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -20,6 +18,7 @@ from client.orders import random_requests
 from devkit import maildev
 from devkit.credentials import credentials_env, producer_channel
 from devkit.inbox import Inbox
+from devkit.metrics import scrape, value
 from devkit.net import free_port
 from devkit.otlp_receiver import OtlpReceiver, ReceivedSpan, timeline
 from devkit.processes import Services
@@ -130,37 +129,22 @@ def _watch(
     return states, mails
 
 
-def _print_metrics(env: dict[str, str]) -> None:
+def _print_metrics(ports: dict[str, int]) -> None:
     """The metrics URLs, and a few figures read back from them (what Prometheus would see)."""
-    producer, consumer = env["PRODUCER_METRICS_URL"], env["CONSUMER_METRICS_URL"]
-    console.print(f"Metrics:        {producer} (producer), {consumer} (consumer)")
-    figures = {**_scrape(producer), **_scrape(consumer)}
+    urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+    console.print(f"Metrics:        {urls['producer']} (producer), {urls['consumer']} (consumer)")
+    figures = {**scrape(ports["producer"]), **scrape(ports["consumer"])}
     shown = {
-        "accepted": figures.get("pedidos_orders_accepted_total", 0),
-        "e-mails sent": figures.get('pedidos_emails_total{result="sent"}', 0),
-        "lag": sum(v for k, v in figures.items() if k.startswith("kafka_consumer_group_lag")),
+        "accepted": value(figures, "pedidos_orders_accepted_total"),
+        "e-mails sent": value(figures, "pedidos_emails_total", result="sent"),
+        "lag": value(figures, "kafka_consumer_group_lag"),
     }
-    count = figures.get("pedidos_order_duration_seconds_count", 0)
+    count = value(figures, "pedidos_order_duration_seconds_count")
     if count:
         shown["mean accepted→Finalizado s"] = round(
-            figures["pedidos_order_duration_seconds_sum"] / count, 2
+            value(figures, "pedidos_order_duration_seconds_sum") / count, 2
         )
     console.print("                " + ", ".join(f"{k} {v:g}" for k, v in shown.items()))
-
-
-def _scrape(url: str) -> dict[str, float]:
-    """`name{labels}` -> value of every sample (labels in the exposition's own order)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own http URL
-            text = response.read().decode()
-    except OSError:
-        return {}
-    figures = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
-            figures[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return figures
 
 
 def _print_trace(receiver: OtlpReceiver, order_id: str) -> None:
@@ -250,12 +234,7 @@ def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | Non
         if sent:
             _print_trace(receiver, sent[0][0])
         _print_where_to_look(stack, settings, logs)
-        _print_metrics(
-            {
-                f"{name.upper()}_METRICS_URL": f"http://127.0.0.1:{port}/metrics"
-                for name, port in metrics.items()
-            }
-        )
+        _print_metrics(metrics)
         if keep_running is None:
             keep_running = sys.stdin.isatty()
         if keep_running:

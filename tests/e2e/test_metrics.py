@@ -9,10 +9,11 @@ import uuid
 import grpc
 import pytest
 from confluent_kafka import Producer
-from prometheus_client.parser import text_string_to_metric_families
 
+from devkit import metrics
 from devkit.credentials import producer_channel
 from devkit.inbox import Inbox
+from devkit.metrics import Samples, value
 from devkit.net import free_port, http_get
 from devkit.orders import order_request
 from devkit.processes import Services
@@ -23,23 +24,11 @@ from tests.e2e.test_pipeline import wait_all_consumed, wait_all_emails
 
 pytestmark = pytest.mark.e2e
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
 
 def scrape(port: int) -> Samples:
-    status, text = http_get(port, "/metrics")
-    assert status == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """The sum over every series of `name` whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+    samples = metrics.scrape(port)
+    assert samples, f"no /metrics on port {port}"
+    return samples
 
 
 def test_metrics_match_what_happened(services: Services, stack: EmbeddedStack) -> None:
