@@ -9,11 +9,10 @@ from dataclasses import dataclass
 import grpc
 
 from bench.checks import rpc_problems
-from bench.figures import Figure, Requirement, at_least_times, at_most_times
+from bench.figures import Figure, LatencySummary, Requirement, at_least_times, at_most_times
 from bench.load import BULK_BATCH, Kind, LoadSpec, order_requests
 from bench.options import SCENARIO_TIMEOUT_S, Timing
 from bench.resources import CpuUsage, cpu_ms_per_item, saturation
-from bench.stats import LatencySummary
 from bench.workers import LoadWorkers, fan_out
 from devkit.credentials import producer_channel
 from pedidos.v1 import orders_pb2_grpc

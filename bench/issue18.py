@@ -40,16 +40,17 @@ def _p50(figure: Figure | None) -> float | None:
 def judged(
     key: str,
     label: str,
-    unit: str,
-    value: float | None,
+    target: Requirement,
     limit: tuple[float | None, str],
-    requirement: Requirement,
     sources: list[Figure | None],
+    unit: str = "ms",
 ) -> Figure:
-    """A figure of the issue: value, the bound's reference (`limit`: value, label), its target;
-    when a source is missing or FAILED the verdict stays open and a note says why."""
+    """A figure of the issue: its value is what `target` measures; `limit` (value, label) is
+    the bound's reference. When a source is missing or FAILED the verdict stays open and a note
+    says why."""
+    value = target.measured
     figure = Figure(key, SCENARIO, label, unit, value, limit=limit[0], limit_label=limit[1])
-    figure.requirements = [requirement]
+    figure.requirements = [target]
     known = [s for s in sources if s is not None]
     if len(known) < len(sources) or value is None:
         figure.notes.append("not judged: a figure it is derived from is missing or FAILED")
@@ -61,29 +62,18 @@ def judged(
 def _producer_cpu(figures: Mapping[str, Figure]) -> Figure:
     ingest, noop = _ok(figures, "ingest.c16"), _ok(figures, "grpc_limit.c16")
     value, limit = producer_ms_per_call(ingest), producer_ms_per_call(noop)
-    return judged(
-        "issue18.producer_cpu",
-        "producer CPU per CreateOrder c=16, beside a no-op call",
-        "ms",
-        value,
-        (limit, "no-op Health.Check c=16, ms"),
-        at_most_times(f"ms ({PRODUCER_CPU_FACTOR:g} × no-op)", value, limit, PRODUCER_CPU_FACTOR),
-        [ingest, noop],
-    )
+    factor = PRODUCER_CPU_FACTOR
+    target = at_most_times(f"ms ({factor:g} × no-op)", value, limit, factor)
+    label = "producer CPU per CreateOrder c=16, beside a no-op call"
+    limits = (limit, "no-op Health.Check c=16, ms")
+    return judged("issue18.producer_cpu", label, target, limits, [ingest, noop])
 
 
 def _bulk_cpu(figures: Mapping[str, Figure]) -> Figure:
     bulk = _ok(figures, "bulk")
-    value = producer_ms_per_call(bulk)
-    return judged(
-        "issue18.bulk_cpu",
-        "producer CPU per order, CreateOrderBatch x1000",
-        "ms",
-        value,
-        (BULK_CPU_MS, TARGET),
-        Requirement("ms", value, BULK_CPU_MS, at_least=False),
-        [bulk],
-    )
+    target = at_most_times("ms", producer_ms_per_call(bulk), BULK_CPU_MS)
+    label = "producer CPU per order, CreateOrderBatch x1000"
+    return judged("issue18.bulk_cpu", label, target, (BULK_CPU_MS, TARGET), [bulk])
 
 
 def consumer_ms(figure: Figure | None) -> float | None:
@@ -94,71 +84,42 @@ def _consumer_cpu(figures: Mapping[str, Figure]) -> list[Figure]:
     found = []
     for key in sorted(k for k in figures if k.startswith("e2e.")):
         e2e = _ok(figures, key)
-        value = consumer_ms(e2e)
+        target = at_most_times("ms", consumer_ms(e2e), CONSUMER_CPU_MS)
         label = f"consumer CPU per order (5 states), {figures[key].label}"
-        found.append(
-            judged(
-                f"issue18.consumer_cpu.{key.removeprefix('e2e.')}",
-                label,
-                "ms",
-                value,
-                (CONSUMER_CPU_MS, TARGET),
-                Requirement("ms", value, CONSUMER_CPU_MS, at_least=False),
-                [e2e],
-            )
-        )
-    two, one = _ok(figures, "e2e.discard.workers2"), _ok(figures, "e2e.discard")
+        name = f"issue18.consumer_cpu.{key.removeprefix('e2e.')}"
+        found.append(judged(name, label, target, (CONSUMER_CPU_MS, TARGET), [e2e]))
     if "e2e.discard.workers2" in figures:
-        value, limit = consumer_ms(two), consumer_ms(one)
-        found.append(
-            judged(
-                "issue18.consumer_cpu.workers2_vs_1",
-                "consumer CPU per order, CONSUMER_WORKERS=2 (all processes) vs 1 worker",
-                "ms",
-                value,
-                (limit, "1 worker, ms"),
-                at_most_times(f"ms ({WORKERS_FACTOR:g} × 1 worker)", value, limit, WORKERS_FACTOR),
-                [two, one],
-            )
-        )
+        two, one = _ok(figures, "e2e.discard.workers2"), _ok(figures, "e2e.discard")
+        limit, factor = consumer_ms(one), WORKERS_FACTOR
+        target = at_most_times(f"ms ({factor:g} × 1 worker)", consumer_ms(two), limit, factor)
+        label = "consumer CPU per order, CONSUMER_WORKERS=2 (all processes) vs 1 worker"
+        key = "issue18.consumer_cpu.workers2_vs_1"
+        found.append(judged(key, label, target, (limit, "1 worker, ms"), [two, one]))
     return found
 
 
-def _e2e(figures: Mapping[str, Figure]) -> Figure | None:
+def _e2e(figures: Mapping[str, Figure]) -> list[Figure]:
     if "e2e.discard" not in figures:
-        return None
+        return []
     e2e = _ok(figures, "e2e.discard")
-    value = None if e2e is None else e2e.value
-    figure = judged(
-        "issue18.e2e",
-        "end to end, discard sink",
-        "orders/s",
-        value,
-        (E2E_ORDERS_S, TARGET),
-        at_least_times("orders/s", value, E2E_ORDERS_S, 1.0),
-        [e2e],
-    )
+    target = at_least_times("orders/s", None if e2e is None else e2e.value, E2E_ORDERS_S)
+    label, limits = "end to end, discard sink", (E2E_ORDERS_S, TARGET)
+    figure = judged("issue18.e2e", label, target, limits, [e2e], unit="orders/s")
     found: dict[str, Any] = {} if e2e is None else e2e.details.get("bottleneck") or {}
     if found:
         figure.notes.append(f"bottleneck: {found['verdict']}")
         figure.details["bottleneck"] = found
-    return figure
+    return [figure]
 
 
 def _create_c1(figures: Mapping[str, Figure]) -> Figure:
     ingest, noop = _ok(figures, "ingest.c1"), _ok(figures, "grpc_limit.c1")
     ack = _ok(figures, "latency.broker_ack")
-    value, parts = _p50(ingest), (_p50(noop), _p50(ack))
+    parts = (_p50(noop), _p50(ack))
     bound = None if None in parts else sum(p or 0.0 for p in parts) + C1_SLACK_MS
-    figure = judged(
-        "issue18.create_c1",
-        "CreateOrder c=1 p50",
-        "ms",
-        value,
-        (bound, f"no-op p50 + broker ack p50 + {C1_SLACK_MS:g} ms"),
-        at_most_times("p50 ms", value, bound, 1.0),
-        [ingest, noop, ack],
-    )
+    limits = (bound, f"no-op p50 + broker ack p50 + {C1_SLACK_MS:g} ms")
+    target = at_most_times("p50 ms", _p50(ingest), bound)
+    figure = judged("issue18.create_c1", "CreateOrder c=1 p50", target, limits, [ingest, noop, ack])
     if None not in parts:
         figure.notes.append(f"no-op p50 {parts[0]:.2f} ms, broker ack p50 {parts[1]:.2f} ms")
     return figure
@@ -167,5 +128,4 @@ def _create_c1(figures: Mapping[str, Figure]) -> Figure:
 def issue_figures(figures: Mapping[str, Figure]) -> list[Figure]:
     """The issue's figures from one run's figures, by key."""
     derived = [_producer_cpu(figures), _bulk_cpu(figures), *_consumer_cpu(figures)]
-    e2e = _e2e(figures)
-    return [*derived, *([e2e] if e2e else []), _create_c1(figures)]
+    return [*derived, *_e2e(figures), _create_c1(figures)]

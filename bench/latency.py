@@ -27,6 +27,7 @@ from confluent_kafka import (
 from elasticsearch import Elasticsearch
 
 from bench.figures import Figure, at_most_times
+from bench.limits import sent_event
 from bench.load import order_requests
 from bench.logscan import TransitionTail
 from devkit.credentials import producer_channel
@@ -38,7 +39,6 @@ from pedidos.domain.order import utc_now
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.runtime.config import Settings
 from pedidos.v1 import orders_pb2_grpc
-from pedidos.wire.search_documents import event_document
 
 WARMUP = 5  # untimed first operations: connections, metadata, the consumer's first fetch
 OP_TIMEOUT_S = 10.0
@@ -52,10 +52,6 @@ ALONE_FACTOR = 1.5  # one order's p50 ≤ 1.5 × 5 × (SMTP send + ES write + br
 STEPS = ("CreateOrder", *(f"→ {state.value}" for state in ALL_STATES))
 
 
-def _summary_ms(values_s: list[float]) -> float:
-    return median(values_s) * 1000
-
-
 def measure_index_write(figure: Figure, env: Mapping[str, str], samples: int) -> None:
     """One event document per request, one request at a time."""
     index = env["ELASTICSEARCH_EVENTS_INDEX"]
@@ -64,14 +60,7 @@ def measure_index_write(figure: Figure, env: Mapping[str, str], samples: int) ->
     with Elasticsearch(env["ELASTICSEARCH_URL"], request_timeout=OP_TIMEOUT_S) as es:
         for number, order in enumerate(orders):
             order.enter(OrderState.PROCESANDO, utc_now())
-            doc = event_document(
-                order,
-                OrderState.PROCESANDO,
-                email_status="sent",
-                email_message_id=f"<{order.order_id}@bench>",
-                email_error=None,
-                correlation_id=order.order_id,
-            )
+            doc = sent_event(order, OrderState.PROCESANDO, f"<{order.order_id}@bench>")
             action = {"create": {"_index": index, "_id": event_id(order.order_id, doc["state"])}}
             began = time.perf_counter()
             answer = es.bulk(operations=[action, doc], refresh=False)
@@ -199,7 +188,7 @@ def measure_one_order(
     figure.limit = limit
     figure.limit_label = "5 × (SMTP send + ES write + broker round trip)"
     figure.requirements = [at_most_times("p50 ms", figure.value, limit, ALONE_FACTOR)]
-    breakdown = {name: round(_summary_ms([s[i] for s in steps]), 2) for i, name in enumerate(STEPS)}
+    breakdown = {name: round(median(s[i] for s in steps) * 1000, 2) for i, name in enumerate(STEPS)}
     figure.notes.append(
         "per step, p50 ms: " + ", ".join(f"{name} {ms:,.1f}" for name, ms in breakdown.items())
     )

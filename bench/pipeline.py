@@ -1,5 +1,11 @@
 """Scenarios 6 and 7: orders/s from the first CreateOrder to the last order Finalizado with all
-its e-mails (beside the mail limit), and the producer's and consumer's memory meanwhile."""
+its e-mails (beside the mail limit), and the producer's and consumer's memory meanwhile.
+
+Scenario 9 (issue #14), what tracing costs: the consumer's CPU per order (5 states, stage delays
+0, discard sink) of the same runs with tracing off, on with every order sampled, and on with one
+in ten, beside each other; the producer's CPU per order in the notes. The services export to an
+OTLP receiver in the bench process that only counts what arrives (decoding it would load the
+machine being measured)."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 
 from bench.checks import PipelineCounts, inbox_problems, pipeline_problems
 from bench.environment import BenchStack, MailSink, PipelineProbe
-from bench.figures import Figure, Requirement, at_least_times
+from bench.figures import Figure, Requirement, at_least_times, rounded
 from bench.load import LoadResult, LoadSpec
 from bench.logscan import LogFindings, Pace, consumer_pace, scan_log
 from bench.options import Options
@@ -27,6 +33,7 @@ from bench.resources import (
 )
 from bench.workers import LoadWorkers, fan_out
 from devkit.inbox import Inbox
+from devkit.otlp_receiver import OtlpReceiver
 from devkit.processes import ServiceError, ServiceProcess, Services
 from devkit.scenario import prepare
 
@@ -74,6 +81,18 @@ class PipelineRun:
         if self.finished_at is None:
             return None
         return self.finished_at - self.started_at - self.paused_s
+
+    @property
+    def rate(self) -> float | None:
+        """Orders/s from the first order sent to the last one Finalizado."""
+        return self.orders / self.elapsed_s if self.elapsed_s else None
+
+    @property
+    def send_rate(self) -> float | None:
+        end = self.sent.last_done_at
+        if end is None or end <= self.started_at:
+            return None
+        return self.sent.completed / (end - self.started_at)
 
     def add_counts(self, counts: PipelineCounts, reads: int) -> None:
         """Add one phase's tally to the run's."""
@@ -131,9 +150,9 @@ def run_pipeline(
             run.es_polls = probe.poll_seconds
         run.exit_codes = {p.module: p.stop(kill_late=True) for p in services.started}
         stack.release(env)
-        by_module = {p.module: p.log_path for p in services.started}
-        run.logs = [scan_log(by_module[m]) for m in ("producer", "consumer") if m in by_module]
-        run.pace = consumer_pace(by_module["consumer"]) if "consumer" in by_module else None
+        run.logs = [scan_log(p.log_path) for p in services.started]  # producer, consumer
+        paces = [consumer_pace(p.log_path) for p in services.started if p.module == "consumer"]
+        run.pace = paces[0] if paces else None
     return run
 
 
@@ -285,15 +304,9 @@ def _settled_counts(orders: int, probe: PipelineProbe) -> tuple[PipelineCounts, 
         time.sleep(1)
 
 
-def _send_rate(run: PipelineRun) -> float | None:
-    end = run.sent.last_done_at
-    if end is None or end <= run.started_at:
-        return None
-    return run.sent.completed / (end - run.started_at)
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
+def _cpu_ms(run: PipelineRun, name: str) -> float | None:
+    """`name`'s CPU seconds over the run (all its processes) per order (issue #18, #14)."""
+    return cpu_ms_per_unit(run.cpu, name, run.orders)
 
 
 def e2e_figure(
@@ -301,23 +314,19 @@ def e2e_figure(
 ) -> None:
     """Orders/s from the first order sent to the last one Finalizado, beside the mail limit."""
     limit = mail_limit.value / 5 if mail_limit and mail_limit.value is not None else None
-    value = run.orders / run.elapsed_s if run.elapsed_s else None
-    figure.value = value
+    figure.value = value = run.rate
     figure.limit = limit
     figure.limit_label = f"mail limit ({run.sink.name}) ÷ 5"
     figure.requirements = [at_least_times("orders/s", value, limit, 0.8)]
     if run.sink.maildir is None:
         figure.requirements.append(Requirement("orders/s (10× original)", value, 10 * ORIGINAL))
-    send_rate = _send_rate(run)
     detected_after = None if run.detected_at is None else run.detected_at - run.started_at
-    figure.notes += _e2e_notes(run, value, send_rate, index_limit)
-    if run.cpu is not None:
-        figure.foreign_cores = run.cpu.other
+    figure.notes += _e2e_notes(run, index_limit)
     figure.details = {
         "orders": run.orders,
-        "elapsed_s": _round(run.elapsed_s, 3),
-        "detected_after_s": _round(detected_after, 3),
-        "send_rate": _round(send_rate, 1),
+        "elapsed_s": rounded(run.elapsed_s),
+        "detected_after_s": rounded(detected_after),
+        "send_rate": rounded(run.send_rate, 1),
         "counts": run.counts,
         "cpu": run.cpu.to_json() if run.cpu else None,
         "exit_codes": run.exit_codes,
@@ -325,10 +334,10 @@ def e2e_figure(
         "es_poll_max_s": round(max(run.es_polls), 3) if run.es_polls else None,
         "phases": run.phases,
         "paused_s": round(run.paused_s, 3),
-        # Issue #18: the consumer's CPU seconds over the run (all its processes) per order.
-        "consumer_cpu_ms_per_order": _round(cpu_ms_per_unit(run.cpu, "consumer", run.orders), 3),
+        "consumer_cpu_ms_per_order": rounded(_cpu_ms(run, "consumer")),
     }
     if run.cpu is not None:
+        figure.foreign_cores = run.cpu.other
         name, cores, verdict = bottleneck(run.cpu)
         figure.details["bottleneck"] = {
             "process": name,
@@ -339,15 +348,13 @@ def e2e_figure(
     figure.refuse(run.problems)
 
 
-def _e2e_notes(
-    run: PipelineRun, value: float | None, send_rate: float | None, index_limit: Figure | None
-) -> list[str]:
+def _e2e_notes(run: PipelineRun, index_limit: Figure | None) -> list[str]:
     notes = []
-    if send_rate is not None:
-        notes.append(f"sent at c={SEND_CONCURRENCY}: {send_rate:,.0f} orders/s")
+    if run.send_rate is not None:
+        notes.append(f"sent at c={SEND_CONCURRENCY}: {run.send_rate:,.0f} orders/s")
     if run.cpu is not None:
         notes.append(run.cpu.describe())
-        per_order = cpu_ms_per_unit(run.cpu, "consumer", run.orders)
+        per_order = _cpu_ms(run, "consumer")
         if per_order is not None:
             notes.append(f"consumer CPU {per_order:.2f} ms per order (5 states)")
     if index_limit is not None and index_limit.value is not None:
@@ -402,3 +409,50 @@ def rss_figures(run: PipelineRun) -> list[Figure]:
             figure.refuse(["end-to-end run incomplete or incorrect; memory not reported"])
         figures.append(figure)
     return figures
+
+
+# -- 9: tracing's cost (issue #14) -----------------------------------------------------------
+TRACING = "9 Tracing (#14)"
+# key, label, sampling ratio (None: tracing off).
+TRACING_VARIANTS: tuple[tuple[str, str, str | None], ...] = (
+    ("off", "tracing off", None),
+    ("on100", "tracing on, 100 % sampled", "1.0"),
+    ("on10", "tracing on, 10 % sampled", "0.1"),
+)
+
+
+def tracing_env(receiver: OtlpReceiver, ratio: str | None) -> dict[str, str]:
+    """The services' tracing settings: nothing at all when off (the default)."""
+    if ratio is None:
+        return {}
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        # Sampled at the root (the producer's server span); the consumer follows the
+        # traceparent's decision, so an order is traced whole or not at all.
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+    }
+
+
+def tracing_figure(figure: Figure, run: PipelineRun, exported_bytes: int) -> None:
+    """The consumer's CPU per order as the value; the producer's and the rate in the notes."""
+    figure.value = consumer = _cpu_ms(run, "consumer")
+    producer, rate = _cpu_ms(run, "producer"), run.rate
+    if run.cpu is not None:
+        figure.foreign_cores = run.cpu.other
+    figure.details = {
+        "orders": run.orders,
+        "consumer_cpu_ms_per_order": rounded(consumer),
+        "producer_cpu_ms_per_order": rounded(producer),
+        "orders_per_s": rounded(rate, 1),
+        "exported_bytes": exported_bytes,
+        "cpu": run.cpu.to_json() if run.cpu else None,
+    }
+    shown = [f"{run.orders:,} orders"]
+    if rate is not None:
+        shown.append(f"{rate:,.0f} orders/s")
+    if producer is not None:
+        shown.append(f"producer {producer:.3f} ms/order")
+    shown.append(f"{exported_bytes / max(run.orders, 1):,.0f} bytes of spans exported per order")
+    figure.notes.append("; ".join(shown))
+    figure.refuse(run.problems)

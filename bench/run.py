@@ -18,20 +18,26 @@ import confluent_kafka
 import psutil
 from rich.console import Console
 
-from bench import tracing
 from bench.environment import BenchStack, PipelineProbe
-from bench.figures import Figure
+from bench.figures import Figure, merge_runs
 from bench.grpc_scenarios import Target, measure_bulk, measure_ingest, measure_noop, warm_up
 from bench.issue18 import SCENARIO as ISSUE
 from bench.issue18 import issue_figures
 from bench.latency import measure_broker_latency, measure_index_write, measure_one_order
-from bench.limits import measure_broker, measure_index, measure_mail
+from bench.limits import measure_broker, measure_index, measure_mail, measure_perf_test
 from bench.load import BULK_BATCH
 from bench.logscan import LogFindings, TransitionTail, scan_log, scan_plain_log
 from bench.options import Options
-from bench.perf_test import measure_perf_test
-from bench.pipeline import e2e_figure, rss_figures, run_pipeline
-from bench.repeat import merge_runs
+from bench.pipeline import (
+    TRACING,
+    TRACING_VARIANTS,
+    PipelineRun,
+    e2e_figure,
+    rss_figures,
+    run_pipeline,
+    tracing_env,
+    tracing_figure,
+)
 from bench.resources import CpuMeter
 from bench.workers import LoadWorkers
 from devkit.apache_kafka import KAFKA_VERSION
@@ -86,6 +92,8 @@ class BenchRun:
                 each.notes.append(usage.describe())
                 each.details.setdefault("cpu", usage.to_json())
         self.figures += figures
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     # -- scenarios ---------------------------------------------------------------------------
     def grpc_scenarios(self, workers: LoadWorkers) -> None:
@@ -203,19 +211,16 @@ class BenchRun:
     def tracing(self, workers: LoadWorkers) -> None:
         """9 (issue #14): consumer CPU per order with tracing off, on at 100 % and at 10 %."""
         options = replace(self.options, orders=self.options.tracing_orders, phase_orders=None)
+        off: Figure | None = None
         with OtlpReceiver(keep=False) as receiver:
-            for key, label, ratio in tracing.VARIANTS:
+            for key, label, ratio in TRACING_VARIANTS:
                 self.say(f"9 tracing: {options.orders:,} orders → discard sink, {label}")
-                figure = Figure(
-                    f"tracing.{key}",
-                    tracing.SCENARIO,
-                    f"consumer CPU per order, {label} ({options.orders:,} orders, discard sink)",
-                    "ms",
-                )
+                label = f"consumer CPU per order, {label} ({options.orders:,} orders, discard sink)"
+                figure = Figure(f"tracing.{key}", TRACING, label, "ms")
                 self._attempt(figure, self._traced_pipeline, workers, options, receiver, key, ratio)
-                if self.interrupted:
-                    raise KeyboardInterrupt
-        tracing.compare({f.key: f for f in self.figures})
+                off = off or figure
+                if ratio is not None and off.value is not None:  # the ratio column is the cost
+                    figure.limit, figure.limit_label = off.value, "tracing off, ms"
 
     def _traced_pipeline(
         self,
@@ -227,20 +232,11 @@ class BenchRun:
         ratio: str | None,
     ) -> None:
         exported = receiver.bytes
-        run = run_pipeline(
-            self.stack,
-            self.stack.sinks["discard"],
-            workers,
-            options,
-            self.say,
-            tracing.variant_env(receiver, ratio),
-            # Key first: "tracing-on10" would prefix "tracing-on100", and an index template's
-            # pattern would match the other run's indices.
-            tag=f"{key}-tracing",
-        )
-        self.logs.extend(run.logs)
-        self.interrupted = self.interrupted or run.interrupted
-        tracing.fill(figure, run, receiver.bytes - exported)
+        # Key first: "tracing-on10" would prefix "tracing-on100", and an index template's
+        # pattern would match the other run's indices.
+        env = tracing_env(receiver, ratio)
+        run = self._run_pipeline(workers, options, "discard", env, tag=f"{key}-tracing")
+        tracing_figure(figure, run, receiver.bytes - exported)
 
     def end_to_end(self, workers: LoadWorkers) -> None:
         orders = self.options.orders
@@ -254,24 +250,35 @@ class BenchRun:
             key = f"e2e.{name}{'.workers2' if variant else ''}"
             figure = Figure(key, "6 End to end", label, "orders/s")
             self._attempt(figure, self._pipeline, workers, name, variant)
-            if self.interrupted:
-                raise KeyboardInterrupt
 
     def _pipeline(
         self, figure: Figure, workers: LoadWorkers, sink: str, variant: dict[str, str]
     ) -> list[Figure]:
         """Scenarios 6-7: the end-to-end figure, and the memory figures of the same run (not
         of a variant's run: its figures would take the same keys)."""
-        run = run_pipeline(
-            self.stack, self.stack.sinks[sink], workers, self.options, self.say, variant
-        )
-        self.logs.extend(run.logs)
-        self.interrupted = self.interrupted or run.interrupted
+        run = self._run_pipeline(workers, self.options, sink, variant)
         e2e_figure(figure, run, self.mail_limits.get(sink), self.index)
         if self.options.service_env or variant:
             shown = " ".join(f"{k}={v}" for k, v in (*self.options.service_env, *variant.items()))
             figure.notes.append(f"service settings changed for this run: {shown}")
         return [] if variant else rss_figures(run)
+
+    def _run_pipeline(
+        self,
+        workers: LoadWorkers,
+        options: Options,
+        sink: str,
+        variant: dict[str, str],
+        tag: str | None = None,
+    ) -> PipelineRun:
+        """An end-to-end run (6, 7, 9). Cut short by Ctrl-C, it is reported (FAILED) before the
+        interrupt goes on: see `_attempt`."""
+        run = run_pipeline(
+            self.stack, self.stack.sinks[sink], workers, options, self.say, variant, tag
+        )
+        self.logs.extend(run.logs)
+        self.interrupted = self.interrupted or run.interrupted
+        return run
 
     # -- the whole run -----------------------------------------------------------------------
     def _one_run(self, workers: LoadWorkers, number: int) -> None:

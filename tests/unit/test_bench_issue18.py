@@ -3,14 +3,21 @@ process is the bottleneck, and one order's steps."""
 
 import pytest
 
-from bench.figures import Figure, Requirement, Status, short
+from bench.figures import (
+    Figure,
+    LatencySummary,
+    Requirement,
+    Status,
+    median_index,
+    merge,
+    merge_runs,
+    short,
+)
 from bench.issue18 import issue_figures
 from bench.latency import alone_limit, step_times
 from bench.logscan import transition
 from bench.options import parse_options
-from bench.repeat import median_index, merge, merge_runs
 from bench.resources import CpuUsage, bottleneck, cpu_ms_per_unit
-from bench.stats import LatencySummary
 
 
 def run_figure(value: float | None, limit: float | None = None, key: str = "f") -> Figure:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.perf_test import parse_summary
+from bench.limits import parse_summary
 
 OUTPUT = """\
 60181 records sent, 12031.8 records/sec (5.63 MB/sec), 1623.6 ms avg latency, 2671.0 ms max latency.

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.stats import LatencySummary, percentile
+from bench.figures import LatencySummary, percentile
 
 
 def test_percentile_interpolates_between_closest_ranks_like_numpy() -> None:

@@ -2,9 +2,16 @@
 
 import pytest
 
-from bench.figures import Figure, Requirement, Status, at_least_times, at_most_times, ratio
+from bench.figures import (
+    Figure,
+    LatencySummary,
+    Requirement,
+    Status,
+    at_least_times,
+    at_most_times,
+    ratio,
+)
 from bench.resources import CpuUsage, RssSample, growth, rss_at, rss_profile, saturation
-from bench.stats import LatencySummary
 from bench.workers import split
 
 
@@ -71,15 +78,6 @@ def test_refusing_with_no_problems_changes_nothing() -> None:
     figure.refuse([])
     assert figure.status is Status.OK
     assert figure.value == 900
-
-
-def test_not_implemented_is_neither_met_nor_failed() -> None:
-    figure = Figure(
-        "bulk", "3 Bulk ingest", "CreateOrders", "orders/s", status=Status.NOT_IMPLEMENTED
-    )
-    figure.requirements = [Requirement("orders/s", None, 20_000)]
-    assert figure.met is None
-    assert figure.to_json()["status"] == "not implemented"
 
 
 def usage(cores: dict[str, float], busy: float, other: float = 0.0) -> CpuUsage:
