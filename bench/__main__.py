@@ -34,8 +34,6 @@ def _shared(figure: Figure) -> bool:
 def _measured(figure: Figure) -> Text:
     if figure.status is Status.FAILED:
         return Text("FAILED", style="bold red")
-    if figure.status is not Status.OK:
-        return Text(figure.status.value, style="yellow")
     text = Text(f"{short(figure.value) if figure.value is not None else ''} {figure.unit}")
     spread = figure.details.get("value_range")
     if spread:  # the median of several runs: their range

@@ -49,6 +49,12 @@ ORDER_TIMEOUT_S = 30.0
 FIRST_ORDER_TIMEOUT_S = 90.0
 POLL_S = 0.003
 ALONE_FACTOR = 1.5  # one order's p50 ≤ 1.5 × 5 × (SMTP send + ES write + broker round trip)
+# The parts of one order alone's limit, each measured alone earlier in the run, by key.
+ALONE_PARTS = {
+    "SMTP send": "mail_limit.discard",
+    "ES write": "latency.es_write",
+    "broker round trip": "latency.broker_round_trip",
+}
 STEPS = ("CreateOrder", *(f"→ {state.value}" for state in ALL_STATES))
 
 

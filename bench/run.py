@@ -23,7 +23,12 @@ from bench.figures import Figure, merge_runs
 from bench.grpc_scenarios import Target, measure_bulk, measure_ingest, measure_noop, warm_up
 from bench.issue18 import SCENARIO as ISSUE
 from bench.issue18 import issue_figures
-from bench.latency import measure_broker_latency, measure_index_write, measure_one_order
+from bench.latency import (
+    ALONE_PARTS,
+    measure_broker_latency,
+    measure_index_write,
+    measure_one_order,
+)
 from bench.limits import measure_broker, measure_index, measure_mail, measure_perf_test
 from bench.load import BULK_BATCH
 from bench.logscan import LogFindings, TransitionTail, scan_log, scan_plain_log
@@ -63,8 +68,6 @@ class BenchRun:
         self.runs: list[list[Figure]] = []  # each run's figures; `figures` ends as their medians
         self.base_run_id = self.stack.run_id
         self.logs: list[LogFindings] = []
-        self.mail_limits: dict[str, Figure] = {}
-        self.index: Figure | None = None
         # Services a scenario started itself, metered by _attempt beside the stack.
         self.services: dict[str, list[int]] = {}
         self.interrupted = False  # set when Ctrl-C/SIGTERM cut an end-to-end run short
@@ -95,6 +98,18 @@ class BenchRun:
         if self.interrupted:
             raise KeyboardInterrupt
 
+    def _stop(self, services: Services) -> None:
+        """A scenario's services stopped (one that does not stop is killed, and its exit code
+        says so) and their logs scanned."""
+        self.services = {}
+        for process in services.started:
+            process.stop(kill_late=True)
+            self.logs.append(scan_log(process.log_path))
+
+    def _figure(self, key: str) -> Figure | None:
+        """A figure of this run measured earlier."""
+        return next((f for f in self.figures if f.key == key), None)
+
     # -- scenarios ---------------------------------------------------------------------------
     def grpc_scenarios(self, workers: LoadWorkers) -> None:
         """1-3: the no-op RPC and CreateOrder at each concurrency, then CreateOrderBatch."""
@@ -117,9 +132,7 @@ class BenchRun:
             bulk = Figure("bulk", "3 Bulk ingest", f"CreateOrderBatch x{BULK_BATCH}", "orders/s")
             self._attempt(bulk, measure_bulk, target, self.options.bulk_orders, f"{run_id}-bulk")
         finally:
-            for process in services.started:
-                process.stop(kill_late=True)
-                self.logs.append(scan_log(process.log_path))
+            self._stop(services)
 
     def broker_limit(self) -> None:
         count = self.options.broker_records
@@ -144,7 +157,6 @@ class BenchRun:
             self.say(f"5 mail limit: {emails:,} e-mails → {name} sink")
             label = f"smtplib, 1 connection → {name} sink"
             figure = Figure(f"mail_limit.{name}", "5 Mail limit", label, "e-mails/s")
-            self.mail_limits[name] = figure
             self._attempt(figure, measure_mail, sink, emails)
 
     def index_limit(self) -> None:
@@ -154,9 +166,9 @@ class BenchRun:
         prepare(env)
         probe = PipelineProbe(env, self.stack.sinks["discard"])
         label = f"consumer's ES writes, {count:,} orders × 5 states"
-        self.index = Figure("index_limit", "5b Index limit", label, "orders/s")
+        figure = Figure("index_limit", "5b Index limit", label, "orders/s")
         try:
-            self._attempt(self.index, measure_index, probe, count)
+            self._attempt(figure, measure_index, probe, count)
         finally:
             probe.close()
             self.stack.release(env)
@@ -186,15 +198,8 @@ class BenchRun:
         services = Services(env, self.stack.logs, tied=True)
         label = f"one order alone: CreateOrder → Finalizado indexed, {count} in sequence"
         figure = Figure("issue18.one_order", ISSUE, label, "ms")
-        by_key = {f.key: f for f in self.figures}
-        parts = {
-            "SMTP send": by_key.get("mail_limit.discard"),
-            "ES write": by_key.get("latency.es_write"),
-            "broker round trip": by_key.get("latency.broker_round_trip"),
-        }
-        parts_ms = {
-            name: f.latency.p50_ms if f and f.latency else None for name, f in parts.items()
-        }
+        p50 = {f.key: f.latency.p50_ms for f in self.figures if f.latency}
+        parts_ms = {name: p50.get(key) for name, key in ALONE_PARTS.items()}
         try:
             producer = services.producer(log_name="producer-alone")
             consumer = services.consumer(log_name="consumer-alone")
@@ -202,10 +207,7 @@ class BenchRun:
             tail = TransitionTail(consumer.log_path)
             self._attempt(figure, measure_one_order, env["GRPC_LISTEN"], tail, count, parts_ms)
         finally:
-            self.services = {}
-            for process in services.started:
-                process.stop(kill_late=True)
-                self.logs.append(scan_log(process.log_path))
+            self._stop(services)
             self.stack.release(env)
 
     def tracing(self, workers: LoadWorkers) -> None:
@@ -257,7 +259,7 @@ class BenchRun:
         """Scenarios 6-7: the end-to-end figure, and the memory figures of the same run (not
         of a variant's run: its figures would take the same keys)."""
         run = self._run_pipeline(workers, self.options, sink, variant)
-        e2e_figure(figure, run, self.mail_limits.get(sink), self.index)
+        e2e_figure(figure, run, self._figure(f"mail_limit.{sink}"), self._figure("index_limit"))
         if self.options.service_env or variant:
             shown = " ".join(f"{k}={v}" for k, v in (*self.options.service_env, *variant.items()))
             figure.notes.append(f"service settings changed for this run: {shown}")
@@ -287,21 +289,19 @@ class BenchRun:
         if runs > 1:
             self.say(f"[bold]run {number + 1} of {runs}[/]")
             self.stack.run_id = f"{self.base_run_id}-{number + 1}"
-        self.figures, self.mail_limits, self.index = [], {}, None
+        self.figures = []
         if self.options.only == "tracing":
             self.tracing(workers)
-            self.runs.append(self.figures)
-            self.figures = []
-            return
-        self.grpc_scenarios(workers)
-        self.broker_limit()
-        self.mail_limit()
-        self.latency_limits()
-        self.index_limit()
-        self.end_to_end(workers)
-        self.one_order_alone()
-        self.tracing(workers)
-        self.figures += issue_figures({f.key: f for f in self.figures})
+        else:
+            self.grpc_scenarios(workers)
+            self.broker_limit()
+            self.mail_limit()
+            self.latency_limits()
+            self.index_limit()
+            self.end_to_end(workers)
+            self.one_order_alone()
+            self.tracing(workers)
+            self.figures += issue_figures({f.key: f for f in self.figures})
         self.runs.append(self.figures)
         self.figures = []
 
