@@ -414,24 +414,18 @@ def rss_figures(run: PipelineRun) -> list[Figure]:
 # -- 9: tracing's cost (issue #14) -----------------------------------------------------------
 TRACING = "9 Tracing (#14)"
 # key, label, sampling ratio (None: tracing off).
-TRACING_VARIANTS: tuple[tuple[str, str, str | None], ...] = (
+TRACING_VARIANTS: tuple[tuple[str, str, float | None], ...] = (
     ("off", "tracing off", None),
-    ("on100", "tracing on, 100 % sampled", "1.0"),
-    ("on10", "tracing on, 10 % sampled", "0.1"),
+    ("on100", "tracing on, 100 % sampled", 1.0),
+    ("on10", "tracing on, 10 % sampled", 0.1),
 )
 
 
-def tracing_env(receiver: OtlpReceiver, ratio: str | None) -> dict[str, str]:
-    """The services' tracing settings: nothing at all when off (the default)."""
-    if ratio is None:
-        return {}
-    return {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        # Sampled at the root (the producer's server span); the consumer follows the
-        # traceparent's decision, so an order is traced whole or not at all.
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": ratio,
-    }
+def tracing_env(receiver: OtlpReceiver, ratio: float | None) -> dict[str, str]:
+    """The services' tracing settings: nothing at all when off (the default). Sampled at the
+    root (the producer's server span); the consumer follows the traceparent's decision, so an
+    order is traced whole or not at all."""
+    return {} if ratio is None else receiver.env("parentbased_traceidratio", ratio, prompt=False)
 
 
 def tracing_figure(figure: Figure, run: PipelineRun, exported_bytes: int) -> None:

@@ -231,7 +231,7 @@ class BenchRun:
         options: Options,
         receiver: OtlpReceiver,
         key: str,
-        ratio: str | None,
+        ratio: float | None,
     ) -> None:
         exported = receiver.bytes
         # Key first: "tracing-on10" would prefix "tracing-on100", and an index template's
