@@ -138,10 +138,10 @@ def run_pipeline(
     probe: PipelineProbe | None = None
     try:
         # Started in this order, stopped and reported in this order.
-        producer = services.producer(log_name=f"producer-e2e-{name}")
+        services.producer(log_name=f"producer-e2e-{name}")
         consumer = services.consumer(log_name=f"consumer-e2e-{name}")
         probe = PipelineProbe(env, sink, consumer.log_path)
-        session = _Session(run, stack, env, producer, consumer, probe, workers, report)
+        session = _Session(run, stack, env, services.started, probe, workers, report)
         phases = phase_sizes(options.orders, None if stack.keep_data else options.phase_orders)
         session.send_all(phases, time.monotonic() + options.e2e_timeout_s)
     finally:
@@ -163,15 +163,14 @@ class _Session:
     run: PipelineRun
     stack: BenchStack
     env: dict[str, str]
-    producer: ServiceProcess
-    consumer: ServiceProcess
+    services: list[ServiceProcess]  # the producer, the consumer
     probe: PipelineProbe
     workers: LoadWorkers
     report: Report
 
     def send_all(self, phases: list[int], deadline: float) -> None:
         """Every phase's orders sent and awaited; CPU over the run, RSS sampled meanwhile."""
-        pids = {"producer": self.producer.pid, "consumer": self.consumer.pid}
+        pids = {service.module: service.pid for service in self.services}
         services = {name: [pid] for name, pid in pids.items()}
         meter = CpuMeter({**services, "client": self.workers.pids, **self.stack.pids()})
         with RssSampler(pids) as sampler:
@@ -247,7 +246,7 @@ class _Session:
         finalizado = emails = 0
         next_inbox = next_report = time.monotonic()
         while True:
-            for service in (self.producer, self.consumer):
+            for service in self.services:
                 if not service.running:
                     raise ServiceError(f"{service.module} exited mid-run; see {service.log_path}")
             now = time.monotonic()
