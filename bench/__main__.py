@@ -23,10 +23,6 @@ from devkit.stack import StackError
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def _number(value: float | None, digits: int = 0) -> str:
-    return "" if value is None else f"{value:,.{digits}f}"
-
-
 def _shared(figure: Figure) -> bool:
     return (figure.foreign_cores or 0.0) >= FOREIGN_LOAD_CORES
 
@@ -53,17 +49,9 @@ def _met(figure: Figure) -> Text:
 
 def results_table(figures: list[Figure]) -> Table:
     table = Table(title="pedidos benchmark", show_lines=True, expand=False)
-    for name, justify in (
-        ("scenario", "left"),
-        ("figure", "left"),
-        ("measured", "right"),
-        ("p50 ms", "right"),
-        ("p99 ms", "right"),
-        ("limit (same run)", "right"),
-        ("ratio", "right"),
-        ("target", "left"),
-        ("met?", "center"),
-    ):
+    numbers = ("measured", "p50 ms", "p99 ms", "limit (same run)", "ratio")
+    for name in ("scenario", "figure", *numbers, "target", "met?"):
+        justify = "right" if name in numbers else "center" if name == "met?" else "left"
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for figure in figures:
         # "?": the limit was not measured
@@ -73,8 +61,8 @@ def results_table(figures: list[Figure]) -> Table:
             figure.scenario,
             figure.label,
             _measured(figure),
-            _number(figure.latency.p50_ms, 2) if figure.latency else "",
-            _number(figure.latency.p99_ms, 2) if figure.latency else "",
+            f"{figure.latency.p50_ms:,.2f}" if figure.latency else "",
+            f"{figure.latency.p99_ms:,.2f}" if figure.latency else "",
             limit,
             "" if figure.ratio is None else f"{figure.ratio:.2f}×",
             "\n".join(r.describe() for r in figure.requirements),

@@ -78,9 +78,8 @@ class PipelineRun:
 
     @property
     def elapsed_s(self) -> float | None:
-        if self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at - self.paused_s
+        end = self.finished_at
+        return None if end is None else end - self.started_at - self.paused_s
 
     @property
     def rate(self) -> float | None:
@@ -201,13 +200,10 @@ class _Session:
         else:
             run.paused_s += phase_started - (run.detected_at or phase_started)
             self.report(f"  phase {number + 1}/{phases}: {count:,} orders")
+        prefix = f"{self.stack.run_id}-e2e-{run.sink.name}-{number}"
+        address = self.env["GRPC_LISTEN"]
         template = LoadSpec(
-            kind="create",
-            address=self.env["GRPC_LISTEN"],
-            concurrency=SEND_CONCURRENCY,
-            start_at=phase_started,
-            count=count,
-            key_prefix=f"{self.stack.run_id}-e2e-{run.sink.name}-{number}",
+            "create", address, SEND_CONCURRENCY, phase_started, count=count, key_prefix=prefix
         )
         specs = fan_out(template, self.workers.size, seed=100)
         self.probe.start_phase()
