@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 # State records are retried by the order walk itself, so librdkafka may give up early.
 STATE_PUBLISH_TIMEOUT_S = 30.0
+# State records are many and nobody waits on one alone: at 2 ms a loaded consumer sent a
+# produce request per record or two, and librdkafka's threads took ~1 ms of CPU per order;
+# at 5 ms they take a quarter of that, for 5 ms more per step of an order alone.
+STATE_LINGER_MS = 5.0
 
 
 async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -40,7 +44,10 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
 
     publisher = KafkaPublisher(
         producer_config(
-            settings.kafka_bootstrap_servers, "pedidos-consumer", STATE_PUBLISH_TIMEOUT_S
+            settings.kafka_bootstrap_servers,
+            "pedidos-consumer",
+            STATE_PUBLISH_TIMEOUT_S,
+            linger_ms=STATE_LINGER_MS,
         )
     )
     mailer = SmtpMailer(smtp_settings(settings))

@@ -15,12 +15,16 @@ class MicroBatcher(Generic[Item, Result]):
 
     An exception in `run_batch`'s result list fails that item alone; one it raises fails all.
     A batch is due when `max_size` items wait, or when the first of them waited `max_delay_s`
-    and `min_interval_s` passed since the last batch started. It starts once one of the
+    and the interval passed since the last batch started. It starts once one of the
     `concurrency` slots is free and takes every waiting item (up to `max_size`): items
     arriving while all slots are busy or the interval runs ride together in the next batch.
-    `max_delay_s=0` with an interval adds no latency when idle and bounds the batches per
-    second under load: each carries what arrived in one interval, so its cost per item falls
-    as the load rises.
+
+    The interval is `interval_s`; with `interval_per_item_s` it is that much per item of the
+    last batch, up to `interval_s`. A fixed interval delays a lone item that follows a batch
+    closely (an order alone: its next step comes ~20 ms after the last); scaled, a batch of
+    one lets the next start almost at once, while under load the batches grow until the
+    interval reaches its bound, so the batches per second stay bounded and each one's cost is
+    shared by ever more items. `max_delay_s=0` with an interval adds no latency when idle.
     """
 
     def __init__(
@@ -30,13 +34,16 @@ class MicroBatcher(Generic[Item, Result]):
         max_size: int = 500,
         max_delay_s: float = 0.01,
         concurrency: int = 2,
-        min_interval_s: float = 0.0,
+        interval_s: float = 0.0,
+        interval_per_item_s: float | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._max_size = max_size
         self._max_delay_s = max_delay_s
         self._concurrency = concurrency
-        self._min_interval_s = min_interval_s
+        self._max_interval_s = interval_s
+        self._interval_per_item_s = interval_per_item_s
+        self._interval_s = interval_s  # after the last batch
         self._running = 0
         self._items: list[Item] = []
         self._futures: list[asyncio.Future[Result]] = []
@@ -55,7 +62,7 @@ class MicroBatcher(Generic[Item, Result]):
             self._make_due()
         elif not self._due:
             due_at = loop.time() + self._max_delay_s
-            self._wake_at(max(due_at, self._last_start + self._min_interval_s))
+            self._wake_at(max(due_at, self._last_start + self._interval_s))
         return future
 
     def _wake_at(self, deadline: float) -> None:
@@ -76,7 +83,7 @@ class MicroBatcher(Generic[Item, Result]):
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
         while self._due and self._items and self._running < self._concurrency:
-            next_start = self._last_start + self._min_interval_s
+            next_start = self._last_start + self._interval_s
             if len(self._items) < self._max_size and next_start > loop.time():
                 self._due = False  # a full batch goes at once; any other waits for the interval
                 self._wake_at(next_start)
@@ -88,6 +95,9 @@ class MicroBatcher(Generic[Item, Result]):
                 items, futures = items[: self._max_size], futures[: self._max_size]
             else:
                 self._items, self._futures = [], []
+            self._interval_s = self._max_interval_s
+            if self._interval_per_item_s is not None:
+                self._interval_s = min(self._interval_s, len(items) * self._interval_per_item_s)
             self._running += 1
             task = loop.create_task(self._execute(items, futures))
             self._tasks.add(task)
@@ -116,11 +126,13 @@ class MicroBatcher(Generic[Item, Result]):
 
     async def drain(self) -> None:
         """Starts every waiting item now and waits until all batches are done."""
-        interval, self._min_interval_s = self._min_interval_s, 0.0  # nothing to wait for
+        bound, per_item = self._max_interval_s, self._interval_per_item_s
+        self._max_interval_s, self._interval_per_item_s = 0.0, None  # nothing to wait for
+        self._interval_s = 0.0
         try:
             while self._items or self._tasks:
                 if self._items:
                     self._make_due()
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
         finally:
-            self._min_interval_s = interval
+            self._max_interval_s, self._interval_per_item_s = bound, per_item

@@ -48,7 +48,7 @@ def test_items_arriving_within_the_interval_share_the_next_batch() -> None:
         return items
 
     async def scenario() -> None:
-        batcher = MicroBatcher(record, max_delay_s=0.0, concurrency=1, min_interval_s=0.2)
+        batcher = MicroBatcher(record, max_delay_s=0.0, concurrency=1, interval_s=0.2)
         assert await batcher.submit(0) == 0
         later = []
         for i in range(1, 4):
@@ -82,3 +82,29 @@ def test_items_arriving_while_the_only_slot_is_busy_go_together_once_it_is_free(
 
     asyncio.run(scenario())
     assert batches == [[0], [1, 2]]
+
+
+def test_the_interval_follows_the_last_batch_size_up_to_its_bound() -> None:
+    """A batch of one lets a lone item after it go almost at once; after a big batch the
+    next waits out the whole bound, so a loaded batcher sends few, large batches."""
+    starts: list[tuple[float, int]] = []
+
+    async def record(items: list[int]) -> list[int]:
+        starts.append((asyncio.get_running_loop().time(), len(items)))
+        return items
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(
+            record, max_delay_s=0.0, concurrency=1, interval_s=0.5, interval_per_item_s=0.01
+        )
+        await batcher.submit(0)
+        await asyncio.sleep(0.05)  # past 1 x 10 ms, well inside the bound
+        await batcher.submit(1)
+        await asyncio.gather(*(batcher.submit(i) for i in range(100)))
+        await batcher.submit(2)
+
+    asyncio.run(scenario())
+    (t0, n0), (t1, n1), (t2, n2), (t3, n3) = starts
+    assert (n0, n1, n2, n3) == (1, 1, 100, 1)
+    assert t1 - t0 < 0.1  # not held for the 0.5 s bound
+    assert t3 - t2 >= 0.49  # 100 items x 10 ms, capped at 0.5 s
