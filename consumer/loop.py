@@ -23,10 +23,9 @@ from pedidos.adapters.kafka.record_source import ConsumedRecord
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 0.5
-# librdkafka's consume(n, timeout) waits for n records or the whole timeout. Busy, a short one:
-# a step's next record is not held back behind it. Idle, one record is asked for, so the fetch
-# returns the moment one arrives (a lone order waits on nothing) and an idle consumer wakes
-# twice a second instead of a hundred times.
+# A fetch returns what is queued, or the first record to arrive within its timeout. Busy, a
+# short one: the loop gets back soon to admit and commit (commits share the consumer thread).
+# Idle, one record is asked for, so an idle consumer wakes twice a second, not a hundred times.
 FETCH_TIMEOUT_S = 0.01
 IDLE_FETCH_TIMEOUT_S = 0.5
 

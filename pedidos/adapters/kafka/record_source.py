@@ -11,6 +11,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from pedidos.adapters.kafka.consuming import consume_available
+
 log = logging.getLogger(__name__)
 
 PartitionsCallback = Callable[[list[tuple[str, int]]], None]
@@ -110,7 +112,7 @@ class KafkaRecordSource:
 
     def _consume(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
         assert self._consumer is not None
-        messages = self._consumer.consume(max_records, timeout_s)
+        messages = consume_available(self._consumer, max_records, timeout_s)
         good = []
         for message in messages:
             error = message.error()

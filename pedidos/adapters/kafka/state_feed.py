@@ -41,14 +41,15 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from pedidos.adapters.kafka.consuming import consume_available
 from pedidos.wire.records import Headers, PoisonRecord, StateReached, decode
 
 log = logging.getLogger(__name__)
 
 START_MARGIN_S = 30.0
 FETCH_BATCH = 500
-# As the consumer's loop does: while records come, batches with a short wait; after an empty
-# fetch, one record with a long wait, which returns the moment a record arrives.
+# As the consumer's loop does: while records come, what is queued or the first to arrive within
+# a short wait; after an empty fetch, one record with a long wait (returned as it arrives).
 POLL_TIMEOUT_S = 0.02
 IDLE_POLL_TIMEOUT_S = 0.5
 OFFSETS_TIMEOUT_S = 10.0
@@ -154,7 +155,7 @@ class KafkaStateFeed:
     def _fetch(self, consumer: Consumer) -> list[StateReached]:
         batch: list[StateReached] = []
         if self._busy:
-            messages = consumer.consume(FETCH_BATCH, POLL_TIMEOUT_S)
+            messages = consume_available(consumer, FETCH_BATCH, POLL_TIMEOUT_S)
         else:
             messages = consumer.consume(1, IDLE_POLL_TIMEOUT_S)
         self._busy = bool(messages)
