@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -128,6 +129,15 @@ def build_server(
     return server, health_servicer
 
 
+def settle_heap() -> None:
+    """Move what start-up built (modules, the server, the clients: ~10^5 objects) out of the
+    cyclic garbage collector's sight: they live as long as the process, and every full
+    collection walked them all, ~50 µs per CreateOrder under load. The collector still sees
+    everything allocated from here on."""
+    gc.collect()
+    gc.freeze()
+
+
 def order_id_secrets(settings: Settings) -> OrderIdSecrets:
     """The keyed-id secrets from settings; without ORDER_ID_SECRET a random one per process."""
     previous = settings.order_id_previous_secret
@@ -167,6 +177,7 @@ async def serve(settings: Settings) -> None:
     tracking.feed.start()
     metrics = ProducerMetrics()
     server, health_servicer = build_server(settings, publisher, tracking, guards, metrics)
+    settle_heap()
     await server.start()
     serving = asyncio.Event()
     probe = BrokerProbe(settings.kafka_bootstrap_servers, settings.pedidos_topic)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from functools import partial
 
 import grpc
 
-from pedidos.domain.order import InvalidOrder
+from pedidos.domain.order import InvalidOrder, random_uuid
 from pedidos.domain.states import FIRST_STATE
 from pedidos.runtime.logs import mask_email
 from pedidos.runtime.tracing import own_trace
@@ -62,7 +61,7 @@ def correlation_id(metadata: Iterable[object] | None) -> str:
         key, value = getattr(item, "key", None), getattr(item, "value", None)
         if key == CORRELATION_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
             return value
-    return str(uuid.uuid4())
+    return random_uuid()
 
 
 def status_of(error: ServiceError) -> grpc.StatusCode:

@@ -182,10 +182,15 @@ def new_order_id(customer_email: str, idempotency_key: str | None, secret: bytes
     Derived with HMAC-SHA256 under `secret` (shared by the producer replicas): knowing an
     e-mail and a key does not give the id. Version 8 is RFC 9562's "custom" UUID."""
     if not idempotency_key:
-        return _uuid_text(os.urandom(16), 4)
+        return random_uuid()
     keyed = _keyed(secret).copy()
     keyed.update(f"{customer_email}\x00{idempotency_key}".encode())
     return _uuid_text(keyed.digest(), 8)
+
+
+def random_uuid() -> str:
+    """`str(uuid.uuid4())` in half the time."""
+    return _uuid_text(os.urandom(16), 4)
 
 
 @lru_cache(maxsize=4)

@@ -15,7 +15,7 @@ from devkit.orders import make_details
 from pedidos.domain.order import new_order_id
 from pedidos.ports import PublishError
 from pedidos.services.errors import NotAcknowledged, OrderRejected, Reason
-from pedidos.services.intake import OrderIdSecrets, OrderIntake, Submission, settle
+from pedidos.services.intake import OrderIdSecrets, OrderIntake, RecentKeys, Submission, settle
 from pedidos.wire.records import OrderAccepted, decode, header_value
 from tests.unit.fakes import T0, FakeClock, FakePendingPublisher, FakePublisher
 
@@ -250,3 +250,31 @@ def test_a_retry_spanning_the_secret_switch_finds_the_order_accepted_under_the_o
         assert len(publisher.records) == 2
 
     run(scenario)
+
+
+def test_recent_keys_forget_the_least_recently_used_key_first() -> None:
+    recent: RecentKeys[str] = RecentKeys(2, 60.0, clock=lambda: 0.0)
+    recent["a"] = "A"
+    recent["b"] = "B"
+    assert recent.get("a") == "A"  # now "b" is the least recently used
+    recent["c"] = "C"
+    assert (recent.get("a"), recent.get("b"), recent.get("c")) == ("A", None, "C")
+
+
+def test_recent_keys_never_return_an_expired_key() -> None:
+    now = 0.0
+    recent: RecentKeys[str] = RecentKeys(10, 60.0, clock=lambda: now)
+    recent["a"] = "A"
+    now = 30.0
+    recent["b"] = "B"
+    assert recent.get("a") == "A"
+    now = 60.0
+    assert recent.get("a") is None
+    recent["c"] = "C"
+    assert recent.get("b") == "B"  # expires at 90
+    now = 91.0
+    assert recent.get("b") is None
+    now = 121.0
+    recent["d"] = "D"  # "c", expired, was the least recently used: dropped
+    assert len(recent) == 1
+    assert recent.get("d") == "D"

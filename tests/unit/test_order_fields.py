@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from devkit.orders import make_details
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails
@@ -17,7 +18,7 @@ from pedidos.ports import CorruptOrderDocument
 from pedidos.v1 import orders_pb2
 from pedidos.wire import order_fields
 from pedidos.wire.order_fields import DETAIL_FIELDS, FIELD_NAMES, flat_values, validated
-from pedidos.wire.proto_mapping import details_from_proto, details_to_proto
+from pedidos.wire.proto_mapping import details_from_proto, details_to_proto, timestamp
 from pedidos.wire.records import decode, encode_order_accepted
 from pedidos.wire.search_documents import order_document, order_from_document
 
@@ -112,3 +113,18 @@ def test_values_equal_in_python_but_not_to_validation_miss_the_cache() -> None:
     with pytest.raises(CorruptOrderDocument, match="integer"):
         order_from_document({**stored, "order_id": ORDER_ID, "accepted_at": "2026-11-23T12:00Z"})
     assert order_fields._validated.cache_info().maxsize is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 1, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, 8, 30, tzinfo=timezone(timedelta(hours=-3))),
+        datetime(2026, 3, 1, 8, 30, 0, 500),  # naive: read as UTC
+    ],
+)
+def test_timestamp_is_what_protobuf_from_datetime_gives(value: datetime) -> None:
+    expected = Timestamp()
+    expected.FromDatetime(value)
+    assert timestamp(value) == expected
