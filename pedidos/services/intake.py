@@ -107,34 +107,38 @@ class RecentKeys(Generic[V]):
         self._size = size
         self._ttl_s = ttl_s
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+        self._values: OrderedDict[str, V] = OrderedDict()  # least recently used first
+        # Apart from the values: an (expiry, value) tuple per key would be one more object for
+        # the garbage collector to walk, as long as the key is remembered.
+        self._expiry: dict[str, float] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._values)
 
     def get(self, key: str) -> V | None:
-        entry = self._entries.get(key)
-        if entry is None:
+        value = self._values.get(key)
+        if value is None:
             return None
-        if entry[0] <= self._clock():
-            del self._entries[key]
+        if self._expiry[key] <= self._clock():
+            del self._values[key], self._expiry[key]
             return None
-        self._entries.move_to_end(key)
-        return entry[1]
+        self._values.move_to_end(key)
+        return value
 
     def __setitem__(self, key: str, value: V) -> None:
         now = self._clock()
-        entries = self._entries
-        entries[key] = (now + self._ttl_s, value)
-        entries.move_to_end(key)
-        while len(entries) > self._size:
-            entries.popitem(last=False)
+        values, expiry = self._values, self._expiry
+        values[key] = value
+        values.move_to_end(key)
+        expiry[key] = now + self._ttl_s
+        while len(values) > self._size:
+            del expiry[values.popitem(last=False)[0]]
         # The least recently used ones, while expired.
-        while entries:
-            oldest = next(iter(entries))
-            if entries[oldest][0] > now:
+        while values:
+            oldest = next(iter(values))
+            if expiry[oldest] > now:
                 break
-            del entries[oldest]
+            del values[oldest], expiry[oldest]
 
 
 @dataclass(frozen=True, slots=True)

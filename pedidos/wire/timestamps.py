@@ -16,6 +16,11 @@ def _format(value: datetime, timespec: str) -> str:
 _format_utc = lru_cache(maxsize=16_384)(_format)
 
 
+def iso_z_uncached(value: datetime, timespec: str) -> str:
+    """`iso_z` for a timestamp formatted once (a new order's acceptance)."""
+    return _format(value, timespec)
+
+
 def iso_z(value: datetime, timespec: str) -> str:
     # Only UTC values are cached: equal datetimes with other offsets would share one entry but
     # format differently.

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry.trace import Span
@@ -18,8 +17,11 @@ from pedidos.ports import PublishError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
+    """Where the broker stored a record. A tuple of plain values: the garbage collector stops
+    tracking it after one look, where a dataclass instance stayed tracked as long as the
+    producer's idempotency memory holds its future (walked by every collection)."""
+
     topic: str
     partition: int
     offset: int
