@@ -23,6 +23,7 @@ from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
 from pedidos.adapters.smtp_mailer import SmtpMailer, smtp_settings
 from pedidos.bootstrap import search_client
 from pedidos.runtime.config import Settings
+from pedidos.runtime.heap import settle_heap
 from pedidos.services.mail_outage import MailOutage
 from pedidos.services.order_walk import OrderWalk, StageDelays
 
@@ -117,6 +118,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
             assignments, BrokerProbe(settings.kafka_bootstrap_servers, settings.pedidos_topic)
         ),
     )
+    settle_heap()
     log.info("consumer started", extra={"group": settings.kafka_consumer_group})
     try:
         await consumer.run(stop)

@@ -64,7 +64,7 @@ def test_a_batch_fetch_returns_a_lone_record_as_it_arrives(stack: EmbeddedStack)
         for n in range(5):
             producer.produce(topic, f"queued-{n}".encode())
         producer.flush(10)
-        got: list[bytes] = []
+        got: list[bytes | None] = []
         deadline = time.monotonic() + 30
         while len(got) < 5 and time.monotonic() < deadline:
             got += [m.value() for m in consume_available(consumer, 3, TIMEOUT_S)]
