@@ -78,6 +78,13 @@ class Assignments:
             time.sleep(0.01)
 
     # -- event loop ------------------------------------------------------------------------
+    def leave(self) -> None:
+        """Stopping: every partition is being handed over, as in a revoke. No step claims or
+        starts an e-mail any more; steps already sending finish theirs and record it."""
+        with self._lock:
+            for assignment in self._owned.values():
+                assignment.revoking = True
+
     def start(self, topic: str, partition: int, offset: int) -> Ticket | None:
         """Track a fetched record; None if its partition was revoked since the fetch."""
         with self._lock:

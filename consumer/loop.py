@@ -138,6 +138,12 @@ class ConsumerLoop:
 
     async def _shutdown(self, committer: asyncio.Task[None], grace_s: float) -> None:
         log.info("consumer stopping", extra={"in_flight": len(self._tasks)})
+        # Hand over first, then wait: steps not yet e-mailing give their records back at once
+        # instead of starting sends during the grace period, so what the grace cuts short is
+        # only a step stuck mid-effects (e.g. Elasticsearch down), not one of hundreds queued
+        # for a send slot that e-mailed and was cancelled before its ledger entry was written
+        # (the next owner e-mailed again: seen in the partitions chaos run).
+        self._assignments.leave()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:

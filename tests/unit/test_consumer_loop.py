@@ -63,6 +63,7 @@ class Consumer:
         max_open_orders: int | None = None,
         commit_interval_s: float = 0.005,
         revoke_wait_s: float = 5.0,
+        unrecorded_sends: int = 4,
     ) -> None:
         self.clock = FakeClock()
         self.source = FakeRecordSource([ORDERS, STATES])
@@ -82,6 +83,7 @@ class Consumer:
             backoff=FAST,
             clock=self.clock,
             mail_outage=outage,
+            unrecorded_sends=unrecorded_sends,
         )
         self.assignments = Assignments(revoke_wait_s)
         self.admission = Admission(ORDERS, max_open_orders, outage)
@@ -204,6 +206,28 @@ def test_a_revoke_waits_for_steps_doing_effects_and_commits_them() -> None:
         assert consumer.committed(ORDERS, 0) == 1  # finished before the partition left
 
     run(consumer.run(scenario))
+
+
+def test_stopping_hands_back_steps_not_yet_e_mailing_and_finishes_those_that_are() -> None:
+    """One send slot: order A is e-mailing (held), order B waits for the slot. Stopping must not
+    let B start its e-mail during the grace period: a send cut short by the grace's end before
+    its ledger entry is written is e-mailed again by the partition's next owner."""
+    mailer = HeldMailer("lento@example.cl")
+    consumer = Consumer(mailer, commit_interval_s=60, unrecorded_sends=1)
+    consumer.order(email="lento@example.cl")
+    consumer.order(email="siguiente@example.cl")
+
+    async def scenario() -> None:
+        await until(lambda: bool(mailer.waiting))  # A is e-mailing, B queued for the slot
+        await asyncio.sleep(0.01)
+        consumer.stop.set()
+        await asyncio.sleep(0.05)
+        mailer.release()
+
+    run(consumer.run(scenario))
+    assert [m.recipient for m in mailer.sent] == ["lento@example.cl"]
+    assert consumer.index.events  # A's e-mail is in the ledger
+    assert consumer.committed(ORDERS, 0) == 1  # A done and committed; B left for the next owner
 
 
 def test_lost_partitions_are_never_committed() -> None:
