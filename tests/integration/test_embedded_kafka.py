@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkit.apache_kafka import BROKER_ENV, choose_broker, java_major
@@ -67,7 +67,24 @@ def test_a_restarted_broker_keeps_topics_records_and_committed_offsets(tmp_path:
         broker.start("kafka")
 
         reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "keeps"})
-        highs = [reader.get_watermark_offsets(TopicPartition("durable", p), 30)[1] for p in (0, 1)]
+
+        def high_watermarks() -> list[int] | None:
+            # A restarted broker answers NOT_LEADER_FOR_PARTITION until it has reloaded its logs
+            # and re-elected itself: retriable, as for every client, so retried here too.
+            try:
+                return [
+                    reader.get_watermark_offsets(TopicPartition("durable", p), 30)[1]
+                    for p in (0, 1)
+                ]
+            except KafkaException as error:
+                if (
+                    error.args[0].retriable()
+                    or error.args[0].code() == KafkaError.NOT_LEADER_FOR_PARTITION
+                ):
+                    return None
+                raise
+
+        highs = wait_for(high_watermarks, 60, "the restarted broker to lead its partitions")
         committed = reader.committed([TopicPartition("durable", 0)], timeout=30)[0].offset
         reader.close()
         assert sum(highs) == 10
