@@ -156,9 +156,13 @@ def choose_broker(requested: str | None = None) -> BrokerChoice:
     )
 
 
-def _cluster_id() -> str:
-    # Kafka's own format: a random UUID in URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id() -> str:
+    """Kafka's own format: a random UUID in URL-safe base64 without padding, drawn again when it
+    starts with "-" as Kafka's `Uuid.randomUuid` does: `kafka-storage format -t -…` reads such an
+    id as an option (1 in 64 fresh stacks failed to format)."""
+    while (drawn := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))[0] == "-":
+        pass
+    return drawn
 
 
 def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
@@ -211,7 +215,7 @@ def prepare_node(root: Path, port: int, controller_port: int) -> list[str]:
     ]
     if not (data_dir / "meta.properties").exists():
         done = subprocess.run(
-            [*java, STORAGE_MAIN, "format", "-t", _cluster_id(), "-c", str(config)],
+            [*java, STORAGE_MAIN, "format", "-t", cluster_id(), "-c", str(config)],
             capture_output=True,
             text=True,
             timeout=120,
