@@ -261,7 +261,7 @@ def test_a_step_running_alone_publishes_at_once_and_steps_running_together_share
     publish on the batching one."""
 
     class HeldAcks(FakePublisher):
-        """Acknowledges nothing until `release`: the steps are all publishing at once."""
+        """Acknowledges nothing until the test sets the held acks: the steps publish at once."""
 
         def __init__(self, expected: int) -> None:
             super().__init__()
