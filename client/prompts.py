@@ -46,11 +46,10 @@ def ask_email(ask: Ask, say: Say, default: str) -> str:
             say(f"{exc} Inténtalo de nuevo.")
 
 
-def confirm(ask: Ask, say: Say, count: int, email: str) -> bool:
-    noun = "pedido" if count == 1 else "pedidos"
+def ask_yes_no(ask: Ask, say: Say, question: str) -> bool:
+    """Asks `question` until the answer is yes or no."""
     while True:
-        answer = ask(f"¿Estás seguro de que deseas enviar {count} {noun} a {email}? (s/n) ")
-        answer = answer.strip().lower()
+        answer = ask(f"{question} (s/n) ").strip().lower()
         if answer in YES:
             return True
         if answer in NO:
@@ -58,18 +57,16 @@ def confirm(ask: Ask, say: Say, count: int, email: str) -> bool:
         say("Responde «s» para sí o «n» para no.")
 
 
+def confirm(ask: Ask, say: Say, count: int, email: str) -> bool:
+    noun = "pedido" if count == 1 else "pedidos"
+    return ask_yes_no(ask, say, f"¿Estás seguro de que deseas enviar {count} {noun} a {email}?")
+
+
 def ask_follow(ask: Ask, say: Say, count: int) -> bool:
     """After an interactive send: follow the accepted orders live? End of input means no."""
     what = "el pedido" if count == 1 else f"los {count} pedidos"
     try:
-        while True:
-            answer = ask(f"¿Quieres seguir {what} en vivo hasta «Finalizado»? (s/n) ")
-            answer = answer.strip().lower()
-            if answer in YES:
-                return True
-            if answer in NO:
-                return False
-            say("Responde «s» para sí o «n» para no.")
+        return ask_yes_no(ask, say, f"¿Quieres seguir {what} en vivo hasta «Finalizado»?")
     except EOFError:
         say("")
         return False

@@ -20,6 +20,27 @@ from devkit.waiting import wait_for
 REPO = Path(__file__).resolve().parent.parent
 
 
+def run_admin(
+    *args: str,
+    env: dict[str, str],
+    inherit: bool = True,
+    cwd: Path = REPO,
+    timeout_s: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m admin ARGS` to its end, output captured as text. `env` is added to this
+    process's environment, or with `inherit` False is the whole of it (plus PYTHONPATH)."""
+    base = dict(os.environ) if inherit else {"PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "admin", *args],
+        cwd=cwd,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 class ServiceError(AssertionError):
     """A service did not do what was awaited: it exited, or did not stop when asked."""
 

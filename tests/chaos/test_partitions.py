@@ -13,10 +13,7 @@ the new partitions.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -26,7 +23,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from devkit.inbox import STATE_SLUGS, Inbox
-from devkit.processes import REPO, ServiceProcess, Services
+from devkit.processes import ServiceProcess, Services, run_admin
 from devkit.stack import EmbeddedStack
 from devkit.waiting import wait_for
 from tests.chaos.test_chaos import (
@@ -120,14 +117,7 @@ def test_partitions_added_mid_run_with_three_consumers(
     sender.start()
 
     started = time.monotonic()
-    grown = subprocess.run(
-        [sys.executable, "-m", "admin", "topics", "--partitions", str(AFTER)],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    grown = run_admin("topics", "--partitions", str(AFTER), env=env)
     assert grown.returncode == 0, grown.stderr
     assert all(f"{BEFORE} -> {AFTER} partitions" in line for line in grown.stdout.splitlines())
     # The consumers are replaced (new ones join, then the old ones leave gracefully): each new

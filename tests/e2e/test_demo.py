@@ -3,24 +3,24 @@
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from devkit import maildev
-from devkit.processes import REPO
+from devkit.processes import run_admin
 
 pytestmark = pytest.mark.e2e
 
 
 def run_demo(cwd, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "admin", "demo", "--no-keep-running", *args],
+    return run_admin(
+        "demo",
+        "--no-keep-running",
+        *args,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "120", **env},
+        inherit=False,
         cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "COLUMNS": "120", **env},
-        capture_output=True,
-        text=True,
-        timeout=600,  # the first run on a machine installs MailDev from npm
+        timeout_s=600,  # the first run on a machine installs MailDev from npm
     )
 
 

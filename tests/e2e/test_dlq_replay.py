@@ -9,10 +9,8 @@ order with exactly its 5 e-mails; a second replay sends none, and `--dry-run` se
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from devkit.inbox import STATE_SLUGS, Inbox
 from devkit.indices import search_docs
 from devkit.net import free_port
 from devkit.orders import order_request
-from devkit.processes import REPO, Services
+from devkit.processes import Services, run_admin
 from devkit.stack import EmbeddedStack
 from devkit.waiting import wait_for
 from pedidos.v1 import orders_pb2_grpc
@@ -42,15 +40,7 @@ STATES = ("Procesando", "Preparación", "Enviado", "Entregado", "Finalizado")
 
 
 def admin_dlq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "admin", "dlq", *args],
-        env={**os.environ, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_admin("dlq", *args, env=env, timeout_s=180)
 
 
 def send_orders(env: dict[str, str], count: int, email: str) -> list[str]:

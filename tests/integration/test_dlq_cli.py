@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from admin.dlq_reader import READER_GROUP, read_topic_to_end
 from consumer.dead_letters import DeadLetters
-from devkit.processes import REPO
+from devkit.processes import run_admin
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
 
 pytestmark = pytest.mark.integration
@@ -34,15 +32,7 @@ EMAIL = (
 
 
 def admin_dlq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "admin", "dlq", *args],
-        env={**os.environ, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_admin("dlq", *args, env=env)
 
 
 def dead_letter(env: dict[str, str], *letters: tuple[Any, ...]) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkit.apache_kafka import BROKER_ENV, choose_broker, java_major
 from devkit.net import free_port
-from devkit.processes import REPO
+from devkit.processes import run_admin
 from devkit.stack import EmbeddedStack, StackPorts
 from devkit.waiting import wait_for
 
@@ -24,14 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 def admin_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "admin", *args],
-        cwd=cwd,
-        env={"PYTHONPATH": str(REPO), "HOME": os.environ.get("HOME", "/root"), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    home = {"HOME": os.environ.get("HOME", "/root")}
+    return run_admin(*args, env={**home, **env}, inherit=False, cwd=cwd)
 
 
 def test_a_restarted_broker_keeps_topics_records_and_committed_offsets(tmp_path: Path) -> None:

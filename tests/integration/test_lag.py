@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from client.orders import random_requests
 from client.send import send_to_producer
 from devkit.credentials import dev_key
 from devkit.inbox import Inbox
-from devkit.processes import REPO, Services
+from devkit.processes import Services, run_admin
 from devkit.stack import EmbeddedStack
 from devkit.waiting import wait_for
 
@@ -27,14 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def admin_lag(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "admin", "lag", *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_admin("lag", *args, env=env)
 
 
 def lag_report(env: dict[str, str]) -> dict[str, Any]:

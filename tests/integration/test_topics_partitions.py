@@ -3,16 +3,14 @@ together, never shrink, and are never left unequal; Tansu, without CreatePartiti
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from devkit.processes import REPO
+from devkit.processes import run_admin
 from devkit.stack import EmbeddedStack
 from devkit.waiting import wait_for
 
@@ -20,14 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def topics_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "admin", "topics", *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_admin("topics", *args, env=env)
 
 
 def names(env: dict[str, str]) -> list[str]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from admin.lag import format_table, to_json
 from devkit.net import free_port
-from devkit.processes import REPO
+from devkit.processes import run_admin
 from pedidos.adapters.kafka.lag import (
     GroupLag,
     LagError,
@@ -105,13 +103,11 @@ def test_an_unreachable_broker_is_one_error() -> None:
 
 
 def test_the_command_exits_1_with_one_line_when_kafka_is_down() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "admin", "lag"],
-        cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_admin(
+        "lag",
+        env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"},
+        inherit=False,
+        timeout_s=60,
     )
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
