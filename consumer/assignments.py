@@ -2,7 +2,9 @@
 (steps) and the consumer thread (rebalance callbacks), hence the lock.
 
 Each assignment of a partition gets a new generation: a step scheduled under an earlier one may
-neither finish nor commit anything once the partition was revoked, even if it came back.
+neither finish nor commit anything once the partition was revoked, even if it came back. The
+partitions of one assignment share their generation, and no generation is used twice: the order
+walk takes it as the lease under which it read a record (`OrderWalk.enter`).
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ class StepScheduler:
                         step.correlation_id,
                         ticket.partition,
                         lambda: self._assignments.still_ours(ticket),
+                        # Partitions assigned together share a generation; see Assignments.
+                        lease=ticket.generation,
                     )
                 metrics.step(step.state, "done")
                 if step.state.is_final:

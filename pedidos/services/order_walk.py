@@ -8,6 +8,10 @@ A step enters the state, e-mails the customer, indexes it and records it on Kafk
 is idempotent per (order, state): the event document in Elasticsearch is the ledger that says
 the e-mail was handled, the documents have deterministic ids, and a duplicate state record on
 Kafka is recognised downstream. See the README, "Delivery guarantees".
+
+The ledger is read before a step unless this process published the step's trigger itself,
+under the same assignment of its partition that it now reads it under: then no other consumer
+can have read that record, and this one would have remembered the step had it taken it.
 """
 
 from __future__ import annotations
@@ -119,7 +123,8 @@ class OrderWalk:
         lone_publisher: Publisher | None = None,
     ) -> None:
         """`lone_publisher`: where a step publishes its state record when no other step is
-        running (a producer that sends at once, where `publisher` waits to fill requests)."""
+        running (a producer that sends at once, where `publisher` waits to fill requests).
+        `remembered_steps` bounds both memories below; forgetting costs only a ledger read."""
         self._mailer = mailer
         self._index = index
         self._publisher = publisher
@@ -134,6 +139,11 @@ class OrderWalk:
         # Steps this process completed: a duplicate trigger is skipped without a lookup.
         self._completed: LRUCache[tuple[str, OrderState], bool] = LRUCache(remembered_steps)
         self._running: dict[tuple[str, OrderState], asyncio.Future[None]] = {}
+        # The next step of each state record this process published: (order, state) ->
+        # (partition, lease) it went to. Taken once, by the record it was published as.
+        self._own_triggers: LRUCache[tuple[str, OrderState], tuple[int, object]] = LRUCache(
+            remembered_steps
+        )
         # A slot is held from the SMTP send until its ledger entry is stored, so a crash can
         # repeat at most this many e-mails (those accepted by the server but not yet recorded).
         self._send_slots = asyncio.Semaphore(unrecorded_sends)
@@ -145,13 +155,20 @@ class OrderWalk:
         correlation_id: str,
         partition: int | None = None,
         still_ours: Callable[[], bool] = lambda: True,
+        lease: object = None,
     ) -> None:
         """Move `order` (as last recorded) into `state` with all effects, exactly once in effect.
 
         `partition` is where the triggering record was: the state record goes to the same
         partition of the co-partitioned states topic, so an order's whole walk stays with one
         consumer even after partitions are added (the key's hash would move it mid-walk, and a
-        step redone after the rebalance could then run at two consumers at once)."""
+        step redone after the rebalance could then run at two consumers at once).
+
+        `lease` names the assignment the trigger was read under: equal for the partitions of
+        both topics assigned together, new whenever a partition is assigned again (None:
+        unknown). A trigger this walk published with the same partition and lease needs no
+        ledger read: the partition was this consumer's throughout, from before the record
+        existed until now."""
         key = (order.order_id, state)
         if key in self._completed:
             return
@@ -163,7 +180,7 @@ class OrderWalk:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[key] = future
         try:
-            await self._enter(order, state, correlation_id, partition, still_ours)
+            await self._enter(order, state, correlation_id, partition, still_ours, lease)
             self._completed[key] = True
             future.set_result(None)
         except BaseException as exc:
@@ -180,8 +197,13 @@ class OrderWalk:
         correlation_id: str,
         partition: int | None,
         still_ours: Callable[[], bool],
+        lease: object,
     ) -> None:
-        recorded = await self._index.recorded_event(order.order_id, state.value)
+        published_here = self._own_triggers.pop((order.order_id, state), None)
+        if lease is not None and published_here == (partition, lease):
+            recorded = None
+        else:
+            recorded = await self._index.recorded_event(order.order_id, state.value)
         if recorded is not None:
             # An earlier attempt e-mailed and indexed this step; its Kafka record may be missing.
             order.enter(state, datetime.fromisoformat(recorded["@timestamp"]))
@@ -200,7 +222,7 @@ class OrderWalk:
             email_status=email_status,
             correlation_id=correlation_id,
         )
-        await self._publish_state(event, partition)
+        await self._publish_state(event, partition, lease)
         await order_written
         log.info(
             "order state reached",
@@ -212,12 +234,18 @@ class OrderWalk:
             },
         )
 
-    async def _publish_state(self, event: StateReached, partition: int | None) -> None:
+    async def _publish_state(
+        self, event: StateReached, partition: int | None, lease: object
+    ) -> None:
         """Publishes "X reached S" until the broker acknowledges it."""
         order_id = event.order.order_id
         value = encode_state_reached(event)
         headers = headers_for(STATE_SCHEMA, event.correlation_id)
         pinned = [partition]
+        # Remembered before the record exists: it may be read back before its ack arrives.
+        next_step_key = (order_id, event.state.next()) if not event.state.is_final else None
+        if next_step_key is not None and partition is not None and lease is not None:
+            self._own_triggers[next_step_key] = (partition, lease)
 
         async def publish() -> None:
             # An order alone must not wait for others to share its request; under load the
@@ -233,6 +261,8 @@ class OrderWalk:
                     # (grown unequally): the key decides, as it would without pinning.
                     log.warning("states topic lacks partition %s; publishing by key", pinned[0])
                     pinned[0] = None
+                    if next_step_key is not None:
+                        self._own_triggers.pop(next_step_key, None)
                 raise
 
         await retry_async(

@@ -37,6 +37,7 @@ class Harness:
         index: FakeIndex | None = None,
         unrecorded_sends: int = 4,
         lone_publisher: FakePublisher | None = None,
+        remembered_steps: int = 20_000,
     ) -> None:
         self.mailer = mailer or FakeMailer()
         self.index = index or FakeIndex()
@@ -59,6 +60,7 @@ class Harness:
             clock=lambda: T0,
             unrecorded_sends=unrecorded_sends,
             lone_publisher=self.lone_publisher,
+            remembered_steps=remembered_steps,
         )
 
     def states_published(self) -> list[StateReached]:
@@ -70,8 +72,8 @@ class Harness:
         return out
 
 
-def fresh_order() -> Order:
-    return Order(ORDER_ID, make_details(), T0 - timedelta(seconds=1))
+def fresh_order(order_id: str = ORDER_ID) -> Order:
+    return Order(order_id, make_details(), T0 - timedelta(seconds=1))
 
 
 def test_a_step_emails_indexes_and_records_the_state() -> None:
@@ -299,3 +301,72 @@ def test_a_step_running_alone_publishes_at_once_and_steps_running_together_share
     assert sorted(key for _, key, _, _ in harness.publisher.records) == sorted(
         order.order_id for order in others
     )
+
+
+class CountingIndex(FakeIndex):
+    """Records every ledger read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[tuple[str, str]] = []
+
+    def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
+        self.lookups.append((order_id, state))
+        return super().recorded_event(order_id, state)
+
+
+def take_step(
+    harness: Harness,
+    state: OrderState,
+    order_id: str = ORDER_ID,
+    partition: int = 2,
+    lease: object = 1,
+) -> None:
+    """`state`'s step, triggered by the record of the state before it (as the walk published
+    it), read from `partition` under `lease`."""
+    triggers = [
+        r.order
+        for r in harness.states_published()
+        if r.order.order_id == order_id and r.state.next() is state
+    ]
+    order = triggers[-1] if triggers else fresh_order(order_id)
+    asyncio.run(harness.walk.enter(order, state, "c", partition=partition, lease=lease))
+
+
+def emails_to_order(harness: Harness, order_id: str = ORDER_ID) -> list[str]:
+    return [
+        str(message_from_bytes(m.data)["X-Pedidos-State"])
+        for m in harness.mailer.sent
+        if message_from_bytes(m.data)["X-Pedidos-Order-Id"] == order_id
+    ]
+
+
+def test_a_trigger_this_walk_published_under_the_same_lease_skips_the_ledger_read() -> None:
+    index = CountingIndex()
+    harness = Harness(index=index)
+    take_step(harness, OrderState.PROCESANDO)  # the producer's record: read the ledger
+    take_step(harness, OrderState.PREPARACION)  # its own record, same partition and lease
+    assert index.lookups == [(ORDER_ID, "Procesando")]
+    take_step(harness, OrderState.ENVIADO, lease=2)  # the partition was assigned anew since
+    take_step(harness, OrderState.ENTREGADO, partition=3, lease=2)  # not where it published
+    take_step(harness, OrderState.FINALIZADO, lease=None)  # the lease is unknown
+    assert [state for _, state in index.lookups] == [
+        "Procesando",
+        "Enviado",
+        "Entregado",
+        "Finalizado",
+    ]
+    assert len(emails_to_order(harness)) == 5
+
+
+def test_a_trigger_this_walk_published_is_trusted_once() -> None:
+    index = CountingIndex()
+    harness = Harness(index=index, remembered_steps=2)
+    take_step(harness, OrderState.PROCESANDO)
+    take_step(harness, OrderState.PREPARACION)
+    # Two other orders' steps push this one's out of the walk's memory of completed steps.
+    for other in (f"{ORDER_ID[:-1]}2", f"{ORDER_ID[:-1]}3"):
+        take_step(harness, OrderState.PROCESANDO, order_id=other, lease=None)
+    take_step(harness, OrderState.PREPARACION)  # the same record read again
+    assert index.lookups[-1] == (ORDER_ID, "Preparación")
+    assert emails_to_order(harness) == ["procesando", "preparacion"]

@@ -253,13 +253,12 @@ def test_one_trace_per_order_with_five_linked_process_spans_and_their_children(
         assert attributes["messaging.kafka.message.key"] == order_id
         assert attributes["messaging.message.conversation_id"] == "corr-1"
         names = sorted(s.name for s in children(found, process))
-        assert names == [
-            "index event",
-            "index order",
-            "ledger lookup",
-            "send Pedidos.estados",
-            "smtp send",
-        ]
+        # The ledger is read before the first step only: the consumer published the later
+        # steps' triggers itself, under the assignment it reads them under.
+        ledger = ["ledger lookup"] if process is processes[0] else []
+        assert names == sorted(
+            ["index event", "index order", *ledger, "send Pedidos.estados", "smtp send"]
+        )
         [smtp] = by_name(children(found, process), "smtp send")
         assert smtp.kind is SpanKind.CLIENT
         assert attrs(smtp)["server.address"] == "smtp.example"
