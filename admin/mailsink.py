@@ -63,8 +63,10 @@ class MaildirHandler:
         maildir: Path | None,
         reject: re.Pattern[str] | None,
         deferrals: list[Deferral] | None = None,
+        pipelining: bool = True,
     ) -> None:
         self._box = mailbox.Maildir(maildir, create=True) if maildir else None
+        self._pipelining = pipelining
         self._reject = reject
         self._deferrals = deferrals if deferrals is not None else []
         self._lock = threading.Lock()
@@ -75,6 +77,21 @@ class MaildirHandler:
                 deferral.count -= 1
                 return deferral.reply
         return None
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Offers PIPELINING (RFC 2920) as real relays do: aiosmtpd reads commands one line at a
+        time, so commands sent together are answered in order."""
+        session.host_name = hostname
+        if self._pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -133,8 +150,9 @@ def build_controller(
     auth_password: str | None = None,
     defer: list[Deferral] | None = None,
     implicit_tls: bool = False,
+    pipelining: bool = True,
 ) -> Controller:
-    handler = MaildirHandler(maildir, re.compile(reject) if reject else None, defer)
+    handler = MaildirHandler(maildir, re.compile(reject) if reject else None, defer, pipelining)
     kwargs: dict[str, Any] = {"data_size_limit": 10 * 1024 * 1024}
     tls = False
     if tls_cert and tls_key:

@@ -19,6 +19,7 @@ from devkit.stack import EmbeddedStack, MailSinkOptions, StackPorts
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.smtp_mailer import (
     MailOutageError,
+    SmtpConnection,
     SmtpMailer,
     SmtpSettings,
     TransientMailError,
@@ -225,11 +226,19 @@ def test_implicit_tls_setup_errors_are_outages(
         smtp.close()
 
 
-@pytest.fixture
-def deferring_sink(tmp_path: Path) -> Iterator[tuple[InProcessSink, list[Deferral]]]:
+# Both ways of sending: MAIL, RCPT and DATA together when the server offers PIPELINING (as the
+# sink does by default, like real relays), one by one when it does not.
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-by-one"])
+def deferring_sink(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[InProcessSink, list[Deferral]]]:
     deferrals: list[Deferral] = []
     controller = build_controller(
-        host="127.0.0.1", port=free_port(), maildir=tmp_path / "mail", defer=deferrals
+        host="127.0.0.1",
+        port=free_port(),
+        maildir=tmp_path / "mail",
+        defer=deferrals,
+        pipelining=request.param,
     )
     controller.start()
     try:
@@ -267,3 +276,36 @@ def test_4xx_replies_are_retryable_and_the_retry_delivers_once(
         smtp.close()
     order_id = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
     assert Inbox(sink.maildir).states_by_order([order_id]) == {order_id: ["procesando"]}
+
+
+class CountingSmtp(SmtpConnection):
+    """Counts the writes after EHLO: each is one round trip's request."""
+
+    writes = 0
+
+    def send(self, s: object) -> None:
+        self.writes += 1
+        super().send(s)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("pipelining", "writes"), [(True, 2), (False, 4)])
+def test_commands_go_together_only_to_a_server_offering_pipelining(
+    tmp_path: Path, pipelining: bool, writes: int
+) -> None:
+    controller = build_controller(
+        host="127.0.0.1", port=free_port(), maildir=tmp_path / "mail", pipelining=pipelining
+    )
+    controller.start()
+    try:
+        client = CountingSmtp("127.0.0.1", controller.port, timeout=5)
+        client.ehlo()
+        assert client.has_extn("pipelining") is pipelining
+        client.writes = 0
+        message = email()
+        assert client.sendmail(message.sender, [message.recipient], message.data) == {}
+        assert client.writes == writes  # MAIL+RCPT+DATA, message; or each on its own
+        client.quit()
+    finally:
+        controller.stop()
+    order_id = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
+    assert Inbox(tmp_path / "mail").states_by_order([order_id]) == {order_id: ["procesando"]}

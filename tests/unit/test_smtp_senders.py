@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings, _Smtp
+from pedidos.adapters.smtp_mailer import SmtpConnection, SmtpMailer, SmtpSettings
 from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError
 
 
@@ -231,11 +231,11 @@ def wire(client: smtplib.SMTP, data: bytes) -> bytes:
 )
 def test_data_sends_what_smtplib_sends(data: bytes) -> None:
     """The shortcut skips smtplib's dot-quoting regex only where it would change nothing."""
-    assert wire(_Smtp(), data) == wire(smtplib.SMTP(), data)
+    assert wire(SmtpConnection(), data) == wire(smtplib.SMTP(), data)
 
 
 def test_data_refused_is_smtplibs_error() -> None:
-    client = _Smtp()
+    client = SmtpConnection()
     client.sock = RecordingSocket()  # type: ignore[assignment]
     client.file = io.BytesIO(b"554 5.7.1 no\r\n")
     with pytest.raises(smtplib.SMTPDataError) as refused:
