@@ -10,8 +10,10 @@ the e-mail was handled, the documents have deterministic ids, and a duplicate st
 Kafka is recognised downstream. See the README, "Delivery guarantees".
 
 The ledger is read before a step unless this process published the step's trigger itself,
-under the same assignment of its partition that it now reads it under: then no other consumer
-can have read that record, and this one would have remembered the step had it taken it.
+after doing the previous step for the first time (the ledger had no entry for it), under the
+same assignment of its partition that it now reads it under: no earlier copy of that record
+exists, no other consumer can have read this one, and this one would have remembered the step
+had it taken it.
 """
 
 from __future__ import annotations
@@ -166,9 +168,9 @@ class OrderWalk:
 
         `lease` names the assignment the trigger was read under: equal for the partitions of
         both topics assigned together, new whenever a partition is assigned again (None:
-        unknown). A trigger this walk published with the same partition and lease needs no
-        ledger read: the partition was this consumer's throughout, from before the record
-        existed until now."""
+        unknown). A trigger this walk published, after first doing the step before it, with the
+        same partition and lease needs no ledger read: the partition was this consumer's
+        throughout, from before the record existed until now."""
         key = (order.order_id, state)
         if key in self._completed:
             return
@@ -222,7 +224,10 @@ class OrderWalk:
             email_status=email_status,
             correlation_id=correlation_id,
         )
-        await self._publish_state(event, partition, lease)
+        # Only a step first done here vouches for its record: a step redone (found in the
+        # ledger) may have been walked on from an earlier copy of its record, so the next step
+        # must read the ledger (a replayed dead letter, a restart's redelivery).
+        await self._publish_state(event, partition, lease if recorded is None else None)
         await order_written
         log.info(
             "order state reached",
