@@ -149,7 +149,12 @@ def _data(client: smtplib.SMTP, msg: ReadableBuffer | str) -> tuple[int, bytes]:
     code, reply = client.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
-    # What smtplib sends after quoting: the message, CRLF if it lacks one, then ".".
+    return _send_message(client, msg)
+
+
+def _send_message(client: smtplib.SMTP, msg: bytes) -> tuple[int, bytes]:
+    """After the server's 354: what smtplib sends after quoting (the message, CRLF if it lacks
+    one, then "."), and the server's reply."""
     client.send(msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n"))
     return client.getreply()
 
@@ -168,59 +173,9 @@ def _refused(client: smtplib.SMTP, code: int) -> None:
             client.rset()
 
 
-def _sendmail(
-    client: smtplib.SMTP,
-    from_addr: str,
-    to_addrs: str | Sequence[str],
-    msg: SizedBuffer | str,
-    mail_options: Sequence[str] = (),
-    rcpt_options: Sequence[str] = (),
-) -> dict[str, tuple[int, bytes]]:
-    """smtplib's sendmail, with MAIL, RCPT and DATA in one write when the server offers
-    PIPELINING (RFC 2920): one round trip before the message instead of three, the step's
-    largest cost after the message itself. The replies are read in order, and a refusal raises
-    what smtplib's sendmail raises, leaving the connection as it does, so failures are
-    classified alike. Several recipients, options, text or dot-led lines go through smtplib."""
-    client.ehlo_or_helo_if_needed()
-    recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-    if (
-        not client.has_extn("pipelining")
-        or mail_options
-        or rcpt_options
-        or len(recipients) != 1
-        or not _plain(msg)
-    ):
-        return smtplib.SMTP.sendmail(client, from_addr, to_addrs, msg, mail_options, rcpt_options)
-    assert isinstance(msg, bytes)
-    (to_addr,) = recipients
-    size = f" size={len(msg)}" if client.has_extn("size") else ""
-    client.send(
-        f"mail FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"
-        f"rcpt TO:{smtplib.quoteaddr(to_addr)}\r\ndata\r\n"
-    )
-    mail, rcpt, data = client.getreply(), client.getreply(), client.getreply()
-    if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
-        client.send(b".\r\n")  # a server that took DATA anyway: end the empty message
-        client.getreply()
-    if mail[0] != 250:
-        _refused(client, mail[0])
-        raise smtplib.SMTPSenderRefused(mail[0], mail[1], from_addr)
-    if rcpt[0] not in (250, 251):
-        _refused(client, rcpt[0])
-        raise smtplib.SMTPRecipientsRefused({to_addr: rcpt})
-    if data[0] != 354:
-        _refused(client, data[0])
-        raise smtplib.SMTPDataError(*data)
-    client.send(msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n"))
-    code, reply = client.getreply()
-    if code != 250:
-        _refused(client, code)
-        raise smtplib.SMTPDataError(code, reply)
-    return {}
-
-
 class SmtpConnection(smtplib.SMTP):
-    """smtplib's client with the two shortcuts above (also the bench's raw send)."""
+    """smtplib's client with the DATA shortcut above and pipelined commands (also the bench's
+    raw send)."""
 
     def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
         return _data(self, msg)
@@ -233,22 +188,50 @@ class SmtpConnection(smtplib.SMTP):
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
-        return _sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options)
+        """smtplib's sendmail, with MAIL, RCPT and DATA in one write when the server offers
+        PIPELINING (RFC 2920): one round trip before the message instead of three, the step's
+        largest cost after the message itself. The replies are read in order, and a refusal raises
+        what smtplib's sendmail raises, leaving the connection as it does, so failures are
+        classified alike. Several recipients, options, text or dot-led lines go through smtplib."""
+        self.ehlo_or_helo_if_needed()
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        if (
+            not self.has_extn("pipelining")
+            or mail_options
+            or rcpt_options
+            or len(recipients) != 1
+            or not _plain(msg)
+        ):
+            return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        assert isinstance(msg, bytes)
+        (to_addr,) = recipients
+        size = f" size={len(msg)}" if self.has_extn("size") else ""
+        self.send(
+            f"mail FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"
+            f"rcpt TO:{smtplib.quoteaddr(to_addr)}\r\ndata\r\n"
+        )
+        mail, rcpt, data = self.getreply(), self.getreply(), self.getreply()
+        if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+            self.send(b".\r\n")  # a server that took DATA anyway: end the empty message
+            self.getreply()
+        if mail[0] != 250:
+            _refused(self, mail[0])
+            raise smtplib.SMTPSenderRefused(mail[0], mail[1], from_addr)
+        if rcpt[0] not in (250, 251):
+            _refused(self, rcpt[0])
+            raise smtplib.SMTPRecipientsRefused({to_addr: rcpt})
+        if data[0] != 354:
+            _refused(self, data[0])
+            raise smtplib.SMTPDataError(*data)
+        code, reply = _send_message(self, msg)
+        if code != 250:
+            _refused(self, code)
+            raise smtplib.SMTPDataError(code, reply)
+        return {}
 
 
-class SmtpSslConnection(smtplib.SMTP_SSL):
-    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
-        return _data(self, msg)
-
-    def sendmail(
-        self,
-        from_addr: str,
-        to_addrs: str | Sequence[str],
-        msg: SizedBuffer | str,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        return _sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options)
+class SmtpSslConnection(SmtpConnection, smtplib.SMTP_SSL):
+    """The same over implicit TLS (SMTP_SSL's socket, SmtpConnection's sending)."""
 
 
 # A send waiting for a sender thread: the message, the loop to answer on, the answer, and the

@@ -359,14 +359,20 @@ def test_a_trigger_this_walk_published_under_the_same_lease_skips_the_ledger_rea
     assert len(emails_to_order(harness)) == 5
 
 
-def test_a_trigger_this_walk_published_is_trusted_once() -> None:
-    index = CountingIndex()
+def two_steps_then_forgotten(index: CountingIndex) -> Harness:
+    """The order's first two steps under one lease, then two other orders' steps that push
+    them out of the walk's memory of completed steps (it remembers two)."""
     harness = Harness(index=index, remembered_steps=2)
     take_step(harness, OrderState.PROCESANDO)
     take_step(harness, OrderState.PREPARACION)
-    # Two other orders' steps push this one's out of the walk's memory of completed steps.
     for other in (f"{ORDER_ID[:-1]}2", f"{ORDER_ID[:-1]}3"):
         take_step(harness, OrderState.PROCESANDO, order_id=other, lease=None)
+    return harness
+
+
+def test_a_trigger_this_walk_published_is_trusted_once() -> None:
+    index = CountingIndex()
+    harness = two_steps_then_forgotten(index)
     take_step(harness, OrderState.PREPARACION)  # the same record read again
     assert index.lookups[-1] == (ORDER_ID, "Preparación")
     assert emails_to_order(harness) == ["procesando", "preparacion"]
@@ -376,11 +382,7 @@ def test_a_step_redone_from_the_ledger_does_not_vouch_for_its_record() -> None:
     """A dead letter replayed, a redelivery: the step is found in the ledger and its record
     published again, but the next step may have been taken from the first copy already."""
     index = CountingIndex()
-    harness = Harness(index=index, remembered_steps=2)
-    take_step(harness, OrderState.PROCESANDO)
-    take_step(harness, OrderState.PREPARACION)
-    for other in (f"{ORDER_ID[:-1]}2", f"{ORDER_ID[:-1]}3"):
-        take_step(harness, OrderState.PROCESANDO, order_id=other, lease=None)
+    harness = two_steps_then_forgotten(index)
     take_step(harness, OrderState.PROCESANDO)  # the order record again: redone from the ledger
     take_step(harness, OrderState.PREPARACION)  # triggered by the record the redo published
     assert index.lookups[-2:] == [(ORDER_ID, "Procesando"), (ORDER_ID, "Preparación")]
