@@ -95,3 +95,38 @@ async def _scenario(bootstrap: str, topic: str, group: str) -> None:
         poller.join(5)
         other.close()
         await source.close()
+
+
+def test_a_member_that_stops_polling_holds_a_rebalance_only_for_the_rebalance_timeout(
+    stack: EmbeddedStack,
+) -> None:
+    """The coordinator waits for every member to rejoin up to the group's rebalance timeout,
+    which is each member's `max.poll.interval.ms`; a member whose process stops polling (its
+    librdkafka thread still heartbeats) cannot rejoin, so Kafka's default of 5 minutes would
+    keep the newcomer without partitions that long. consumer_config bounds it."""
+    bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
+    topic, group = f"stuck-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    rebalance_timeout_s = 8
+    stuck = Consumer(consumer_config(bootstrap, group, 6000, rebalance_timeout_s * 1000))
+    newcomer = Consumer(consumer_config(bootstrap, group, 6000))
+    try:
+        stuck.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while not stuck.assignment():
+            assert time.monotonic() < deadline, "the first member never got its partitions"
+            stuck.poll(0.2)
+        # From here on the first member is never polled again.
+        newcomer.subscribe([topic])
+        joined_at = time.monotonic()
+        while len(newcomer.assignment()) < 2:
+            assert time.monotonic() < joined_at + 40, "the newcomer waited past the bound"
+            newcomer.poll(0.2)
+        waited = time.monotonic() - joined_at
+        # Bounded by the stuck member's timeout, not the 300 s default (plus a join round).
+        assert waited < rebalance_timeout_s + 15, waited
+        assert waited > rebalance_timeout_s / 2, f"the first member left early ({waited:.1f}s)"
+    finally:
+        newcomer.close()
+        stuck.close()

@@ -19,6 +19,12 @@ PartitionsCallback = Callable[[list[tuple[str, int]]], None]
 # Called with the partitions and whether they were lost (already given away by the group).
 RevokeCallback = Callable[[list[tuple[str, int]], bool], None]
 
+# The longest a rebalance waits for members to rejoin: the group coordinator takes the largest
+# `max.poll.interval.ms` of the group as its rebalance timeout. Kafka's default, 5 minutes, would
+# let one member that never comes back hold the whole group that long; this consumer polls at
+# least twice a second, so a minute is far from its own pace.
+REBALANCE_TIMEOUT_MS = 60_000
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumedRecord:
@@ -45,7 +51,10 @@ class ConsumedRecord:
 
 
 def consumer_config(
-    bootstrap_servers: str, group_id: str, session_timeout_ms: int
+    bootstrap_servers: str,
+    group_id: str,
+    session_timeout_ms: int,
+    rebalance_timeout_ms: int = REBALANCE_TIMEOUT_MS,
 ) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap_servers,
@@ -54,6 +63,7 @@ def consumer_config(
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": session_timeout_ms,
+        "max.poll.interval.ms": max(rebalance_timeout_ms, session_timeout_ms),
         "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
         "partition.assignment.strategy": "range",
         # librdkafka prefetches up to 64 MB by default: with a big backlog that is the whole
