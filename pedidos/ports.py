@@ -12,6 +12,14 @@ from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 
 
+class WireMessage(bytes):
+    """E-mail bytes that SMTP's DATA sends as they are: CRLF line ends, and no line starting
+    with "." (DATA would double it). The renderer builds only such messages, so the mailer need
+    not search each ~19 KB message for one (~17 µs a send); other bytes are searched."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingEmail:
     """A rendered e-mail, ready for the wire."""

@@ -27,6 +27,7 @@ from pedidos.adapters.email.render import (
 )
 from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import ALL_STATES, OrderState
+from pedidos.ports import WireMessage
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ORDER_ID = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
@@ -143,6 +144,9 @@ NAMES = st.one_of(
     # ASCII subjects around the one-line limit (78 characters with "Subject: ").
     st.integers(40, 70).map(lambda n: "x" * n),
     st.sampled_from(["Silla Gamer", "Ñandú " * 33, "x" * 200, "a, b; c " * 25, "漢字🛒"]),
+    # Dots where folding could start a line with one (DATA would have to double it).
+    st.integers(1, 90).map(lambda n: ". " * n),
+    st.sampled_from(["." * 200, ".Silla", "x" * 60 + " ." + "y" * 30]),
 )
 
 
@@ -184,6 +188,10 @@ def test_wire_bytes_are_what_the_stdlib_generator_writes(
     order = Order(order_id, details, T0)
     data = EmailRenderer(sender).render(order, state, T0).data
     assert data == stdlib_wire_bytes(sender, order, state, data)
+    # Marked as DATA-ready, so the mailer sends it without looking for a dot-led line.
+    assert type(data) is WireMessage
+    assert not data.startswith(b".")
+    assert b"\n." not in data
     assert data.endswith(b"\r\n")
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert max(len(line) for line in data.split(b"\r\n")) <= 998

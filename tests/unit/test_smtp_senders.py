@@ -8,11 +8,16 @@ import smtplib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 
+from devkit.orders import make_details
+from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.smtp_mailer import SmtpConnection, SmtpMailer, SmtpSettings
-from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError
+from pedidos.domain.order import Order
+from pedidos.domain.states import OrderState
+from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError, WireMessage
 
 
 def email(recipient: str, data: bytes = b"Subject: x\r\n\r\nbody\r\n") -> OutgoingEmail:
@@ -232,6 +237,19 @@ def wire(client: smtplib.SMTP, data: bytes) -> bytes:
 def test_data_sends_what_smtplib_sends(data: bytes) -> None:
     """The shortcut skips smtplib's dot-quoting regex only where it would change nothing."""
     assert wire(SmtpConnection(), data) == wire(smtplib.SMTP(), data)
+
+
+def test_a_rendered_email_is_sent_as_smtplib_sends_it_without_being_searched() -> None:
+    """The renderer's WireMessage skips the search for dot-led lines (its property tests prove
+    it has none); what goes out is still what smtplib would send."""
+    order = Order("9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41", make_details(), datetime.now(UTC))
+    data = (
+        EmailRenderer("Tienda <ventas@tienda.cl>")
+        .render(order, OrderState.ENVIADO, order.accepted_at)
+        .data
+    )
+    assert isinstance(data, WireMessage)
+    assert wire(SmtpConnection(), data) == wire(smtplib.SMTP(), bytes(data))
 
 
 def test_data_refused_is_smtplibs_error() -> None:

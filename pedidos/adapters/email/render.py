@@ -21,7 +21,7 @@ from markupsafe import escape
 from pedidos.domain.money import Money
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
-from pedidos.ports import OutgoingEmail
+from pedidos.ports import OutgoingEmail, WireMessage
 from pedidos.runtime import tracing
 
 SUBJECTS = {
@@ -385,24 +385,28 @@ class EmailRenderer:
         # contain it ("-" is not in the base64 alphabet). Header values are safe here: the domain
         # rejects control characters in every field.
         boundary = _boundary(order.order_id, state.slug).encode("ascii")
-        data = b"".join(
-            (
-                _content_type(order.order_id, state.slug),
-                _MIME_VERSION,
-                self._from_line,
-                _fold("To", details.customer_email),
-                _subject_header(subject),
-                _fold("Date", format_datetime(entered_at)),
-                _fold("Message-ID", identifier),
-                _fold("X-Pedidos-Order-Id", order.order_id),
-                _fold("X-Pedidos-State", state.slug),
-                _trace_header(),
-                _CRLF,
-                b"--" + boundary + _CRLF,
-                _text_part("plain", text),
-                _CRLF + b"--" + boundary + _CRLF,
-                _text_part("html", html),
-                _CRLF + b"--" + boundary + b"--" + _CRLF,
+        # A WireMessage: every line is a header (a name first, or folded: a space first), a
+        # boundary ("--") or base64; none starts with ".".
+        data = WireMessage(
+            b"".join(
+                (
+                    _content_type(order.order_id, state.slug),
+                    _MIME_VERSION,
+                    self._from_line,
+                    _fold("To", details.customer_email),
+                    _subject_header(subject),
+                    _fold("Date", format_datetime(entered_at)),
+                    _fold("Message-ID", identifier),
+                    _fold("X-Pedidos-Order-Id", order.order_id),
+                    _fold("X-Pedidos-State", state.slug),
+                    _trace_header(),
+                    _CRLF,
+                    b"--" + boundary + _CRLF,
+                    _text_part("plain", text),
+                    _CRLF + b"--" + boundary + _CRLF,
+                    _text_part("html", html),
+                    _CRLF + b"--" + boundary + b"--" + _CRLF,
+                )
             )
         )
         return OutgoingEmail(
