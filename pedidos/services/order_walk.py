@@ -149,6 +149,8 @@ class OrderWalk:
         # A slot is held from the SMTP send until its ledger entry is stored, so a crash can
         # repeat at most this many e-mails (those accepted by the server but not yet recorded).
         self._send_slots = asyncio.Semaphore(unrecorded_sends)
+        self._unrecorded_sends = unrecorded_sends
+        self._awaiting_ledger = 0  # sends done whose ledger entry is being written
 
     async def enter(
         self,
@@ -325,7 +327,7 @@ class OrderWalk:
                     extra={"order_id": order.order_id, "state": state.value, "reason": error},
                 )
                 await self._dead_letter("notification", order.order_id, message.data, error)
-            await self._index.write_event(
+            written = self._index.write_event(
                 event_document(
                     order,
                     state,
@@ -335,4 +337,14 @@ class OrderWalk:
                     correlation_id=correlation_id,
                 )
             )
+            self._awaiting_ledger += 1
+            if self._awaiting_ledger >= self._unrecorded_sends:
+                # Every send slot waits for its ledger entry: no e-mail can go out, so no event
+                # can join the bulk while it waits out its batching interval. Waiting held the
+                # e-mails to the bound's worth per interval (32 per 50 ms: ~110 orders/s).
+                self._index.hurry()
+            try:
+                await written
+            finally:
+                self._awaiting_ledger -= 1
         return status

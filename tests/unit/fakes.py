@@ -77,6 +77,7 @@ class FakeIndex:
         self.events: dict[str, dict[str, Any]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
         self.write_delay_s = write_delay_s
+        self.hurried = 0  # calls to hurry()
 
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
         return done(self.events.get(f"{order_id}:{state}"))
@@ -95,6 +96,9 @@ class FakeIndex:
     def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]:
         self.orders[doc["order_id"]] = doc
         return done()
+
+    def hurry(self) -> None:
+        self.hurried += 1
 
 
 class FakePublisher:

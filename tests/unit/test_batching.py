@@ -108,3 +108,45 @@ def test_the_interval_follows_the_last_batch_size_up_to_its_bound() -> None:
     assert (n0, n1, n2, n3) == (1, 1, 100, 1)
     assert t1 - t0 < 0.1  # not held for the 0.5 s bound
     assert t3 - t2 >= 0.49  # 100 items x 10 ms, capped at 0.5 s
+
+
+def test_hurried_items_skip_the_interval_and_the_next_batch_waits_as_usual() -> None:
+    """`hurry` is for a caller that knows nothing will join the waiting items: they go at once
+    instead of at the end of the interval; the interval after them applies again."""
+    starts: list[tuple[float, list[int]]] = []
+
+    async def record(items: list[int]) -> list[int]:
+        starts.append((asyncio.get_running_loop().time(), items))
+        return items
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(record, max_delay_s=0.0, concurrency=1, interval_s=0.5)
+        await batcher.submit(0)  # the interval starts
+        waiting = [batcher.submit(i) for i in (1, 2)]
+        await asyncio.sleep(0.05)
+        batcher.hurry()
+        assert await asyncio.gather(*waiting) == [1, 2]
+        await batcher.submit(3)
+
+    asyncio.run(scenario())
+    (t0, first), (t1, hurried), (t2, after) = starts
+    assert (first, hurried, after) == ([0], [1, 2], [3])
+    assert t1 - t0 < 0.2  # not held for the 0.5 s interval
+    assert t2 - t1 >= 0.49  # the interval after the hurried batch runs as usual
+
+
+def test_hurry_with_nothing_waiting_changes_nothing() -> None:
+    starts: list[float] = []
+
+    async def record(items: list[int]) -> list[int]:
+        starts.append(asyncio.get_running_loop().time())
+        return items
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(record, max_delay_s=0.0, concurrency=1, interval_s=0.3)
+        await batcher.submit(0)
+        batcher.hurry()
+        await batcher.submit(1)
+
+    asyncio.run(scenario())
+    assert starts[1] - starts[0] >= 0.29

@@ -228,6 +228,34 @@ def test_sent_but_unrecorded_emails_never_exceed_the_limit() -> None:
     assert worst == 2
 
 
+def test_the_ledger_is_hurried_only_once_every_send_slot_waits_for_it() -> None:
+    """With every slot waiting for its ledger entry no e-mail can go out, so no event could
+    join the bulk while it waits out its batching interval: the walk asks for it at once."""
+
+    def hurried_with(orders: int) -> int:
+        index = FakeIndex(write_delay_s=0.02)
+        harness = Harness(index=index, unrecorded_sends=3)
+
+        async def scenario() -> None:
+            walks = [
+                harness.walk.enter(
+                    Order(f"00000000-0000-4000-8000-{i:012d}", make_details(), T0),
+                    OrderState.PROCESANDO,
+                    "c",
+                )
+                for i in range(orders)
+            ]
+            await asyncio.gather(*walks)
+
+        asyncio.run(scenario())
+        assert len(index.events) == orders
+        return index.hurried
+
+    assert hurried_with(2) == 0  # a slot is free: the next e-mail's event may still come
+    assert hurried_with(3) == 1
+    assert hurried_with(7) >= 2
+
+
 def test_an_accepted_order_enters_the_first_state_at_once() -> None:
     step = next_step(OrderAccepted(fresh_order(), "corr"))
     assert step is not None

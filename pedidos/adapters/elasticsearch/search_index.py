@@ -226,6 +226,9 @@ class OrderSearchIndex:
     def write_order(self, doc: Doc) -> asyncio.Future[None]:
         return self._submit_write(False, doc)
 
+    def hurry(self) -> None:
+        self._writes.hurry()
+
     def _submit_write(self, is_event: bool, doc: Doc) -> asyncio.Future[None]:
         if not tracing.enabled():
             return self._writes.submit(_Write(is_event, doc))  # type: ignore[return-value]

@@ -125,6 +125,9 @@ class MeasuredIndex:
         _timed(future, self._duration, self._failures)
         return future
 
+    def hurry(self) -> None:
+        self._index.hurry()
+
 
 class MeasuredPublisher:
     """Publish → broker acknowledgement, per topic, as OTel's messaging client metrics name it:
