@@ -106,13 +106,10 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self._metrics.settled(failure)
         if failure is not None:
             await context.abort(status_of(failure), failure.message)
-        log.info(
-            "order accepted",
-            extra={
-                "order_id": submission.order_id,
-                "customer": mask_email(request.order.customer_email),
-                "correlation_id": correlation,
-            },
+        # Written once the answer is on its way (the next turn of the loop): one call at a time,
+        # the line's ~40 µs was part of every CreateOrder's latency.
+        asyncio.get_running_loop().call_soon(
+            _log_accepted, submission.order_id, request.order.customer_email, correlation
         )
         return _answer(submission)
 
@@ -278,6 +275,17 @@ class _BulkState:
     def __init__(self) -> None:
         self.in_flight = 0
         self.received = 0
+
+
+def _log_accepted(order_id: str, customer_email: str, correlation: str) -> None:
+    log.info(
+        "order accepted",
+        extra={
+            "order_id": order_id,
+            "customer": mask_email(customer_email),
+            "correlation_id": correlation,
+        },
+    )
 
 
 def _answer(submission: Submission) -> orders_pb2.CreateOrderResponse:

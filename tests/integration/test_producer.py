@@ -36,7 +36,7 @@ def stub(address: str) -> orders_pb2_grpc.OrderServiceStub:
 
 
 def test_an_order_is_published_once_keyed_by_its_id(services: Services) -> None:
-    services.producer()
+    producer = services.producer()
     env = services.env
     response = stub(env["PRODUCER_ADDRESS"]).CreateOrder(
         order_request(), timeout=10, metadata=(("x-correlation-id", "corr-42"),)
@@ -56,6 +56,14 @@ def test_an_order_is_published_once_keyed_by_its_id(services: Services) -> None:
     assert header_value(headers, "content-type") == "application/json"
     assert header_value(headers, "pedidos-schema") == "pedidos.order.v1"
     assert header_value(headers, "correlation-id") == "corr-42"
+    # The access line, written once the answer is on its way, names the customer masked.
+    producer.wait_log("order accepted", timeout=10)
+    (line,) = [json.loads(x) for x in producer.log().splitlines() if '"order accepted"' in x]
+    assert (line["order_id"], line["customer"], line["correlation_id"]) == (
+        response.order_id,
+        "c***@example.cl",
+        "corr-42",
+    )
 
 
 @pytest.mark.parametrize(
