@@ -20,6 +20,33 @@ from devkit.waiting import wait_for
 REPO = Path(__file__).resolve().parent.parent
 
 
+# What a user's shell gives a command besides the project's settings: where home is, and how
+# this machine reaches the network (proxies, extra CA certificates: npm and Maven need them).
+MACHINE_VARIABLES = (
+    "HOME",
+    "XDG_CACHE_HOME",
+    "PEDIDOS_CACHE_DIR",  # where the downloads (Kafka, MailDev) are kept: devkit/cache.py
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+
+
+def machine_env() -> dict[str, str]:
+    """The machine's part of this process's environment (MACHINE_VARIABLES, npm's settings)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in MACHINE_VARIABLES or name.lower().startswith("npm_config_")
+    }
+
+
 def run_admin(
     *args: str,
     env: dict[str, str],
@@ -28,8 +55,9 @@ def run_admin(
     timeout_s: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m admin ARGS` to its end, output captured as text. `env` is added to this
-    process's environment, or with `inherit` False is the whole of it (plus PYTHONPATH)."""
-    base = dict(os.environ) if inherit else {"PYTHONPATH": str(REPO)}
+    process's environment, or with `inherit` False to the machine's part of it only (as a
+    fresh shell would have it: `machine_env`, plus PYTHONPATH)."""
+    base = dict(os.environ) if inherit else {**machine_env(), "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "admin", *args],
         cwd=cwd,

@@ -23,8 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def admin_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    home = {"HOME": os.environ.get("HOME", "/root")}
-    return run_admin(*args, env={**home, **env}, inherit=False, cwd=cwd)
+    return run_admin(*args, env=env, inherit=False, cwd=cwd)
 
 
 def test_a_restarted_broker_keeps_topics_records_and_committed_offsets(tmp_path: Path) -> None:
