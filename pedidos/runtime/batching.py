@@ -20,9 +20,9 @@ class MicroBatcher(Generic[Item, Result]):
     arriving while all slots are busy or the interval runs ride together in the next batch.
 
     The interval is `interval_s`; with `interval_per_item_s` it is that much per item of the
-    last batch, up to `interval_s`. A fixed interval delays a lone item that follows a batch
-    closely (an order alone: its next step comes ~20 ms after the last); scaled, a batch of
-    one lets the next start almost at once, while under load the batches grow until the
+    last batch beyond its first, up to `interval_s`. A fixed interval delays a lone item that
+    follows a batch closely (an order alone writes its event, then its current state); scaled,
+    a batch of one lets the next start at once, while under load the batches grow until the
     interval reaches its bound, so the batches per second stay bounded and each one's cost is
     shared by ever more items. `max_delay_s=0` with an interval adds no latency when idle.
     """
@@ -97,7 +97,10 @@ class MicroBatcher(Generic[Item, Result]):
                 self._items, self._futures = [], []
             self._interval_s = self._max_interval_s
             if self._interval_per_item_s is not None:
-                self._interval_s = min(self._interval_s, len(items) * self._interval_per_item_s)
+                # Per item beyond the first: a batch of one had nothing to share its request
+                # with, so whatever comes next is as alone and goes at once.
+                extra = len(items) - 1
+                self._interval_s = min(self._interval_s, extra * self._interval_per_item_s)
             self._running += 1
             task = loop.create_task(self._execute(items, futures))
             self._tasks.add(task)

@@ -150,3 +150,30 @@ def test_hurry_with_nothing_waiting_changes_nothing() -> None:
 
     asyncio.run(scenario())
     assert starts[1] - starts[0] >= 0.29
+
+
+def test_after_a_batch_of_one_the_next_item_goes_at_once() -> None:
+    """An item that had no company is alone: the next one, right behind it, does not wait the
+    per-item interval (an order walking alone writes its event, then its current state);
+    after a batch of two it does."""
+    starts: list[tuple[float, int]] = []
+
+    async def record(items: list[int]) -> list[int]:
+        starts.append((asyncio.get_running_loop().time(), len(items)))
+        return items
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(
+            record, max_delay_s=0.0, concurrency=1, interval_s=1.0, interval_per_item_s=0.5
+        )
+        await batcher.submit(0)
+        await batcher.submit(1)
+        await asyncio.gather(batcher.submit(2), batcher.submit(3))
+        await batcher.submit(4)
+
+    asyncio.run(scenario())
+    (t0, _), (t1, _), (t2, two), (t3, _) = starts
+    assert two == 2
+    assert t1 - t0 < 0.1
+    assert t2 - t1 < 0.1
+    assert t3 - t2 >= 0.49  # one item beyond the first: 0.5 s

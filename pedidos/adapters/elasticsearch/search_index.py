@@ -186,9 +186,9 @@ class OrderSearchIndex:
         self.orders_index = orders_index
         # Events and current states share one bulk request: it starts at once when none
         # started within the interval, else at the end of the interval with everything that
-        # arrived meanwhile. The interval follows the last batch's size: an order alone (a
-        # batch of 2) waits at most 4 ms; under load it is one request per 50 ms, its cost
-        # shared by ever more documents.
+        # arrived meanwhile. The interval follows the last batch's size: an order alone (one
+        # document a batch) does not wait; under load it is one request per 50 ms, its cost
+        # shared by ever more documents (and cut short by `hurry`).
         # One request at a time: an order's documents are written in the order they came.
         self._writes: MicroBatcher[_Write, PermanentIndexError | None] = MicroBatcher(
             self._write,
