@@ -5,6 +5,17 @@ import pytest
 from pedidos.runtime.batching import MicroBatcher
 
 
+class BatchStarts:
+    """A batch runner that notes when each batch started and how many items it had."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[float, int]] = []
+
+    async def __call__(self, items: list[int]) -> list[int]:
+        self.starts.append((asyncio.get_running_loop().time(), len(items)))
+        return items
+
+
 def test_concurrent_submissions_share_one_batch_and_get_their_own_result() -> None:
     batches: list[list[int]] = []
 
@@ -87,11 +98,8 @@ def test_items_arriving_while_the_only_slot_is_busy_go_together_once_it_is_free(
 def test_the_interval_follows_the_last_batch_size_up_to_its_bound() -> None:
     """A batch of one lets a lone item after it go almost at once; after a big batch the
     next waits out the whole bound, so a loaded batcher sends few, large batches."""
-    starts: list[tuple[float, int]] = []
-
-    async def record(items: list[int]) -> list[int]:
-        starts.append((asyncio.get_running_loop().time(), len(items)))
-        return items
+    record = BatchStarts()
+    starts = record.starts
 
     async def scenario() -> None:
         batcher = MicroBatcher(
@@ -156,11 +164,8 @@ def test_after_a_batch_of_one_the_next_item_goes_at_once() -> None:
     """An item that had no company is alone: the next one, right behind it, does not wait the
     per-item interval (an order walking alone writes its event, then its current state);
     after a batch of two it does."""
-    starts: list[tuple[float, int]] = []
-
-    async def record(items: list[int]) -> list[int]:
-        starts.append((asyncio.get_running_loop().time(), len(items)))
-        return items
+    record = BatchStarts()
+    starts = record.starts
 
     async def scenario() -> None:
         batcher = MicroBatcher(
