@@ -50,6 +50,18 @@ class ConsumedRecord:
         )
 
 
+def group_timing(
+    session_timeout_ms: int, rebalance_timeout_ms: int = REBALANCE_TIMEOUT_MS
+) -> dict[str, Any]:
+    """How a group member proves it is alive and how long a rebalance may wait for it; shared
+    by every consumer group this project joins (the consumer's, the producer's state feed)."""
+    return {
+        "session.timeout.ms": session_timeout_ms,
+        "max.poll.interval.ms": max(rebalance_timeout_ms, session_timeout_ms),
+        "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
+    }
+
+
 def consumer_config(
     bootstrap_servers: str,
     group_id: str,
@@ -62,9 +74,7 @@ def consumer_config(
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": session_timeout_ms,
-        "max.poll.interval.ms": max(rebalance_timeout_ms, session_timeout_ms),
-        "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
+        **group_timing(session_timeout_ms, rebalance_timeout_ms),
         "partition.assignment.strategy": "range",
         # librdkafka prefetches up to 64 MB by default: with a big backlog that is the whole
         # topic in memory. A few MB keep the fetcher ahead of a consumer doing ~1k records/s.

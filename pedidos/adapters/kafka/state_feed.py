@@ -42,7 +42,7 @@ from confluent_kafka import (
 )
 
 from pedidos.adapters.kafka.consuming import consume_available
-from pedidos.adapters.kafka.record_source import REBALANCE_TIMEOUT_MS
+from pedidos.adapters.kafka.record_source import group_timing
 from pedidos.wire.records import Headers, PoisonRecord, StateReached, decode
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,8 @@ def feed_config(bootstrap_servers: str, session_timeout_ms: int) -> dict[str, An
         "enable.auto.offset.store": False,
         # Only used if positioning by time fails; the timestamp filter still applies.
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": session_timeout_ms,
-        # As the consumer's (record_source.REBALANCE_TIMEOUT_MS): a rebalance after a broker
-        # restart waits for a member that never rejoins a minute at most, not 5.
-        "max.poll.interval.ms": max(REBALANCE_TIMEOUT_MS, session_timeout_ms),
-        "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
+        # As the consumer's: a rebalance waits a minute at most for a member that never rejoins.
+        **group_timing(session_timeout_ms),
         "fetch.wait.max.ms": 100,
         # Notice new partitions (and a topic created after we started) within seconds.
         "topic.metadata.refresh.interval.ms": 10_000,
