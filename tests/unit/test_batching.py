@@ -6,14 +6,19 @@ from pedidos.runtime.batching import MicroBatcher
 
 
 class BatchStarts:
-    """A batch runner that notes when each batch started and how many items it had."""
+    """A batch runner that notes when each batch started and its items."""
 
     def __init__(self) -> None:
-        self.starts: list[tuple[float, int]] = []
+        self.batches: list[tuple[float, list[int]]] = []
 
     async def __call__(self, items: list[int]) -> list[int]:
-        self.starts.append((asyncio.get_running_loop().time(), len(items)))
+        self.batches.append((asyncio.get_running_loop().time(), items))
         return items
+
+    @property
+    def starts(self) -> list[tuple[float, int]]:
+        """(start time, size) of each batch."""
+        return [(at, len(items)) for at, items in self.batches]
 
 
 def test_concurrent_submissions_share_one_batch_and_get_their_own_result() -> None:
@@ -99,7 +104,6 @@ def test_the_interval_follows_the_last_batch_size_up_to_its_bound() -> None:
     """A batch of one lets a lone item after it go almost at once; after a big batch the
     next waits out the whole bound, so a loaded batcher sends few, large batches."""
     record = BatchStarts()
-    starts = record.starts
 
     async def scenario() -> None:
         batcher = MicroBatcher(
@@ -112,7 +116,7 @@ def test_the_interval_follows_the_last_batch_size_up_to_its_bound() -> None:
         await batcher.submit(2)
 
     asyncio.run(scenario())
-    (t0, n0), (t1, n1), (t2, n2), (t3, n3) = starts
+    (t0, n0), (t1, n1), (t2, n2), (t3, n3) = record.starts
     assert (n0, n1, n2, n3) == (1, 1, 100, 1)
     assert t1 - t0 < 0.1  # not held for the 0.5 s bound
     assert t3 - t2 >= 0.49  # 100 items x 10 ms, capped at 0.5 s
@@ -121,11 +125,7 @@ def test_the_interval_follows_the_last_batch_size_up_to_its_bound() -> None:
 def test_hurried_items_skip_the_interval_and_the_next_batch_waits_as_usual() -> None:
     """`hurry` is for a caller that knows nothing will join the waiting items: they go at once
     instead of at the end of the interval; the interval after them applies again."""
-    starts: list[tuple[float, list[int]]] = []
-
-    async def record(items: list[int]) -> list[int]:
-        starts.append((asyncio.get_running_loop().time(), items))
-        return items
+    record = BatchStarts()
 
     async def scenario() -> None:
         batcher = MicroBatcher(record, max_delay_s=0.0, concurrency=1, interval_s=0.5)
@@ -137,18 +137,14 @@ def test_hurried_items_skip_the_interval_and_the_next_batch_waits_as_usual() -> 
         await batcher.submit(3)
 
     asyncio.run(scenario())
-    (t0, first), (t1, hurried), (t2, after) = starts
+    (t0, first), (t1, hurried), (t2, after) = record.batches
     assert (first, hurried, after) == ([0], [1, 2], [3])
     assert t1 - t0 < 0.2  # not held for the 0.5 s interval
     assert t2 - t1 >= 0.49  # the interval after the hurried batch runs as usual
 
 
 def test_hurry_with_nothing_waiting_changes_nothing() -> None:
-    starts: list[float] = []
-
-    async def record(items: list[int]) -> list[int]:
-        starts.append(asyncio.get_running_loop().time())
-        return items
+    record = BatchStarts()
 
     async def scenario() -> None:
         batcher = MicroBatcher(record, max_delay_s=0.0, concurrency=1, interval_s=0.3)
@@ -157,7 +153,8 @@ def test_hurry_with_nothing_waiting_changes_nothing() -> None:
         await batcher.submit(1)
 
     asyncio.run(scenario())
-    assert starts[1] - starts[0] >= 0.29
+    (t0, _), (t1, _) = record.starts
+    assert t1 - t0 >= 0.29
 
 
 def test_after_a_batch_of_one_the_next_item_goes_at_once() -> None:
@@ -165,7 +162,6 @@ def test_after_a_batch_of_one_the_next_item_goes_at_once() -> None:
     per-item interval (an order walking alone writes its event, then its current state);
     after a batch of two it does."""
     record = BatchStarts()
-    starts = record.starts
 
     async def scenario() -> None:
         batcher = MicroBatcher(
@@ -177,7 +173,7 @@ def test_after_a_batch_of_one_the_next_item_goes_at_once() -> None:
         await batcher.submit(4)
 
     asyncio.run(scenario())
-    (t0, _), (t1, _), (t2, two), (t3, _) = starts
+    (t0, _), (t1, _), (t2, two), (t3, _) = record.starts
     assert two == 2
     assert t1 - t0 < 0.1
     assert t2 - t1 < 0.1

@@ -76,6 +76,11 @@ def fresh_order(order_id: str = ORDER_ID) -> Order:
     return Order(order_id, make_details(), T0 - timedelta(seconds=1))
 
 
+def numbered_orders(count: int) -> list[Order]:
+    """`count` distinct orders accepted at T0."""
+    return [Order(f"00000000-0000-4000-8000-{i:012d}", make_details(), T0) for i in range(count)]
+
+
 def test_a_step_emails_indexes_and_records_the_state() -> None:
     harness = Harness()
     asyncio.run(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "corr"))
@@ -220,7 +225,7 @@ def test_sent_but_unrecorded_emails_never_exceed_the_limit() -> None:
     harness.mailer.send_async = observing_send  # type: ignore[method-assign]
 
     async def scenario() -> None:
-        orders = [Order(f"00000000-0000-4000-8000-{i:012d}", make_details(), T0) for i in range(20)]
+        orders = numbered_orders(20)
         await asyncio.gather(*(harness.walk.enter(o, OrderState.PROCESANDO, "c") for o in orders))
 
     asyncio.run(scenario())
@@ -237,14 +242,9 @@ def test_the_ledger_is_hurried_only_once_every_send_slot_waits_for_it() -> None:
         harness = Harness(index=index, unrecorded_sends=3)
 
         async def scenario() -> None:
-            walks = [
-                harness.walk.enter(
-                    Order(f"00000000-0000-4000-8000-{i:012d}", make_details(), T0),
-                    OrderState.PROCESANDO,
-                    "c",
-                )
-                for i in range(orders)
-            ]
+            walks = (
+                harness.walk.enter(o, OrderState.PROCESANDO, "c") for o in numbered_orders(orders)
+            )
             await asyncio.gather(*walks)
 
         asyncio.run(scenario())
