@@ -18,7 +18,11 @@ from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka.broker_probe import BrokerProbe
 from pedidos.adapters.kafka.lag import LagReader
 from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
-from pedidos.adapters.kafka.record_source import KafkaRecordSource, consumer_config
+from pedidos.adapters.kafka.record_source import (
+    FetchBatching,
+    KafkaRecordSource,
+    consumer_config,
+)
 from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
 from pedidos.adapters.smtp_mailer import SmtpMailer, smtp_settings
 from pedidos.bootstrap import search_client
@@ -87,6 +91,9 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
             settings.kafka_bootstrap_servers,
             settings.kafka_consumer_group,
             settings.kafka_session_timeout_ms,
+            fetch=FetchBatching(
+                settings.consumer_fetch_min_bytes, settings.consumer_fetch_max_wait_ms
+            ),
         ),
         [settings.pedidos_topic, settings.pedidos_states_topic],
     )

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     consumer_workers: Annotated[int, Field(ge=1, le=64)] = 1
     # E-mails accepted by SMTP but not yet in the ledger: the most one crash can repeat.
     consumer_max_unrecorded_emails: Annotated[int, Field(ge=1)] = 32
+    # A fetch waits on the broker until this many bytes are there or the wait is over (README,
+    # "Fetch batching"): 1 answers at the first record; more trades latency for fewer requests.
+    consumer_fetch_min_bytes: Annotated[int, Field(ge=1, le=16 * 1024 * 1024)] = 1
+    consumer_fetch_max_wait_ms: Annotated[int, Field(ge=1, le=10_000)] = 500
 
     # /metrics, /healthz and /readyz of the producer and the consumer; off when unset. Worker N
     # of PRODUCER_WORKERS / CONSUMER_WORKERS > 1 serves on METRICS_PORT + N.
