@@ -46,7 +46,8 @@ def _tied_stack(root: Path, mail: MailSinkOptions, kafka: str | None) -> Embedde
 class BenchStack:
     def __init__(self, root: Path, options: Options) -> None:
         self.root = root
-        self.logs = root / "logs"
+        self.logs_root = root / "logs"
+        self.logs = self.logs_root  # this run's services' logs (see `for_run`)
         self.service_env = dict(options.service_env)
         self.keep_data = options.keep_data
         self.run_id = uuid.uuid4().hex[:6]
@@ -57,6 +58,13 @@ class BenchStack:
             "maildir": MailSink("maildir", self.main.ports.smtp, self.main.maildir),
             "discard": MailSink("discard", self.discarding.ports.smtp, None),
         }
+
+    def for_run(self, base_run_id: str, number: int) -> None:
+        """Run `number` (from 1) of several: its own run id (topics, indices) and its own log
+        directory, so a service's log, its findings and the consumer's pace are that run's alone
+        (three runs appended to one log made the pace's longest pause the time between runs)."""
+        self.run_id = f"{base_run_id}-{number}"
+        self.logs = self.logs_root / f"run-{number}"
 
     def up(self) -> None:
         self.main.up()

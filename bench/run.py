@@ -288,7 +288,7 @@ class BenchRun:
         runs = self.options.runs
         if runs > 1:
             self.say(f"[bold]run {number + 1} of {runs}[/]")
-            self.stack.run_id = f"{self.base_run_id}-{number + 1}"
+            self.stack.for_run(self.base_run_id, number + 1)
         self.figures = []
         if self.options.only == "tracing":
             self.tracing(workers)
@@ -336,7 +336,7 @@ class BenchRun:
             "profile": self.options.profile,
             "options": asdict(self.options),
             "temp_dir": str(self.root),
-            "logs": str(self.stack.logs),
+            "logs": str(self.stack.logs_root),
             "run_id": self.base_run_id,
             "runs": self.options.runs,
             "broker": self.stack.main.broker.name,
