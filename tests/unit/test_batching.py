@@ -57,11 +57,7 @@ def test_a_full_batch_goes_at_once_and_failures_reach_every_caller() -> None:
 def test_items_arriving_within_the_interval_share_the_next_batch() -> None:
     """The first item goes at once (nothing started recently); the ones that come while the
     interval runs wait for its end and go together, not one batch each."""
-    batches: list[list[int]] = []
-
-    async def record(items: list[int]) -> list[int]:
-        batches.append(items)
-        return items
+    record = BatchStarts()
 
     async def scenario() -> None:
         batcher = MicroBatcher(record, max_delay_s=0.0, concurrency=1, interval_s=0.2)
@@ -73,7 +69,7 @@ def test_items_arriving_within_the_interval_share_the_next_batch() -> None:
         assert await asyncio.gather(*later) == [1, 2, 3]
 
     asyncio.run(scenario())
-    assert batches == [[0], [1, 2, 3]]
+    assert [items for _, items in record.batches] == [[0], [1, 2, 3]]
 
 
 def test_items_arriving_while_the_only_slot_is_busy_go_together_once_it_is_free() -> None:
