@@ -6,6 +6,7 @@ bench.latency.) Each figure's limit is its bound's reference, so its ratio is th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bench.figures import Figure, Requirement, Status, at_least_times, at_most_times
@@ -18,6 +19,9 @@ WORKERS_FACTOR = 1.1  # CONSUMER_WORKERS=2 "not worse": ≤ 1.1 × one worker
 E2E_ORDERS_S = 200.0  # discard sink
 C1_SLACK_MS = 0.5  # CreateOrder c=1 p50 ≤ no-op p50 + broker ack p50 + 0.5 ms
 TARGET = "target"
+# The share of a machine's CPUs past which a rate is out of its reach: services that hand work
+# to each other leave some CPU idle while they wait, as `bottleneck` counts a core at 0.9.
+MACHINE_SHARE = 0.9
 
 
 def _ok(figures: Mapping[str, Figure], key: str) -> Figure | None:
@@ -109,7 +113,61 @@ def _e2e(figures: Mapping[str, Figure]) -> list[Figure]:
     if found:
         figure.notes.append(f"bottleneck: {found['verdict']}")
         figure.details["bottleneck"] = found
+    budget = None if e2e is None else cores_at_rate(e2e, E2E_ORDERS_S)
+    if budget is not None:
+        figure.notes.append(budget.describe())
+        figure.details["cores_at_target"] = budget.to_json()
     return [figure]
+
+
+@dataclass(frozen=True, slots=True)
+class CoreBudget:
+    """The cores each process of a run would use at another rate, its CPU per order the same:
+    whether the machine could run the whole pipeline that fast at all."""
+
+    rate: float
+    cores: dict[str, float]  # by process group, busiest first
+    logical_cpus: int
+
+    @property
+    def total(self) -> float:
+        return sum(self.cores.values())
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {cores:.2f}" for name, cores in self.cores.items())
+        share = self.total / self.logical_cpus
+        verdict = (
+            "more than this machine can give" if share >= MACHINE_SHARE else "within this machine"
+        )
+        return (
+            f"at {self.rate:g} orders/s, at this run's CPU per order: {self.total:.2f} cores of "
+            f"{self.logical_cpus} ({share:.0%}; {parts}): {verdict}"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "rate": self.rate,
+            "total": round(self.total, 3),
+            "logical_cpus": self.logical_cpus,
+            "cores": {name: round(cores, 3) for name, cores in self.cores.items()},
+        }
+
+
+def cores_at_rate(figure: Figure, rate: float) -> CoreBudget | None:
+    """The cores of an end-to-end run's processes at `rate` orders/s (the bench's own process
+    left out, the kernel's unattributed share kept: it is the pipeline's network and disk)."""
+    cpu = figure.details.get("cpu") or {}
+    orders = figure.details.get("orders")
+    if not orders or not cpu.get("cores") or not cpu.get("logical_cpus") or not cpu.get("wall_s"):
+        return None
+    used = {name: c for name, c in cpu["cores"].items() if name != "bench" and c > 0}
+    used["unattributed"] = cpu.get("unattributed", 0.0)
+    # Cores over the metered window are CPU seconds per order times `rate` (as cpu_ms_per_unit:
+    # the window's idle ends count, they are the run's cost too).
+    scale = cpu["wall_s"] / orders * rate
+    scaled = {name: cores * scale for name, cores in used.items() if cores * scale >= 0.005}
+    ordered = dict(sorted(scaled.items(), key=lambda item: item[1], reverse=True))
+    return CoreBudget(rate, ordered, int(cpu["logical_cpus"]))
 
 
 def _create_c1(figures: Mapping[str, Figure]) -> Figure:

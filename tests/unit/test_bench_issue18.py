@@ -13,7 +13,7 @@ from bench.figures import (
     merge_runs,
     short,
 )
-from bench.issue18 import issue_figures
+from bench.issue18 import cores_at_rate, issue_figures
 from bench.latency import alone_limit, step_times
 from bench.logscan import transition
 from bench.options import parse_options
@@ -138,6 +138,36 @@ def test_each_issue_figure_is_judged_against_its_target() -> None:
     assert found["issue18.e2e"].details["bottleneck"]["process"] == "consumer"
     assert found["issue18.create_c1"].limit == pytest.approx(3.3)
     assert found["issue18.create_c1"].met is True
+
+
+def metered_e2e(orders: int, wall_s: float, cores: dict[str, float]) -> Figure:
+    # The rate counts from the first order sent to the last Finalizado: a shorter window than
+    # the CPU's, which also holds the start and the settling.
+    figure = e2e("e2e.discard", 1.25 * orders / wall_s, 2.0)
+    cpu = {"cores": cores, "unattributed": 0.1, "logical_cpus": 2, "wall_s": wall_s}
+    figure.details |= {"orders": orders, "cpu": cpu}
+    return figure
+
+
+def test_the_end_to_end_run_is_scaled_to_the_target_rate_to_see_if_the_machine_can_hold_it() -> (
+    None
+):
+    # 1,000 orders metered over 10 s: 1 ms of CPU per order for each 0.1 core.
+    slow = metered_e2e(1000, 10.0, {"consumer": 0.3, "smtp-discard": 0.45, "bench": 0.5})
+    budget = cores_at_rate(slow, 200.0)
+    assert budget is not None
+    assert budget.cores == pytest.approx(
+        {"smtp-discard": 0.9, "consumer": 0.6, "unattributed": 0.2}
+    )
+    assert budget.total == pytest.approx(1.7)
+    assert "1.70 cores of 2 (85%" in budget.describe()
+    assert "within this machine" in budget.describe()
+    heavy = metered_e2e(1000, 10.0, {"consumer": 0.4, "smtp-discard": 0.5})
+    assert (
+        "more than this machine can give"
+        in derived(**{"e2e.discard": heavy})["issue18.e2e"].notes[-1]
+    )
+    assert cores_at_rate(e2e("e2e.discard", 100.0, 2.0), 200.0) is None  # not metered
 
 
 def test_a_missing_or_failed_source_leaves_the_verdict_open() -> None:
