@@ -14,6 +14,7 @@ import re
 import signal
 import ssl
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,16 @@ class MaildirHandler:
         reject: re.Pattern[str] | None,
         deferrals: list[Deferral] | None = None,
         pipelining: bool = True,
+        eight_bit_mime: bool = True,
     ) -> None:
         self._box = mailbox.Maildir(maildir, create=True) if maildir else None
         self._pipelining = pipelining
+        self._eight_bit_mime = eight_bit_mime
         self._reject = reject
         self._deferrals = deferrals if deferrals is not None else []
         self._lock = threading.Lock()
+        # MAIL's parameters of the last messages accepted (BODY=8BITMIME, SIZE=…), for tests.
+        self.mail_options: deque[list[str]] = deque(maxlen=1000)
 
     def _deferred(self, stage: str) -> str | None:
         for deferral in self._deferrals:
@@ -87,10 +92,13 @@ class MaildirHandler:
         responses: list[str],
     ) -> list[str]:
         """Offers PIPELINING (RFC 2920) as real relays do: aiosmtpd reads commands one line at a
-        time, so commands sent together are answered in order."""
+        time, so commands sent together are answered in order. Without `eight_bit_mime` it is
+        a server that takes 7-bit mail only (aiosmtpd always offers 8BITMIME)."""
         session.host_name = hostname
         if self._pipelining:
             responses.insert(-1, "250-PIPELINING")
+        if not self._eight_bit_mime:
+            responses = [line for line in responses if line != "250-8BITMIME"]
         return responses
 
     async def handle_MAIL(
@@ -120,6 +128,7 @@ class MaildirHandler:
             assert isinstance(content, bytes)
             with self._lock:
                 self._box.add(content)
+        self.mail_options.append(list(envelope.mail_options))
         return "250 2.0.0 Message accepted"
 
 
@@ -151,8 +160,11 @@ def build_controller(
     defer: list[Deferral] | None = None,
     implicit_tls: bool = False,
     pipelining: bool = True,
+    eight_bit_mime: bool = True,
 ) -> Controller:
-    handler = MaildirHandler(maildir, re.compile(reject) if reject else None, defer, pipelining)
+    handler = MaildirHandler(
+        maildir, re.compile(reject) if reject else None, defer, pipelining, eight_bit_mime
+    )
     kwargs: dict[str, Any] = {"data_size_limit": 10 * 1024 * 1024}
     tls = False
     if tls_cert and tls_key:

@@ -37,7 +37,7 @@ from devkit.topics import topic_size
 from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka.publisher import producer_config
-from pedidos.adapters.smtp_mailer import SmtpConnection
+from pedidos.adapters.smtp_mailer import SmtpConnection, send_to
 from pedidos.domain.order import Order, utc_now
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.ports import OutgoingEmail
@@ -197,7 +197,7 @@ def _send_each(
             break
         try:
             began = time.perf_counter()
-            client.sendmail(message.sender, [message.recipient], message.data)
+            send_to(client, message)  # as SmtpMailer sends it (BODY=8BITMIME)
             # Each send alone (one at a time): "one raw SMTP send" of issue #18's limit.
             latencies.append(time.perf_counter() - began)
             sent.delivered += 1

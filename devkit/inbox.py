@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+from pedidos.adapters.email.preview import body
 from pedidos.domain.states import ALL_STATES
 
 STATE_SLUGS = [state.slug for state in ALL_STATES]  # one e-mail each, in this order
@@ -132,7 +133,5 @@ class Inbox:
 
 
 def part_text(message: EmailMessage, subtype: str) -> str:
-    """The text of an e-mail's `plain` or `html` part; fails if it has none."""
-    part = message.get_body((subtype,))
-    assert part is not None, f"the e-mail has no {subtype} part"
-    return str(part.get_content())
+    """The text of an e-mail's `plain` or `html` part (see `body`); fails if it has none."""
+    return body(message, subtype)

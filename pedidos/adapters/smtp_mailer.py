@@ -19,6 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
+from pedidos.adapters.email.seven_bit import seven_bit
 from pedidos.ports import (
     MailOutageError,
     OutgoingEmail,
@@ -213,7 +214,6 @@ class SmtpConnection(smtplib.SMTP):
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         if (
             not self.has_extn("pipelining")
-            or mail_options
             or rcpt_options
             or len(recipients) != 1
             or not _plain(msg)
@@ -221,8 +221,11 @@ class SmtpConnection(smtplib.SMTP):
             return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
         assert isinstance(msg, bytes)
         (to_addr,) = recipients
-        size = f" size={len(msg)}" if self.has_extn("size") else ""
-        self.send(f"mail FROM:{_quoted(from_addr)}{size}\r\nrcpt TO:{_quoted(to_addr)}\r\ndata\r\n")
+        # As smtplib's sendmail: SIZE first, then the caller's options.
+        options = [f"size={len(msg)}"] if self.has_extn("size") else []
+        options += mail_options
+        command = " ".join((f"mail FROM:{_quoted(from_addr)}", *options))
+        self.send(f"{command}\r\nrcpt TO:{_quoted(to_addr)}\r\ndata\r\n")
         mail, rcpt, data = self.getreply(), self.getreply(), self.getreply()
         if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
             self.send(b".\r\n")  # a server that took DATA anyway: end the empty message
@@ -241,6 +244,21 @@ class SmtpConnection(smtplib.SMTP):
             _refused(self, code)
             raise smtplib.SMTPDataError(code, reply)
         return {}
+
+
+def send_to(client: smtplib.SMTP, message: OutgoingEmail) -> None:
+    """Sends `message` on `client`. Bytes beyond ASCII (8bit parts) are declared with
+    BODY=8BITMIME to a server that offers it; for one that does not, the message is converted
+    (its 8bit parts base64), as RFC 6152 requires."""
+    data = message.data
+    options: tuple[str, ...] = ()
+    if not data.isascii():
+        client.ehlo_or_helo_if_needed()
+        if client.has_extn("8bitmime"):
+            options = ("BODY=8BITMIME",)
+        else:
+            data = seven_bit(data)
+    client.sendmail(message.sender, [message.recipient], data, options)
 
 
 class SmtpSslConnection(SmtpConnection, smtplib.SMTP_SSL):
@@ -308,14 +326,14 @@ class SmtpMailer:
             if client is None:
                 client = self._connect()
             try:
-                client.sendmail(message.sender, [message.recipient], message.data)
+                send_to(client, message)
             except smtplib.SMTPServerDisconnected:
                 if not reused:
                     raise
                 # An idle connection the server closed: one fresh attempt, not an error.
                 client.close()
                 client = self._connect()
-                client.sendmail(message.sender, [message.recipient], message.data)
+                send_to(client, message)
         except (smtplib.SMTPException, OSError) as exc:
             if client is not None and not isinstance(exc, smtplib.SMTPResponseException):
                 client.close()

@@ -117,7 +117,10 @@ def test_wire_format_uses_crlf_and_short_lines() -> None:
 def stdlib_wire_bytes(sender: str, order: Order, state: OrderState, data: bytes) -> bytes:
     """The same e-mail built as a MIMEMultipart tree and flattened by email.generator."""
     parts = cast(list[Message], message_from_bytes(data, policy=policy.compat32).get_payload())
-    text, html = (cast(bytes, part.get_payload(decode=True)).decode() for part in parts)
+    # An 8bit part's payload comes back with the wire's CRLF line ends.
+    text, html = (
+        cast(bytes, part.get_payload(decode=True)).decode().replace("\r\n", "\n") for part in parts
+    )
     reference = MIMEMultipart("alternative", boundary=f"=_pedidos-{order.order_id}-{state.slug}")
     name, address = parseaddr(sender)
     reference["From"] = formataddr((name, address), charset="utf-8")
@@ -133,9 +136,23 @@ def stdlib_wire_bytes(sender: str, order: Order, state: OrderState, data: bytes)
     reference["Message-ID"] = message_id(order.order_id, state, address.rsplit("@", 1)[1])
     reference["X-Pedidos-Order-Id"] = order.order_id
     reference["X-Pedidos-State"] = state.slug
-    reference.attach(MIMEText(text, "plain", "utf-8"))
-    reference.attach(MIMEText(html, "html", "utf-8"))
+    boundary = reference.get_boundary()
+    assert boundary is not None
+    # email takes a Charset where its stubs say str.
+    reference.attach(MIMEText(text, "plain", cast(str, body_charset(text, boundary))))
+    reference.attach(MIMEText(html, "html", cast(str, body_charset(html, boundary))))
     return reference.as_bytes(policy=policy.compat32.clone(linesep="\r\n"))
+
+
+def body_charset(body: str, boundary: str) -> Charset:
+    """UTF-8 as it is (8bit) unless a line is longer than SMTP's 998 octets or the body holds
+    the boundary: then base64, as email's own "utf-8"."""
+    charset = Charset("utf-8")
+    longest = max(len(line.encode()) for line in body.split("\n"))
+    if longest <= 998 and "--" + boundary not in body and "\r" not in body:
+        # None (the stubs say int): encode_7or8bit, "8bit" for any non-ASCII text.
+        charset.body_encoding = None  # type: ignore[assignment]
+    return charset
 
 
 NAMES = st.one_of(
@@ -342,3 +359,50 @@ def test_base64_lines_are_what_encodebytes_draws_with_crlf(size: int) -> None:
     """Every length around a line's 57 input bytes, and an HTML part's size."""
     data = os.urandom(size)
     assert _base64_crlf(data) == encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def encodings(data: bytes) -> list[str | None]:
+    parts = cast(list[Message], message_from_bytes(data, policy=policy.compat32).get_payload())
+    return [part["Content-Transfer-Encoding"] for part in parts]
+
+
+def test_parts_are_utf8_as_they_are_a_quarter_smaller_than_base64() -> None:
+    order = Order(ORDER_ID, make_details(), T0)
+    data = EmailRenderer("Tienda <ventas@tienda.cl>").render(order, OrderState.ENVIADO, T0).data
+    assert encodings(data) == ["8bit", "8bit"]
+    assert type(data) is WireMessage
+    assert "Envío a:".encode() in data  # no encoding: the text is on the wire
+    parts = cast(list[Message], message_from_bytes(data, policy=policy.compat32).get_payload())
+    bodies = sum(len(cast(bytes, part.get_payload(decode=True))) for part in parts)
+    assert len(data) < 1.1 * bodies  # base64 alone would add a third
+
+
+def test_a_line_too_long_for_smtp_makes_its_part_base64() -> None:
+    # 200 "&" are 1,000 octets once escaped in the HTML: past SMTP's 998 for one line.
+    order = Order(ORDER_ID, make_details(product_name="&" * 200), T0)
+    data = EmailRenderer("Tienda <ventas@tienda.cl>").render(order, OrderState.ENVIADO, T0).data
+    assert encodings(data) == ["8bit", "base64"]
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    parsed = message_from_bytes(data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert "&amp;" * 200 in part_text(parsed, "html")
+    assert "&" * 200 in part_text(parsed, "plain")
+
+
+def test_a_part_holding_the_boundary_is_base64() -> None:
+    boundary = f"--=_pedidos-{ORDER_ID}-enviado"
+    order = Order(ORDER_ID, make_details(product_name=boundary), T0)
+    data = EmailRenderer("Tienda <ventas@tienda.cl>").render(order, OrderState.ENVIADO, T0).data
+    assert encodings(data) == ["base64", "base64"]
+    parsed = message_from_bytes(data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert boundary in part_text(parsed, "plain")
+
+
+def test_a_line_starting_with_a_dot_leaves_the_message_to_smtplibs_quoting() -> None:
+    # The footer's line starts with the shop's name.
+    order = Order(ORDER_ID, make_details(), T0)
+    renderer = EmailRenderer(".Tienda <ventas@tienda.cl>")
+    data = renderer.render(order, OrderState.ENVIADO, T0).data
+    assert b"\r\n.Tienda \xc2\xb7 ventas@tienda.cl\r\n" in data
+    assert type(data) is bytes  # not a WireMessage: the mailer searches it and doubles the dot

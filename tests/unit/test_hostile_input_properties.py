@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from devkit.inbox import part_text
 from devkit.orders import details_kwargs, make_details
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails
@@ -79,15 +80,11 @@ def rendered(details: OrderDetails) -> list[EmailMessage]:
 
 
 def _html(message: EmailMessage) -> str:
-    part = message.get_body(("html",))
-    assert part is not None
-    return str(part.get_content())
+    return part_text(message, "html")
 
 
 def _text(message: EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    return str(part.get_content())
+    return part_text(message, "plain")
 
 
 # Each state's HTML elements for a plain order: hostile text must not add or remove any.

@@ -35,7 +35,9 @@ class FakeClient:
         self.closed = False
         self.gate: threading.Event | None = None
 
-    def sendmail(self, sender: str, recipients: list[str], data: bytes) -> dict[str, object]:
+    def sendmail(
+        self, sender: str, recipients: list[str], data: bytes, options: object = ()
+    ) -> dict[str, object]:
         if self.dead:
             raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
         if self.gate is not None:

@@ -112,7 +112,15 @@ class FakeConnection:
     def __init__(self, sent: list[bytes], refuse: bool) -> None:
         self.sent, self.refuse = sent, refuse
 
-    def sendmail(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Any]:
+    def ehlo_or_helo_if_needed(self) -> None:
+        pass
+
+    def has_extn(self, name: str) -> bool:
+        return name == "8bitmime"
+
+    def sendmail(
+        self, sender: str, recipients: list[str], data: bytes, options: object = ()
+    ) -> dict[str, Any]:
         if self.refuse:
             raise smtplib.SMTPRecipientsRefused({recipients[0]: (550, b"5.1.1 no such user")})
         self.sent.append(data)

@@ -59,10 +59,12 @@ def sample_email(state: OrderState) -> EmailMessage:
 
 
 def body(message: EmailMessage, subtype: str) -> str:
+    """The text of the `plain` or `html` part with "\n" line ends, as a mail client shows it
+    (an 8bit part parsed from the wire keeps its CRLF)."""
     part = message.get_body((subtype,))
     if part is None:
         raise ValueError(f"the e-mail has no text/{subtype} part")
-    return str(part.get_content())
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def write_previews(out: Path, pictures: bool = True) -> list[Path]:

@@ -132,6 +132,8 @@ SLOTS = ("subject", "preheader", "order_id", "product", "price", "payment", "shi
 _WHEN_SLOTS = tuple(f"when{position}" for position in range(len(ALL_STATES)))
 _SLOT_MARK = "\x1f"  # a control character: no template text contains it
 _SLOT_PATTERN = re.compile(f"{_SLOT_MARK}(\\w+){_SLOT_MARK}")
+# RFC 5321's limit on a line's octets, CRLF not counted.
+_MAX_LINE = 998
 
 
 class _Skeleton:
@@ -139,12 +141,33 @@ class _Skeleton:
     gives what rendering the template with those values gives (a unit test checks), for a
     fraction of the cost: most of an e-mail is the same for every order."""
 
-    __slots__ = ("_constants", "_slots")
+    __slots__ = ("_constants", "_longest", "_slots", "_starts_fixed")
 
     def __init__(self, rendered: str) -> None:
         pieces = _SLOT_PATTERN.split(rendered)
         self._constants = pieces[0::2]
         self._slots = pieces[1::2]
+        # For `short_lines`: the longest line's own text, and whether every line starts with
+        # text of the template that is not a dot (a value could start with one).
+        template_text = _SLOT_PATTERN.sub("", rendered).encode("utf-8")
+        self._longest = max(map(len, template_text.split(b"\n")))
+        self._starts_fixed = not any(
+            line.startswith((".", _SLOT_MARK)) for line in rendered.split("\n")
+        )
+
+    def short_lines(self, values: Mapping[str, str]) -> bool:
+        """Whether filling it with `values` is sure to give lines of at most SMTP's 998 octets,
+        none starting with ".": even all the values in its longest line would fit, and none
+        breaks a line. Cheaper than looking at the filled text (False: look)."""
+        if not self._starts_fixed:
+            return False
+        room = _MAX_LINE - self._longest
+        for slot in self._slots:
+            value = values[slot]
+            if "\n" in value or "\r" in value:
+                return False
+            room -= len(value) if value.isascii() else len(value.encode("utf-8"))
+        return room >= 0
 
     def fill(self, values: Mapping[str, str]) -> str:
         out = [self._constants[0]]
@@ -237,16 +260,17 @@ def _price(price: Money) -> str:
 
 
 _MIME_VERSION = _fold("MIME-Version", "1.0")
-# The headers MIMEText(body, subtype, "utf-8") sets, in its order.
+# The headers MIMEText(body, subtype, charset) sets, in its order, by transfer encoding.
 _PART_HEADERS = {
-    subtype: b"".join(
+    (subtype, encoding): b"".join(
         (
             _fold("Content-Type", f'text/{subtype}; charset="utf-8"'),
             _MIME_VERSION,
-            _fold("Content-Transfer-Encoding", "base64"),
+            _fold("Content-Transfer-Encoding", encoding),
         )
     )
     for subtype in ("plain", "html")
+    for encoding in ("8bit", "base64")
 }
 
 
@@ -272,10 +296,25 @@ def _base64_crlf(data: bytes) -> bytes:
     return _CRLF.join(lines)
 
 
-def _text_part(subtype: str, body: str) -> bytes:
-    """What MIMEText(body, subtype, "utf-8") serialises to: headers, blank line, base64 body."""
-    # 76-character lines like email.base64mime; SMTP wants CRLF after each.
-    return _PART_HEADERS[subtype] + _CRLF + _base64_crlf(body.encode("utf-8"))
+def _text_part(subtype: str, body: str, boundary: bytes, short_lines: bool) -> tuple[bytes, bool]:
+    """What MIMEText serialises `body` to (headers, blank line, body), and whether a line of it
+    starts with "." (DATA would double it). `short_lines`: known to have no line over SMTP's
+    limit and none starting with "." (`_Skeleton.short_lines`); else the text is looked at.
+
+    UTF-8 as it is (8bit, RFC 6152) when every line fits SMTP's limit: a quarter fewer bytes
+    than base64, and no encoding; SmtpMailer converts it for a server without 8BITMIME. A
+    longer line (long values, escaped in HTML), or the multipart boundary in the text, makes
+    the part base64, 76 characters a line.
+    """
+    encoded = body.encode("utf-8")
+    dot_led = False
+    if not short_lines:
+        lines = encoded.split(b"\n")
+        short_lines = max(map(len, lines)) <= _MAX_LINE and b"\r" not in encoded
+        dot_led = any(line.startswith(b".") for line in lines)
+    if not short_lines or boundary in encoded:
+        return _PART_HEADERS[subtype, "base64"] + _CRLF + _base64_crlf(encoded), False
+    return _PART_HEADERS[subtype, "8bit"] + _CRLF + encoded.replace(b"\n", _CRLF), dot_led
 
 
 def message_id(order_id: str, state: OrderState, domain: str) -> str:
@@ -379,15 +418,23 @@ class EmailRenderer:
         text_skeleton, html_skeleton = self._skeletons[state]
         text = text_skeleton.fill(values)
         # The same escaping as the template's autoescape.
-        html = html_skeleton.fill({slot: str(escape(value)) for slot, value in values.items()})
+        escaped = {slot: str(escape(value)) for slot, value in values.items()}
+        html = html_skeleton.fill(escaped)
         identifier = message_id(order.order_id, state, self._domain)
-        # A fixed boundary spares drawing one and scanning the body for it; base64 bodies cannot
-        # contain it ("-" is not in the base64 alphabet). Header values are safe here: the domain
+        # A fixed boundary spares drawing one; a part that contains it is sent as base64, which
+        # cannot ("-" is not in the base64 alphabet). Header values are safe here: the domain
         # rejects control characters in every field.
         boundary = _boundary(order.order_id, state.slug).encode("ascii")
-        # A WireMessage: every line is a header (a name first, or folded: a space first), a
-        # boundary ("--") or base64; none starts with ".".
-        data = WireMessage(
+        text_part, text_dot_led = _text_part(
+            "plain", text, boundary, text_skeleton.short_lines(values)
+        )
+        html_part, html_dot_led = _text_part(
+            "html", html, boundary, html_skeleton.short_lines(escaped)
+        )
+        # A WireMessage when no line starts with ".": every other line is a header (a name
+        # first, or folded: a space first), a boundary ("--"), base64 or text that was checked.
+        wire = WireMessage if not (text_dot_led or html_dot_led) else bytes
+        data = wire(
             b"".join(
                 (
                     _content_type(order.order_id, state.slug),
@@ -402,9 +449,9 @@ class EmailRenderer:
                     _trace_header(),
                     _CRLF,
                     b"--" + boundary + _CRLF,
-                    _text_part("plain", text),
+                    text_part,
                     _CRLF + b"--" + boundary + _CRLF,
-                    _text_part("html", html),
+                    html_part,
                     _CRLF + b"--" + boundary + b"--" + _CRLF,
                 )
             )
