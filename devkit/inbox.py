@@ -9,7 +9,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 from pedidos.adapters.email.preview import body
@@ -130,6 +131,18 @@ class Inbox:
                     os.unlink(entry.path)
         except FileNotFoundError:
             return
+
+
+def parsed_email(data: bytes) -> EmailMessage:
+    """Wire bytes parsed as a mail client parses them."""
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def transfer_encodings(message: Message) -> list[str]:
+    """The Content-Transfer-Encoding of each part under the top one, in order."""
+    return [str(part["Content-Transfer-Encoding"]) for part in message.walk()][1:]
 
 
 def part_text(message: EmailMessage, subtype: str) -> str:

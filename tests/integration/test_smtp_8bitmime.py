@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import cast
 
@@ -14,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from admin.mailsink import MaildirHandler, build_controller
-from devkit.inbox import part_text
+from devkit.inbox import parsed_email, part_text, transfer_encodings
 from devkit.net import free_port
 from devkit.orders import make_details
 from pedidos.adapters.email.render import EmailRenderer
@@ -31,16 +29,6 @@ ORDER_ID = "9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"
 def email(shop: str = "Tienda Ñandú <ventas@tienda.cl>") -> OutgoingEmail:
     order = Order(ORDER_ID, make_details(product_name="Café de Colombia"), datetime.now(UTC))
     return EmailRenderer(shop).render(order, OrderState.ENVIADO, order.accepted_at)
-
-
-def parsed(data: bytes) -> EmailMessage:
-    message = message_from_bytes(data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def encodings(message: Message) -> list[str]:
-    return [str(part["Content-Transfer-Encoding"]) for part in message.walk()][1:]
 
 
 @pytest.fixture(params=[True, False], ids=["8bitmime", "7bit-only"])
@@ -79,13 +67,13 @@ def test_the_mailer_sends_8bit_where_offered_and_base64_where_not(
     assert ("BODY=8BITMIME" in second_options) is offered
     stored = received(tmp_path / "mail")
     assert len(stored) == 2
-    first, second = sorted(map(parsed, stored), key=lambda m: "Ñandú" not in str(m["From"]))
+    first, second = sorted(map(parsed_email, stored), key=lambda m: "Ñandú" not in str(m["From"]))
     if offered:
-        assert encodings(first) == ["8bit", "8bit"]
+        assert transfer_encodings(first) == ["8bit", "8bit"]
     else:
         assert all(data.isascii() for data in stored)
-        assert encodings(first) == ["base64", "base64"]
-    original = parsed(sent.data)
+        assert transfer_encodings(first) == ["base64", "base64"]
+    original = parsed_email(sent.data)
     for subtype in ("plain", "html"):
         assert part_text(first, subtype) == part_text(original, subtype)
     assert "Café de Colombia" in part_text(first, "plain")

@@ -16,7 +16,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from devkit.inbox import part_text
+from devkit.inbox import parsed_email, part_text, transfer_encodings
 from devkit.orders import make_details
 from pedidos.adapters.email.render import (
     SUBJECTS,
@@ -361,9 +361,8 @@ def test_base64_lines_are_what_encodebytes_draws_with_crlf(size: int) -> None:
     assert _base64_crlf(data) == encodebytes(data).replace(b"\n", b"\r\n")
 
 
-def encodings(data: bytes) -> list[str | None]:
-    parts = cast(list[Message], message_from_bytes(data, policy=policy.compat32).get_payload())
-    return [part["Content-Transfer-Encoding"] for part in parts]
+def encodings(data: bytes) -> list[str]:
+    return transfer_encodings(parsed_email(data))
 
 
 def test_parts_are_utf8_as_they_are_a_quarter_smaller_than_base64() -> None:

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 
-from devkit.inbox import part_text
+from devkit.inbox import parsed_email, part_text, transfer_encodings
 from devkit.orders import make_details
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.email.seven_bit import seven_bit
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-
-
-def parsed(data: bytes) -> EmailMessage:
-    message = message_from_bytes(data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def encodings(message: EmailMessage) -> list[str]:
-    return [str(part["Content-Transfer-Encoding"]) for part in message.walk()][1:]
 
 
 def test_seven_bit_keeps_headers_and_text_and_leaves_ascii_parts_alone() -> None:
@@ -33,13 +21,13 @@ def test_seven_bit_keeps_headers_and_text_and_leaves_ascii_parts_alone() -> None
         .render(order, OrderState.ENVIADO, order.accepted_at)
         .data
     )
-    assert encodings(parsed(data)) == ["8bit", "8bit"]
+    assert transfer_encodings(parsed_email(data)) == ["8bit", "8bit"]
     converted = seven_bit(data)
     assert converted.isascii()
     assert max(len(line) for line in converted.split(b"\r\n")) <= 78
     assert b"\n" not in converted.replace(b"\r\n", b"")
-    before, after = parsed(data), parsed(converted)
-    assert encodings(after) == ["base64", "base64"]
+    before, after = parsed_email(data), parsed_email(converted)
+    assert transfer_encodings(after) == ["base64", "base64"]
     for subtype in ("plain", "html"):
         assert part_text(after, subtype) == part_text(before, subtype)
     for header in ("From", "To", "Subject", "Date", "Message-ID", "X-Pedidos-Order-Id"):
