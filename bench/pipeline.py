@@ -31,11 +31,14 @@ from bench.resources import (
     growth,
     rss_profile,
 )
+from bench.step_phases import StepPhases, scrape, step_phases
 from bench.workers import LoadWorkers, fan_out
 from devkit.inbox import Inbox
+from devkit.net import free_ports
 from devkit.otlp_receiver import OtlpReceiver
 from devkit.processes import ServiceError, ServiceProcess, Services
 from devkit.scenario import prepare
+from pedidos.runtime.config import Settings
 
 SEND_CONCURRENCY = 64
 SETTLE_S = 1.5  # after completion, time for any duplicate e-mail or document to show up
@@ -66,6 +69,7 @@ class PipelineRun:
     interrupted: bool = False
     paused_s: float = 0.0  # between phases: verifying and dropping data, not measured
     phases: list[dict[str, int]] = field(default_factory=list)
+    step_phases: StepPhases | None = None  # from the consumer's /metrics
 
     @property
     def finished_at(self) -> float | None:
@@ -135,14 +139,19 @@ def run_pipeline(
     prepare(env)
     services = Services(env, stack.logs, tied=True)
     probe: PipelineProbe | None = None
+    consumer_workers = int(env.get("CONSUMER_WORKERS", "1"))
+    metrics_port = free_ports(consumer_workers)
     try:
         # Started in this order, stopped and reported in this order.
         services.producer(log_name=f"producer-e2e-{name}")
-        consumer = services.consumer(log_name=f"consumer-e2e-{name}")
+        consumer = services.consumer(
+            log_name=f"consumer-e2e-{name}", METRICS_PORT=str(metrics_port)
+        )
         probe = PipelineProbe(env, sink, consumer.log_path)
         session = _Session(run, stack, env, services.started, probe, workers, report)
         phases = phase_sizes(options.orders, None if stack.keep_data else options.phase_orders)
         session.send_all(phases, time.monotonic() + options.e2e_timeout_s)
+        run.step_phases = _step_phases(env, metrics_port, consumer_workers, report)
     finally:
         if probe is not None:
             probe.close()
@@ -153,6 +162,19 @@ def run_pipeline(
         paces = [consumer_pace(p.log_path) for p in services.started if p.module == "consumer"]
         run.pace = paces[0] if paces else None
     return run
+
+
+def _step_phases(
+    env: Mapping[str, str], port: int, workers: int, report: Report
+) -> StepPhases | None:
+    """The consumer's step phases over the run (None, and a line saying why, if unreadable)."""
+    default = Settings.model_fields["consumer_max_unrecorded_emails"].default
+    slots = int(env.get("CONSUMER_MAX_UNRECORDED_EMAILS", default))
+    try:
+        return step_phases(scrape(port, workers), slots, workers)
+    except OSError as exc:
+        report(f"  the consumer's /metrics could not be read: {exc}")
+        return None
 
 
 @dataclass
@@ -330,6 +352,7 @@ def e2e_figure(
         "phases": run.phases,
         "paused_s": round(run.paused_s, 3),
         "consumer_cpu_ms_per_order": rounded(_cpu_ms(run, "consumer")),
+        "step_phases": None if run.step_phases is None else run.step_phases.to_json(),
     }
     if run.cpu is not None:
         figure.foreign_cores = run.cpu.other
@@ -354,6 +377,8 @@ def _e2e_notes(run: PipelineRun, index_limit: Figure | None) -> list[str]:
             notes.append(f"consumer CPU {per_order:.2f} ms per order (5 states)")
     if index_limit is not None and index_limit.value is not None:
         notes.append(f"index limit (same run): {index_limit.value:,.0f} orders/s")
+    if run.step_phases is not None:
+        notes.append(run.step_phases.describe())
     if run.pace is not None:
         notes.append(run.pace.describe())
     if len(run.phases) > 1:
