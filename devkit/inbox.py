@@ -9,7 +9,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from pathlib import Path
 
@@ -131,13 +130,6 @@ class Inbox:
                     os.unlink(entry.path)
         except FileNotFoundError:
             return
-
-
-def parsed_email(data: bytes) -> EmailMessage:
-    """Wire bytes parsed as a mail client parses them."""
-    message = message_from_bytes(data, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def transfer_encodings(message: Message) -> list[str]:

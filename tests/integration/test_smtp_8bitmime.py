@@ -12,9 +12,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from admin.mailsink import MaildirHandler, build_controller
-from devkit.inbox import parsed_email, part_text, transfer_encodings
+from devkit.inbox import part_text, transfer_encodings
 from devkit.net import free_port
 from devkit.orders import make_details
+from pedidos.adapters.email.preview import parsed_email
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings
 from pedidos.domain.order import Order

@@ -16,8 +16,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from devkit.inbox import parsed_email, part_text, transfer_encodings
+from devkit.inbox import part_text, transfer_encodings
 from devkit.orders import make_details
+from pedidos.adapters.email.preview import parsed_email
 from pedidos.adapters.email.render import (
     SUBJECTS,
     EmailRenderer,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from devkit.inbox import parsed_email, part_text, transfer_encodings
+from devkit.inbox import part_text, transfer_encodings
 from devkit.orders import make_details
+from pedidos.adapters.email.preview import parsed_email
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.email.seven_bit import seven_bit
 from pedidos.domain.order import Order

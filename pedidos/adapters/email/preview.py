@@ -52,7 +52,13 @@ def sample_order() -> Order:
 def sample_email(state: OrderState) -> EmailMessage:
     """The sample order's e-mail for `state`, parsed back the way a mail client reads it."""
     order = sample_order()
-    data = EmailRenderer(SAMPLE_SENDER).render(order, state, order.reached[state]).data
+    return parsed_email(
+        EmailRenderer(SAMPLE_SENDER).render(order, state, order.reached[state]).data
+    )
+
+
+def parsed_email(data: bytes) -> EmailMessage:
+    """Wire bytes parsed as a mail client parses them."""
     message = message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)
     return message
