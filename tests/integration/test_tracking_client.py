@@ -118,8 +118,13 @@ def test_the_console_script_follows_with_json_on_stdout(services: Services) -> N
 SLOW_STAGES = {"STAGE_DELAY_MIN_S": 3, "STAGE_DELAY_MAX_S": 4}
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A run started in the background (`make test &`) ignores SIGINT, and children inherit that: the
+# Ctrl-C test needs the handler a terminal gives. Set in the child itself, not in a `preexec_fn`:
+# forking this process while gRPC threads run crashed the child before its exec (CI, stop 25).
+_CLIENT_WITH_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('client', run_name='__main__', alter_sys=True)"
+)
 
 
 class ClientProcess:
@@ -129,15 +134,12 @@ class ClientProcess:
         self.out, self.err = tmp_path / "client.out", tmp_path / "client.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "client", *argv],
+                [sys.executable, "-c", _CLIENT_WITH_SIGINT, *argv],
                 env={**os.environ, "PRODUCER_ADDRESS": address, "PYTHONUNBUFFERED": "1"},
                 cwd=REPO,
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=err,
-                # A run started in the background (`make test &`) ignores SIGINT, and children
-                # inherit that: the Ctrl-C test needs the disposition a terminal gives.
-                preexec_fn=_default_sigint,
             )
         assert self.process.stdin is not None
         self.process.stdin.write(stdin.encode())
