@@ -163,7 +163,7 @@ def test_consumer_sigkilled_three_times(
         # Only a kill that left orders unfinished interrupted work; a later one proves nothing.
         if progress(inbox, order_ids) < 5 * orders:
             interrupted += 1
-        kills.append(group_offsets(env))
+        kills.append(group_offsets(env, settle_s=1.0))
         consumer = services.consumer(**CHAOS_CONSUMER, **CHAOS_CONSUMER_SMTP)
     assert interrupted >= 1, "every kill came too late to prove anything"
     recovery = wait_complete(inbox, order_ids, 600)
@@ -192,7 +192,7 @@ def test_rebalance_with_a_member_killed_and_one_added(
     wait_for(lambda: progress(inbox, order_ids) >= 1.5 * orders, 300, "progress", 0.2)
     first.kill()
     assert progress(inbox, order_ids) < 5 * orders, "the kill came too late to prove anything"
-    snapshots = [group_offsets(env)]
+    snapshots = [group_offsets(env, settle_s=1.0)]
     third = services.consumer(wait_assigned=False, **CHAOS_CONSUMER, **CHAOS_CONSUMER_SMTP)
     third.wait_log("partitions assigned", timeout=60)
     # The second member handed partitions over to the third: what it had not committed then
