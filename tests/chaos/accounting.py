@@ -133,8 +133,8 @@ def group_offsets(env: dict[str, str], settle_s: float = 0.0) -> Offsets:
     after a member died, or right after a rebalance, they say what may be redelivered.
 
     `settle_s`: the ends are read that long after the committed offsets. A member SIGKILLed
-    with produce requests in flight has records the broker appends after its death: they were
-    done before the kill, only late to appear, and a snapshot must count them."""
+    with produce requests in flight may have records the broker appends after its death: they
+    were done before the kill, only late to appear, and a snapshot must count them."""
     reader = Consumer(
         {
             "bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
@@ -199,6 +199,7 @@ _TRIGGER = {
     state.value: ("accepted" if i == 0 else ALL_STATES[i - 1].value)
     for i, state in enumerate(ALL_STATES)
 }
+_RANK = {state.value: i for i, state in enumerate(ALL_STATES)}
 
 
 def redeliverable_steps(snapshots: list[Offsets], env: dict[str, str]) -> int:
@@ -209,34 +210,31 @@ def redeliverable_steps(snapshots: list[Offsets], env: dict[str, str]) -> int:
     published anew, triggers the next step anew (a redone step reads the ledger, skips the
     e-mail and walks on). Repeats beyond the bound are printed, with where their records are."""
     positions = record_positions(env)
+    # State records in state order, so that a chain is followed from its first step.
+    steps = sorted(
+        (step for step in positions if step[1] in _TRIGGER), key=lambda step: _RANK[step[1]]
+    )
     bound: Counter[tuple[str, str]] = Counter()
     for offsets in snapshots:
         again: set[tuple[str, str]] = set()
-        for state in ALL_STATES:  # in order: a chain is followed from its first step
-            for (order_id, what), copies in positions.items():
-                if what != state.value:
-                    continue
-                if not any(offset < offsets[where][1] for where, offset in copies):
-                    continue  # not done yet at the snapshot: doing it later is no repeat
-                trigger = (order_id, _TRIGGER[what])
-                uncommitted = any(
-                    offsets[w][0] <= offset < offsets[w][1]
-                    for w, offset in positions.get(trigger, [])
-                )
-                if uncommitted or trigger in again:
-                    again.add((order_id, what))
+        for step in steps:
+            if not any(offset < offsets[where][1] for where, offset in positions[step]):
+                continue  # not done yet at the snapshot: doing it later is no repeat
+            trigger = (step[0], _TRIGGER[step[1]])
+            uncommitted = any(
+                offsets[w][0] <= offset < offsets[w][1] for w, offset in positions.get(trigger, [])
+            )
+            if uncommitted or trigger in again:
+                again.add(step)
         bound.update(again)
-    beyond = [
-        (step, len(copies) - 1, bound[step], positions.get((step[0], _TRIGGER[step[1]]), []))
-        for step, copies in positions.items()
-        if step[1] in _TRIGGER and len(copies) - 1 > bound[step]
-    ]
-    for step, repeats, allowed, trigger_copies in beyond[:10]:
+    beyond = [step for step in steps if len(positions[step]) - 1 > bound[step]]
+    for step in beyond[:10]:
+        trigger = (step[0], _TRIGGER[step[1]])
         print(
-            f"beyond the bound: {step} on the topic {repeats + 1} times, "
-            f"allowed {allowed} repeats; its copies {positions[step]}, "
-            f"its trigger's {trigger_copies}"
+            f"beyond the bound: {step} on the topic {len(positions[step])} times, "
+            f"allowed {bound[step]} repeats; its copies {positions[step]}, "
+            f"its trigger's {positions.get(trigger, [])}"
         )
     if beyond:
         print(f"snapshots (committed, end): {snapshots}")
-    return sum(bound.values())
+    return bound.total()
