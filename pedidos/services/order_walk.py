@@ -215,10 +215,12 @@ class OrderWalk:
             # acceptance time; the one already recorded stands.
             order.accepted_at = datetime.fromisoformat(recorded["accepted_at"])
             email_status = str(recorded["email_status"])
+            order_written = self._index.write_order(order_document(order))
         else:
             order.enter(state, self._clock())
-            email_status = await self._notify_and_record(order, state, correlation_id, still_ours)
-        order_written = self._index.write_order(order_document(order))
+            email_status, order_written = await self._notify_and_record(
+                order, state, correlation_id, still_ours
+            )
         event = StateReached(
             order=order,
             state=state,
@@ -314,7 +316,10 @@ class OrderWalk:
         state: OrderState,
         correlation_id: str,
         still_ours: Callable[[], bool],
-    ) -> str:
+    ) -> tuple[str, asyncio.Future[None]]:
+        """The e-mail's status, and the write of the order's current-state document: submitted
+        with the ledger entry so both share its bulk request (after it, an order alone waited
+        for a second request, ~1 ms a step)."""
         message = self._renderer.render(order, state, order.reached[state])
         status, error = EMAIL_SENT, None
         async with self._send_slots:
@@ -337,6 +342,7 @@ class OrderWalk:
                     correlation_id=correlation_id,
                 )
             )
+            order_written = self._index.write_order(order_document(order))
             self._awaiting_ledger += 1
             if self._awaiting_ledger >= self._unrecorded_sends:
                 # Every send slot waits for its ledger entry: no e-mail can go out, so no event
@@ -345,6 +351,14 @@ class OrderWalk:
                 self._index.hurry()
             try:
                 await written
+            except BaseException:
+                order_written.add_done_callback(_retrieved)  # the step failed; nobody awaits it
+                raise
             finally:
                 self._awaiting_ledger -= 1
-        return status
+        return status, order_written
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

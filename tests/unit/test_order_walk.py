@@ -256,6 +256,27 @@ def test_the_ledger_is_hurried_only_once_every_send_slot_waits_for_it() -> None:
     assert hurried_with(7) >= 2
 
 
+def test_the_current_state_document_is_submitted_with_the_ledger_entry() -> None:
+    """Both go into one bulk request: the order document is written while the ledger entry is
+    still being stored, not in a second request after it."""
+    index = FakeIndex(write_delay_s=0.2)
+    harness = Harness(index=index)
+    seen_during_ledger_write: list[str] = []
+
+    async def scenario() -> None:
+        step = asyncio.ensure_future(harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "c"))
+        await asyncio.sleep(0.02)  # e-mailed at once; the event's write (0.2 s) is under way
+        assert harness.mailer.sent
+        assert not index.events
+        seen_during_ledger_write.extend(index.orders)
+        await step
+
+    asyncio.run(scenario())
+    assert seen_during_ledger_write == [ORDER_ID]
+    assert index.orders[ORDER_ID]["state"] == OrderState.PROCESANDO.value
+    assert [r.state for r in harness.states_published()] == [OrderState.PROCESANDO]
+
+
 def test_an_accepted_order_enters_the_first_state_at_once() -> None:
     step = next_step(OrderAccepted(fresh_order(), "corr"))
     assert step is not None
