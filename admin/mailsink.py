@@ -8,6 +8,7 @@ STARTTLS (or implicit TLS) + AUTH, or discard mail.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import mailbox
 import os
 import re
@@ -21,6 +22,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from pedidos.runtime.event_loop import event_loop_factory
 
 _DEFER_TEXT = {
     421: "421 4.3.2 Service not available, closing transmission channel",
@@ -162,6 +165,9 @@ def build_controller(
     pipelining: bool = True,
     eight_bit_mime: bool = True,
 ) -> Controller:
+    """The server, on its own thread and event loop: uvloop's without TLS (the consumer's
+    e-mails cost it 0.57 ms of CPU each there, 0.64 on asyncio's loop; aiosmtpd's STARTTLS
+    drives asyncio's own TLS protocol, so a TLS sink keeps asyncio's loop)."""
     handler = MaildirHandler(
         maildir, re.compile(reject) if reject else None, defer, pipelining, eight_bit_mime
     )
@@ -183,7 +189,9 @@ def build_controller(
             # Under implicit TLS aiosmtpd sees no STARTTLS layer; the whole session is TLS.
             auth_require_tls=tls and not implicit_tls,
         )
-    return Controller(handler, hostname=host, port=port, **kwargs)
+    factory = None if tls else event_loop_factory()
+    loop: asyncio.AbstractEventLoop | None = None if factory is None else factory()
+    return Controller(handler, hostname=host, port=port, loop=loop, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:

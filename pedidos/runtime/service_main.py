@@ -7,22 +7,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pedidos.runtime.config import Settings, settings_or_exit
+from pedidos.runtime.event_loop import event_loop_factory
 from pedidos.runtime.logs import configure_logging
 from pedidos.runtime.supervisor import is_worker, supervise
 from pedidos.runtime.tracing import configure as configure_tracing
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (not on Windows), else asyncio's own (None).
-
-    Every step of an order is a few tasks, futures and wake-ups from other threads (librdkafka's
-    reports, the SMTP senders): uvloop runs them in C. Measured in `make bench` (README,
-    "Benchmark"): the consumer's CPU per order and an order's latency alone both drop."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def run_service(

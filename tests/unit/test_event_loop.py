@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pedidos.runtime.service_main import event_loop_factory
+from pedidos.runtime.event_loop import event_loop_factory
 
 REPO = Path(__file__).resolve().parents[2]
 # A service whose work is to print the class of the loop it runs on.
