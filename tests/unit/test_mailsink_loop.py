@@ -11,8 +11,10 @@ from admin.mailsink import build_controller
 from devkit.net import free_port
 
 
-def loop_module(**tls: Path) -> str:
-    controller = build_controller(host="127.0.0.1", port=free_port(), maildir=None, **tls)
+def loop_module(pem: Path | None = None) -> str:
+    controller = build_controller(
+        host="127.0.0.1", port=free_port(), maildir=None, tls_cert=pem, tls_key=pem
+    )
     try:
         return type(controller.loop).__module__
     finally:
@@ -26,4 +28,4 @@ def test_a_plain_sink_runs_on_uvloop() -> None:
 def test_a_tls_sink_runs_on_asyncios_loop(tmp_path: Path) -> None:
     pem = tmp_path / "server.pem"
     trustme.CA().issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
-    assert loop_module(tls_cert=pem, tls_key=pem).startswith("asyncio")
+    assert loop_module(pem).startswith("asyncio")
