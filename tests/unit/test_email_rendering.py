@@ -72,6 +72,20 @@ def test_each_state_has_its_spanish_subject_and_both_parts(
         assert f"{state.position + 1} de 5" in body
 
 
+def test_the_date_header_is_the_second_each_e_mail_was_sent() -> None:
+    """Formatted once per second and shared: e-mails of the same second carry the same Date,
+    the next second's its own, in whichever order they come."""
+    renderer = EmailRenderer("Tienda <ventas@tienda.cl>")
+    order = Order(ORDER_ID, make_details(), T0)
+    sent = [T0 + timedelta(seconds=s) for s in (1.2, 0.3, 1.9, 61.0, 0.999)]
+    dates = [
+        message_from_bytes(renderer.render(order, OrderState.PROCESANDO, at).data)["Date"]
+        for at in sent
+    ]
+    assert dates == [format_datetime(at.replace(microsecond=0)) for at in sent]
+    assert dates[0] == dates[2] != dates[1] == dates[4]
+
+
 def test_message_id_is_deterministic_per_order_and_state() -> None:
     ids = {render(state)["Message-ID"] for state in ALL_STATES}
     assert len(ids) == 5
