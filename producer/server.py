@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from pedidos.adapters.elasticsearch.order_lookup import ElasticsearchOrderLookup
 from pedidos.adapters.kafka.broker_probe import BrokerProbe
-from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
+from pedidos.adapters.kafka.publisher import KafkaPublisher, LingerWhenBusy, producer_config
 from pedidos.adapters.kafka.state_feed import KafkaStateFeed, feed_config
 from pedidos.adapters.metrics.measured import MeasuredPublisher
 from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 SHUTDOWN_GRACE_S = 10.0
+# From this many records awaiting their ack on, a new one waits up to BUSY_LINGER_MS to share
+# a request with those arriving meanwhile (see LingerWhenBusy).
+BUSY_FROM = 4
+BUSY_LINGER_MS = 5
 
 
 @dataclass
@@ -153,15 +157,22 @@ async def serve(settings: Settings) -> None:
     except InsecureStart as exc:
         log.error("producer: refusing to start: %s", exc)
         raise SystemExit(2) from None
-    publisher = KafkaPublisher(
-        # No linger: a CreateOrder waits on its one record; a batch's records are queued in
-        # one go and batch by themselves while earlier requests are in flight.
-        producer_config(
-            settings.kafka_bootstrap_servers,
-            "pedidos-producer",
-            settings.grpc_deadline_s,
-            linger_ms=0,
+
+    def kafka_producer(client_id: str, linger_ms: float) -> KafkaPublisher:
+        return KafkaPublisher(
+            producer_config(
+                settings.kafka_bootstrap_servers,
+                client_id,
+                settings.grpc_deadline_s,
+                linger_ms=linger_ms,
+            )
         )
+
+    # A CreateOrder alone is sent at once; concurrent ones (and a batch's orders) share requests.
+    publisher = LingerWhenBusy(
+        kafka_producer("pedidos-producer", 0),
+        kafka_producer("pedidos-producer-busy", BUSY_LINGER_MS),
+        BUSY_FROM,
     )
     tracking = TrackingSources.connect(settings)
     # Before the first call: the feed covers every change from its start time on.

@@ -1,0 +1,78 @@
+"""LingerWhenBusy: a record goes out at once unless enough others await their ack."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pedidos.adapters.kafka.publisher import LingerWhenBusy
+from pedidos.ports import PublishError
+from tests.unit.fakes import FakePendingPublisher
+
+
+class Producer(FakePendingPublisher):
+    def __init__(self, undelivered: int = 0) -> None:
+        super().__init__()
+        self.undelivered = undelivered
+        self.closed_with: float | None = None
+
+    def close(self, timeout_s: float = 10) -> int:
+        self.closed_with = timeout_s
+        return self.undelivered
+
+
+def keys(producer: Producer) -> list[str]:
+    return [key for _, key, _, _ in producer.records]
+
+
+def test_records_wait_to_share_a_request_only_while_enough_others_await_their_ack() -> None:
+    async def run() -> None:
+        at_once, busy = Producer(), Producer()
+        publisher = LingerWhenBusy(at_once, busy, busy_from=2)
+        first = publisher.publish("Pedidos", "a", b"{}", [])
+        publisher.publish("Pedidos", "b", b"{}", [])
+        publisher.publish("Pedidos", "c", b"{}", [])  # two await their ack: shares a request
+        assert (keys(at_once), keys(busy)) == (["a", "b"], ["c"])
+        at_once.ack(0)
+        at_once.fail(PublishError("refused"), 1)  # an answer too, if not an ack
+        await asyncio.sleep(0)  # the answers' callbacks
+        assert first.done()
+        publisher.publish("Pedidos", "d", b"{}", [])  # only "c" awaits: at once again
+        assert (keys(at_once), keys(busy)) == (["a", "b", "d"], ["c"])
+        publisher.publish("Pedidos", "e", b"{}", [])
+        assert keys(busy) == ["c", "e"]
+
+    asyncio.run(run())
+
+
+def test_a_record_refused_at_once_is_not_counted_as_awaiting() -> None:
+    class Refusing(Producer):
+        def publish(
+            self,
+            topic: str,
+            key: str,
+            value: bytes,
+            headers: list[tuple[str, bytes]],
+            partition: int | None = None,
+        ) -> asyncio.Future[Any]:
+            future = super().publish(topic, key, value, headers, partition)
+            future.set_exception(PublishError("local queue full"))
+            future.exception()
+            return future
+
+    async def run() -> None:
+        at_once, busy = Refusing(), Producer()
+        publisher = LingerWhenBusy(at_once, busy, busy_from=1)
+        for key in "abc":
+            publisher.publish("Pedidos", key, b"{}", [])
+        assert keys(busy) == []
+
+    asyncio.run(run())
+
+
+def test_close_closes_both_and_counts_what_either_left_undelivered() -> None:
+    at_once, busy = Producer(undelivered=1), Producer(undelivered=2)
+    assert LingerWhenBusy(at_once, busy, busy_from=4).close(5) == 3
+    assert at_once.closed_with == 5
+    assert busy.closed_with is not None
+    assert 0 <= busy.closed_with <= 5
