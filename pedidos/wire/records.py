@@ -19,7 +19,7 @@ import orjson
 from pedidos.domain.order import InvalidOrder, Order, OrderDetails, validate_order_id
 from pedidos.domain.states import ALL_STATES, OrderState, UnknownState
 from pedidos.wire.order_fields import RECORD_SHAPE, NotAnObject, validated
-from pedidos.wire.timestamps import iso_z, iso_z_uncached
+from pedidos.wire.timestamps import iso_z, iso_z_uncached, parse_iso
 
 CONTENT_TYPE = "application/json"
 ORDER_SCHEMA = "pedidos.order"
@@ -83,7 +83,7 @@ def _parse_ts(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
         raise PoisonRecord(f"field {name!r} must be a timestamp string")
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = parse_iso(value)
     except ValueError:
         raise PoisonRecord(f"field {name!r} is not an ISO-8601 timestamp") from None
     if parsed.tzinfo is None:
