@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     # A CA bundle for servers with a private CA; the system's trust store otherwise.
     smtp_ca_file: str | None = None
     smtp_timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    smtp_connections: Annotated[int, Field(ge=1, le=64)] = 4
+    # Half the default send slots (CONSUMER_MAX_UNRECORDED_EMAILS): at most two e-mails queue
+    # per connection, so a slot waits less for its send (see the README, "Sizing the slots").
+    smtp_connections: Annotated[int, Field(ge=1, le=64)] = 16
 
     # gRPC
     grpc_listen: str = "[::]:50051"
