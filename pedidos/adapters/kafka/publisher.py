@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry.trace import Span
 
 from pedidos.adapters.kafka import messaging_spans
-from pedidos.ports import PublishError
+from pedidos.ports import Publisher, PublishError
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +148,7 @@ class KafkaPublisher:
         return remaining
 
 
-class _Producer(Protocol):
-    def publish(
-        self,
-        topic: str,
-        key: str,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-        partition: int | None = None,
-    ) -> asyncio.Future[Delivery]: ...
+class _Producer(Publisher, Protocol):
     def close(self, timeout_s: float = 10) -> int: ...
 
 
