@@ -19,7 +19,8 @@ _MILLIS_LEN = 23  # the same text up to the milliseconds, before its "Z"
 class ParsedTimestamp(datetime):
     """A datetime that was read from canonical UTC text (`text`). The datetime's own
     constructors (arithmetic, `replace`) make instances without `text`: only `parse_iso` sets
-    it, so it always is this very value's text."""
+    it, so it always is this very value's text. orjson serializes exact datetimes only: this
+    project writes timestamps as text, through `iso_z`."""
 
     __slots__ = ("text",)
     text: str
