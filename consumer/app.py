@@ -17,7 +17,7 @@ from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka.broker_probe import BrokerProbe
 from pedidos.adapters.kafka.lag import LagReader
-from pedidos.adapters.kafka.publisher import KafkaPublisher, producer_config
+from pedidos.adapters.kafka.publisher import linger_when_busy
 from pedidos.adapters.kafka.record_source import (
     FetchBatching,
     KafkaRecordSource,
@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 STATE_PUBLISH_TIMEOUT_S = 30.0
 # Under load, state records wait this long to share a request: at 2 ms a loaded consumer sent
 # a produce request per record or two, and librdkafka's threads took ~1 ms of CPU per order;
-# at 5 ms they take a quarter of that. A step running alone publishes on a producer that does
-# not wait (OrderWalk's lone_publisher): an order alone waited those 5 ms at each step.
+# at 5 ms they take a quarter of that. A record published while none of this consumer's
+# records awaits its ack goes at once (LingerWhenBusy): an order alone waited those 5 ms at
+# each step.
 STATE_LINGER_MS = 5.0
+STATE_BUSY_FROM = 1
 
 
 async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -48,18 +50,13 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    def state_producer(name: str, linger_ms: float) -> KafkaPublisher:
-        return KafkaPublisher(
-            producer_config(
-                settings.kafka_bootstrap_servers,
-                f"pedidos-consumer-{name}",
-                STATE_PUBLISH_TIMEOUT_S,
-                linger_ms=linger_ms,
-            )
-        )
-
-    publisher = state_producer("batching", STATE_LINGER_MS)
-    lone_publisher = state_producer("lone", 0)
+    publisher = linger_when_busy(
+        settings.kafka_bootstrap_servers,
+        "pedidos-consumer",
+        STATE_PUBLISH_TIMEOUT_S,
+        busy_from=STATE_BUSY_FROM,
+        busy_linger_ms=STATE_LINGER_MS,
+    )
     mailer = SmtpMailer(smtp_settings(settings))
     index = search_index.OrderSearchIndex(
         search_client(settings),
@@ -82,7 +79,6 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         dead_letter=dead_letters.for_walk,
         unrecorded_sends=settings.consumer_max_unrecorded_emails,
         mail_outage=mail_outage,
-        lone_publisher=metrics.publisher(lone_publisher),
     )
     # The consumer reads back the states topic it publishes to: each state record triggers the
     # order's next step, so a walk survives restarts and rebalances.
@@ -138,8 +134,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
     finally:
         stop_endpoint(endpoint)
         await index.close()
-        for each in (publisher, lone_publisher):
-            await asyncio.to_thread(each.close, 10)
+        await asyncio.to_thread(publisher.close, 10)
         await asyncio.to_thread(mailer.close)
         log.info("consumer stopped", extra={"processed": consumer.processed})
 

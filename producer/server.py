@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from pedidos.adapters.elasticsearch.order_lookup import ElasticsearchOrderLookup
 from pedidos.adapters.kafka.broker_probe import BrokerProbe
-from pedidos.adapters.kafka.publisher import KafkaPublisher, LingerWhenBusy, producer_config
+from pedidos.adapters.kafka.publisher import linger_when_busy
 from pedidos.adapters.kafka.state_feed import KafkaStateFeed, feed_config
 from pedidos.adapters.metrics.measured import MeasuredPublisher
 from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
@@ -158,21 +158,13 @@ async def serve(settings: Settings) -> None:
         log.error("producer: refusing to start: %s", exc)
         raise SystemExit(2) from None
 
-    def kafka_producer(client_id: str, linger_ms: float) -> KafkaPublisher:
-        return KafkaPublisher(
-            producer_config(
-                settings.kafka_bootstrap_servers,
-                client_id,
-                settings.grpc_deadline_s,
-                linger_ms=linger_ms,
-            )
-        )
-
     # A CreateOrder alone is sent at once; concurrent ones (and a batch's orders) share requests.
-    publisher = LingerWhenBusy(
-        kafka_producer("pedidos-producer", 0),
-        kafka_producer("pedidos-producer-busy", BUSY_LINGER_MS),
-        BUSY_FROM,
+    publisher = linger_when_busy(
+        settings.kafka_bootstrap_servers,
+        "pedidos-producer",
+        settings.grpc_deadline_s,
+        busy_from=BUSY_FROM,
+        busy_linger_ms=BUSY_LINGER_MS,
     )
     tracking = TrackingSources.connect(settings)
     # Before the first call: the feed covers every change from its start time on.

@@ -122,15 +122,11 @@ class OrderWalk:
         remembered_steps: int = 20_000,
         unrecorded_sends: int = 4,
         mail_outage: MailOutage | None = None,
-        lone_publisher: Publisher | None = None,
     ) -> None:
-        """`lone_publisher`: where a step publishes its state record when no other step is
-        running (a producer that sends at once, where `publisher` waits to fill requests).
-        `remembered_steps` bounds both memories below; forgetting costs only a ledger read."""
+        """`remembered_steps` bounds both memories below; forgetting costs only a ledger read."""
         self._mailer = mailer
         self._index = index
         self._publisher = publisher
-        self._lone_publisher = lone_publisher
         self._renderer = renderer
         self._states_topic = states_topic
         self._delays = delays
@@ -257,13 +253,10 @@ class OrderWalk:
             self._own_triggers[next_step_key] = (partition, lease)
 
         async def publish() -> None:
-            # An order alone must not wait for others to share its request; under load the
-            # records do share them (each request costs the broker and librdkafka CPU).
-            publisher = self._publisher
-            if self._lone_publisher is not None and len(self._running) <= 1:
-                publisher = self._lone_publisher
             try:
-                await publisher.publish(self._states_topic, order_id, value, headers, pinned[0])
+                await self._publisher.publish(
+                    self._states_topic, order_id, value, headers, pinned[0]
+                )
             except PublishError as exc:
                 if exc.unknown_partition and pinned[0] is not None:
                     # The states topic has fewer partitions than the one the order came from

@@ -45,6 +45,25 @@ def test_records_wait_to_share_a_request_only_while_enough_others_await_their_ac
     asyncio.run(run())
 
 
+def test_from_one_a_record_waits_only_while_another_awaits_its_ack() -> None:
+    """The consumer's state records: an order walking alone publishes each step's record after
+    the previous one was acknowledged, so every one goes at once."""
+
+    async def run() -> None:
+        at_once, busy = Producer(), Producer()
+        publisher = LingerWhenBusy(at_once, busy, busy_from=1)
+        for number, key in enumerate("abc"):
+            publisher.publish("Pedidos.estados", key, b"{}", [])
+            at_once.ack(number)
+            await asyncio.sleep(0)
+        assert (keys(at_once), keys(busy)) == (["a", "b", "c"], [])
+        publisher.publish("Pedidos.estados", "d", b"{}", [])
+        publisher.publish("Pedidos.estados", "e", b"{}", [])  # "d" awaits its ack
+        assert (keys(at_once), keys(busy)) == (["a", "b", "c", "d"], ["e"])
+
+    asyncio.run(run())
+
+
 def test_a_record_refused_at_once_is_not_counted_as_awaiting() -> None:
     class Refusing(Producer):
         def publish(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:

@@ -36,13 +36,11 @@ class Harness:
         mailer: FakeMailer | None = None,
         index: FakeIndex | None = None,
         unrecorded_sends: int = 4,
-        lone_publisher: FakePublisher | None = None,
         remembered_steps: int = 20_000,
     ) -> None:
         self.mailer = mailer or FakeMailer()
         self.index = index or FakeIndex()
         self.publisher = FakePublisher()
-        self.lone_publisher = lone_publisher
         self.dead: list[tuple[str, str, str]] = []
 
         async def dead_letter(kind: str, key: str, value: bytes, error: str) -> None:
@@ -59,7 +57,6 @@ class Harness:
             backoff=Backoff(initial_s=0.001, max_s=0.002),
             clock=lambda: T0,
             unrecorded_sends=unrecorded_sends,
-            lone_publisher=self.lone_publisher,
             remembered_steps=remembered_steps,
         )
 
@@ -305,51 +302,6 @@ def test_the_final_state_leads_nowhere() -> None:
 def test_a_stage_ending_absurdly_late_is_waited_for_at_most_a_minute() -> None:
     step = NextStep(fresh_order(), OrderState.ENVIADO, T0 + timedelta(days=3), "c")
     assert step.wait_s(T0) == MAX_STAGE_WAIT_S
-
-
-def test_a_step_running_alone_publishes_at_once_and_steps_running_together_share_requests() -> None:
-    """The lone publisher sends without waiting to fill a request; steps running together
-    publish on the batching one."""
-
-    class HeldAcks(FakePublisher):
-        """Acknowledges nothing until the test sets the held acks: the steps publish at once."""
-
-        def __init__(self, expected: int) -> None:
-            super().__init__()
-            self.held: list[asyncio.Future[Any]] = []
-            self.expected = expected
-            self.all_in = asyncio.Event()
-
-        def publish(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-            super().publish(*args, **kwargs)
-            self.held.append(asyncio.get_running_loop().create_future())
-            if len(self.held) == self.expected:
-                self.all_in.set()
-            return self.held[-1]
-
-    lone = FakePublisher()
-    harness = Harness(lone_publisher=lone)
-    others = [
-        Order(f"{n}b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41", make_details(), T0) for n in range(3)
-    ]
-
-    async def scenario() -> None:
-        await harness.walk.enter(fresh_order(), OrderState.PROCESANDO, "corr")
-        held = HeldAcks(expected=len(others))
-        harness.publisher = harness.walk._publisher = held
-        steps = asyncio.gather(
-            *(harness.walk.enter(order, OrderState.PROCESANDO, "corr") for order in others)
-        )
-        await held.all_in.wait()
-        for ack in held.held:
-            ack.set_result(None)
-        await steps
-
-    asyncio.run(asyncio.wait_for(scenario(), 5))
-    assert [key for _, key, _, _ in lone.records] == [ORDER_ID]
-    assert sorted(key for _, key, _, _ in harness.publisher.records) == sorted(
-        order.order_id for order in others
-    )
 
 
 class CountingIndex(FakeIndex):

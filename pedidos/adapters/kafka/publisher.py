@@ -191,6 +191,25 @@ class LingerWhenBusy:
         return remaining + self._busy.close(max(deadline - time.monotonic(), 0.0))
 
 
+def linger_when_busy(
+    bootstrap_servers: str,
+    client_id: str,
+    timeout_s: float,
+    busy_from: int,
+    busy_linger_ms: float,
+) -> LingerWhenBusy:
+    """A LingerWhenBusy over two idempotent producers: `client_id` (linger 0) and
+    `client_id`-busy (`busy_linger_ms`)."""
+
+    def producer(name: str, linger_ms: float) -> KafkaPublisher:
+        config = producer_config(bootstrap_servers, name, timeout_s, linger_ms=linger_ms)
+        return KafkaPublisher(config)
+
+    return LingerWhenBusy(
+        producer(client_id, 0), producer(f"{client_id}-busy", busy_linger_ms), busy_from
+    )
+
+
 _Report = tuple["asyncio.Future[Delivery]", "PublishError | None", "Delivery | None"]
 
 
