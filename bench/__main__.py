@@ -95,6 +95,8 @@ def print_report(console: Console, bench: BenchRun, meta: dict[str, Any]) -> Non
         f"broker {meta.get('broker', '?')} · runtime {meta['runtime_s']:.0f}s · "
         f"service logs in {meta['logs']} · results {meta.get('results_file', '?')}"
     )
+    if bench.speed is not None:
+        console.print(f"this machine, idle: {bench.speed.describe()}", highlight=False)
 
 
 def write_json(bench: BenchRun, meta: dict[str, Any], started: datetime) -> Path:

@@ -18,6 +18,7 @@ import confluent_kafka
 import psutil
 from rich.console import Console
 
+from bench.calibration import MachineSpeed, machine_speed
 from bench.environment import BenchStack, PipelineProbe
 from bench.figures import Figure, merge_runs
 from bench.grpc_scenarios import Target, measure_bulk, measure_ingest, measure_noop, warm_up
@@ -71,6 +72,7 @@ class BenchRun:
         # Services a scenario started itself, metered by _attempt beside the stack.
         self.services: dict[str, list[int]] = {}
         self.interrupted = False  # set when Ctrl-C/SIGTERM cut an end-to-end run short
+        self.speed: MachineSpeed | None = None
 
     def say(self, message: str) -> None:
         self.console.print(f"[dim]{datetime.now():%H:%M:%S}[/] {message}")
@@ -309,6 +311,9 @@ class BenchRun:
         """Every scenario; Ctrl-C or SIGTERM stops early, cleans up and keeps what was done."""
         started = time.monotonic()
         interrupted = False
+        # Before the stack starts: an idle machine, as the one-order figures see it.
+        self.speed = machine_speed()
+        self.say(f"this machine: {self.speed.describe()}")
         self.say(f"temp dir {self.root}; starting the embedded stack")
         try:
             self.stack.up()
@@ -345,6 +350,7 @@ class BenchRun:
                 "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                 "platform": platform.platform(),
                 "python": sys.version.split()[0],
+                "speed": None if self.speed is None else self.speed.to_json(),
             },
             "versions": {
                 **{name.replace("-", "_"): version(name) for name in VERSIONS},
