@@ -15,12 +15,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from timeit import repeat
 
 ROUND_TRIPS = 5_000
 # The child end of the process ping-pong: echoes each byte back.
-_ECHO = "import os, sys\nwhile (b := os.read(0, 1)):\n    os.write(1, b)\n"
+_ECHO = "import os\nwhile (b := os.read(0, 1)):\n    os.write(1, b)\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +49,33 @@ def _python_loop_us() -> float:
     return min(runs) / 50 * 1e6
 
 
+def _per_trip(trips: int, trip: Callable[[], None]) -> tuple[float, float]:
+    """Wall time and this process's CPU (all its threads) per call of `trip`, in µs."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(trips):
+        trip()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall / trips * 1e6, cpu / trips * 1e6
+
+
 def _process_round_trip(trips: int) -> tuple[float, float]:
     with subprocess.Popen(
         [sys.executable, "-c", _ECHO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
     ) as child:
-        assert child.stdin is not None
-        assert child.stdout is not None
-        child.stdin.write(b"x")
-        if child.stdout.read(1) != b"x":  # the child is up, and echoes
+        stdin, stdout = child.stdin, child.stdout
+        assert stdin is not None
+        assert stdout is not None
+        stdin.write(b"x")
+        if stdout.read(1) != b"x":  # the child is up, and echoes
             raise RuntimeError("the echo process did not answer")
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(trips):
-            child.stdin.write(b"x")
-            child.stdout.read(1)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        child.stdin.close()
-    return wall / trips * 1e6, cpu / trips * 1e6
+
+        def trip() -> None:
+            stdin.write(b"x")
+            stdout.read(1)
+
+        timed = _per_trip(trips, trip)
+        stdin.close()
+    return timed
 
 
 def _thread_round_trip(trips: int) -> tuple[float, float]:
@@ -78,15 +90,16 @@ def _thread_round_trip(trips: int) -> tuple[float, float]:
     peer.start()
     there.put(0)
     back.get()
-    # process_time: both threads' CPU, as a service's CPU counts all of its threads.
-    wall, cpu = time.perf_counter(), time.process_time()
-    for number in range(trips):
-        there.put(number)
+
+    def trip() -> None:
+        there.put(0)
         back.get()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+    # Both threads' CPU, as a service's CPU counts all of its threads.
+    timed = _per_trip(trips, trip)
     there.put(-1)
     peer.join()
-    return wall / trips * 1e6, cpu / trips * 1e6
+    return timed
 
 
 def machine_speed(trips: int = ROUND_TRIPS) -> MachineSpeed:
