@@ -83,6 +83,9 @@ class MaildirHandler:
         for deferral in self._deferrals:
             if deferral.stage == stage and deferral.count > 0:
                 deferral.count -= 1
+                # The client's log may fold a deferral into an outage it already reported;
+                # this line is what says the deferral was really made.
+                print(f"deferred {stage.upper()}: {deferral.reply}", flush=True)
                 return deferral.reply
         return None
 

@@ -148,8 +148,13 @@ def test_421_and_451_replies_are_retried_and_every_email_arrives_once(
     events = search_docs(env["ELASTICSEARCH_URL"], env["ELASTICSEARCH_EVENTS_INDEX"], orders)
     assert {d["email_status"] for d in events} == {"sent"}
     assert topic_size(env["KAFKA_BOOTSTRAP_SERVERS"], env["PEDIDOS_DEAD_LETTER_TOPIC"]) == 0
-    # The deferrals really happened (an outage for 421/451 at MAIL or DATA, a deferral at RCPT).
+    # Every deferral was really made, and the consumer saw an outage and a recipient deferral.
+    # Its log reports an outage once per interval, so a 451 at DATA during the 421's outage
+    # may not get a line of its own: that reply's reading is tested in test_smtp_security.
+    made = deferring_sink.log_path("smtp").read_text()
+    assert made.count("deferred MAIL: 421 4.3.2") == 3, made
+    assert made.count("deferred RCPT: 451 4.3.0") == 2, made
+    assert made.count("deferred DATA: 451 4.3.0") == 3, made
     log = consumer.log()
     assert "deferred all mail (421 4.3.2" in log
-    assert "deferred all mail (451 4.3.0" in log
     assert "recipient deferred: 451 4.3.0" in log

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS, Inbox
@@ -16,12 +16,18 @@ from devkit.orders import order_request
 from devkit.processes import ServiceProcess, Services
 from devkit.stack import EmbeddedStack
 from devkit.topics import read_topic
-from devkit.waiting import wait_for
+from devkit.waiting import WaitTimeout, wait_for
 from pedidos.v1 import orders_pb2_grpc
 from pedidos.wire.records import header_value
 from tests.conftest import REJECTED_DOMAIN
 
 pytestmark = pytest.mark.e2e
+
+COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
 
 
 def send_orders(address: str, count: int, email: str = "comprador@example.cl") -> list[str]:
@@ -49,6 +55,9 @@ def wait_all_consumed(env: dict[str, str], timeout: float = 60) -> None:
     the next state published), so then no step is running or left to run: an e-mail that has
     not arrived will not. Committed offsets are read before end offsets, so a step still
     running, or a record published meanwhile, keeps the two apart.
+
+    Fails once `timeout` s pass without a commit: a slow machine is waited for, a stalled group
+    is not, and the error names the partitions left behind (committed, end).
     """
     consumer = Consumer(
         {
@@ -63,13 +72,33 @@ def wait_all_consumed(env: dict[str, str], timeout: float = 60) -> None:
             for topic in (env["PEDIDOS_TOPIC"], env["PEDIDOS_STATES_TOPIC"])
             for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ]
-
-        def caught_up() -> bool:
-            committed = consumer.committed(partitions, timeout=10)
-            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-            return all(max(c.offset, 0) == end for c, end in zip(committed, ends, strict=True))
-
-        wait_for(caught_up, timeout, "the consumer group to commit every record", 0.2)
+        last_done, last_commit = -1, time.monotonic()
+        while True:
+            try:
+                committed = consumer.committed(partitions, timeout=10)
+                ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+            except KafkaException as exc:
+                # A group just created has no coordinator for a moment.
+                if exc.args[0].code() not in COORDINATOR_NOT_READY:
+                    raise
+                time.sleep(0.2)
+                continue
+            behind = {
+                f"{c.topic}[{c.partition}]": (max(c.offset, 0), end)
+                for c, end in zip(committed, ends, strict=True)
+                if max(c.offset, 0) != end
+            }
+            if not behind:
+                return
+            done = sum(max(c.offset, 0) for c in committed)
+            if done != last_done:
+                last_done, last_commit = done, time.monotonic()
+            elif time.monotonic() - last_commit > timeout:
+                raise WaitTimeout(
+                    f"no commit for {timeout:.0f}s while the consumer group was behind on "
+                    f"(committed, end): {behind}"
+                )
+            time.sleep(0.2)
     finally:
         consumer.close()
 

@@ -133,4 +133,4 @@ def test_a_worker_whose_orders_were_paused_at_the_first_rebalance_takes_them_up_
         STAGE_DELAY_MIN_S=0,
         STAGE_DELAY_MAX_S=0,
     )
-    wait_all_consumed(env, timeout=150)
+    wait_all_consumed(env, timeout=60)
