@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from confluent_kafka import Consumer, Message
 
+log = logging.getLogger(__name__)
 
-def consume_available(consumer: Consumer, max_records: int, timeout_s: float) -> list[Message]:
+
+def consume_available(
+    consumer: Consumer,
+    max_records: int,
+    timeout_s: float,
+    rebalances: Callable[[], int] | None = None,
+) -> list[Message]:
     """Up to `max_records` messages: those queued now, or else the first to arrive within
     `timeout_s` with those that came with it.
 
     librdkafka's `consume(n, timeout)` returns only when it has n messages or the timeout
     ran out, so a consumer asking for a batch held each lone record for the whole timeout:
-    ~5 ms on average per step of an order walking alone, 10 ms at worst."""
+    ~5 ms on average per step of an order walking alone, 10 ms at worst.
+
+    `rebalances` counts the group's rebalances (the caller's callbacks bump it). One
+    `consume` call drops what a rebalance inside it made stale, but the first message is
+    read by a call of its own: if a rebalance comes between the two, that message belongs
+    to the assignment just replaced and is dropped here too. Its partition is fetched again
+    from the committed offset, by whichever member owns it now; kept, it would be processed
+    under the new assignment ahead of the records before it, and twice."""
     messages = consumer.consume(max_records, 0)
     if messages or timeout_s <= 0:
         return messages
     messages = consumer.consume(1, timeout_s)
     if messages and max_records > 1:
-        messages += consumer.consume(max_records - 1, 0)
+        before = rebalances() if rebalances else 0
+        more = consumer.consume(max_records - 1, 0)
+        if rebalances and rebalances() != before:
+            log.info(
+                "a rebalance came while fetching: %d record(s) read before it are left to "
+                "be read again",
+                len(messages),
+            )
+            return more
+        messages += more
     return messages

@@ -109,6 +109,8 @@ class KafkaRecordSource:
         self._consumer: Consumer | None = None
         # Topics whose partitions stay paused, newly assigned ones included.
         self._paused_topics: frozenset[str] = frozenset()
+        # Rebalance callbacks seen; consume_available drops messages a rebalance made stale.
+        self._rebalances = 0
 
     @property
     def topics(self) -> frozenset[str]:
@@ -125,6 +127,7 @@ class KafkaRecordSource:
         self._consumer = Consumer(self._config)
 
         def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            self._rebalances += 1
             on_assign([(p.topic, p.partition) for p in partitions])
             # Every new partition gets the pause state the caller wants now: librdkafka keeps a
             # partition's pause across a revoke, so one paused before a rebalance and assigned
@@ -132,10 +135,12 @@ class KafkaRecordSource:
             self._apply_pause(consumer, partitions)
 
         def revoked(_: Consumer, partitions: list[TopicPartition]) -> None:
+            self._rebalances += 1
             on_revoke([(p.topic, p.partition) for p in partitions], False)
 
         def lost(_: Consumer, partitions: list[TopicPartition]) -> None:
             # The group already gave them away: the callback must not commit them.
+            self._rebalances += 1
             on_revoke([(p.topic, p.partition) for p in partitions], True)
 
         self._consumer.subscribe(self._topics, on_assign=assigned, on_revoke=revoked, on_lost=lost)
@@ -146,7 +151,9 @@ class KafkaRecordSource:
 
     def _consume(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
         assert self._consumer is not None
-        messages = consume_available(self._consumer, max_records, timeout_s)
+        messages = consume_available(
+            self._consumer, max_records, timeout_s, lambda: self._rebalances
+        )
         good = []
         for message in messages:
             error = message.error()
