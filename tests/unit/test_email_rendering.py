@@ -24,6 +24,8 @@ from pedidos.adapters.email.render import (
     EmailRenderer,
     _base64_crlf,
     _fold,
+    _Skeleton,
+    _text_part,
     message_id,
 )
 from pedidos.domain.order import InvalidOrder, Order
@@ -401,6 +403,15 @@ def test_a_line_too_long_for_smtp_makes_its_part_base64() -> None:
     assert isinstance(parsed, EmailMessage)
     assert "&amp;" * 200 in part_text(parsed, "html")
     assert "&" * 200 in part_text(parsed, "plain")
+
+
+def test_a_value_with_a_line_break_gets_crlf_and_its_dot_led_line_is_found() -> None:
+    # The domain refuses control characters in an order; the filling must not rely on it.
+    skeleton = _Skeleton("Producto: \x1fproduct\x1f\nFin\n")
+    part, dot_led = _text_part("plain", skeleton, {"product": "Uno\n.Dos"}, b"--b")
+    body = part.split(b"\r\n\r\n", 1)[1]
+    assert body == b"Producto: Uno\r\n.Dos\r\nFin\r\n"
+    assert dot_led  # smtplib must double that dot
 
 
 def test_a_part_holding_the_boundary_is_base64() -> None:
