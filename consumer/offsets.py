@@ -6,11 +6,17 @@ import heapq
 
 
 class PartitionOffsets:
-    """Records start in offset order and finish in any order; commit only past a gap-free prefix."""
+    """Records start in offset order and finish in any order; commit only past a gap-free prefix.
+
+    An offset may be started twice (a record read again, e.g. after the fetch position was
+    reset): each finish is counted, so the second copy's finish still clears it; with a set of
+    finished offsets the first copy's finish absorbed the second's, and the commit stopped at
+    the second copy for good."""
 
     def __init__(self) -> None:
         self._started: list[int] = []
-        self._finished: set[int] = set()
+        # How many copies of each offset finished and are not yet past the prefix.
+        self._finished: dict[int, int] = {}
         self._committable: int | None = None
         self._committed: int | None = None
 
@@ -18,10 +24,14 @@ class PartitionOffsets:
         heapq.heappush(self._started, offset)
 
     def finish(self, offset: int) -> None:
-        self._finished.add(offset)
-        while self._started and self._started[0] in self._finished:
+        finished = self._finished
+        finished[offset] = finished.get(offset, 0) + 1
+        while self._started and self._started[0] in finished:
             done = heapq.heappop(self._started)
-            self._finished.discard(done)
+            if finished[done] == 1:
+                del finished[done]
+            else:
+                finished[done] -= 1
             self._committable = done + 1
 
     def to_commit(self) -> int | None:

@@ -25,3 +25,16 @@ def test_gaps_in_offsets_do_not_block_commits() -> None:
     offsets.finish(9)
     offsets.finish(5)
     assert offsets.to_commit() == 10
+
+
+def test_an_offset_started_twice_is_done_once_both_copies_finish() -> None:
+    offsets = PartitionOffsets()
+    for offset in (10, 11, 11, 12):
+        offsets.start(offset)
+    offsets.finish(11)
+    offsets.finish(11)
+    offsets.finish(10)
+    assert offsets.to_commit() == 12  # both copies of 11 done
+    offsets.finish(12)
+    assert offsets.to_commit() == 13
+    assert offsets.in_flight == 0
