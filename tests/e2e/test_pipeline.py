@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from devkit.credentials import producer_channel
 from devkit.inbox import STATE_SLUGS, Inbox
@@ -17,17 +17,12 @@ from devkit.processes import ServiceProcess, Services
 from devkit.stack import EmbeddedStack
 from devkit.topics import read_topic
 from devkit.waiting import WaitTimeout, wait_for
+from pedidos.adapters.kafka.lag import COORDINATOR_STARTING
 from pedidos.v1 import orders_pb2_grpc
 from pedidos.wire.records import header_value
 from tests.conftest import REJECTED_DOMAIN
 
 pytestmark = pytest.mark.e2e
-
-COORDINATOR_NOT_READY = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-}
 
 
 def send_orders(address: str, count: int, email: str = "comprador@example.cl") -> list[str]:
@@ -79,7 +74,7 @@ def wait_all_consumed(env: dict[str, str], timeout: float = 60) -> None:
                 ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
             except KafkaException as exc:
                 # A group just created has no coordinator for a moment.
-                if exc.args[0].code() not in COORDINATOR_NOT_READY:
+                if exc.args[0].code() not in COORDINATOR_STARTING:
                     raise
                 time.sleep(0.2)
                 continue
