@@ -31,11 +31,15 @@ def _subscribed(bootstrap: str, topic: str) -> Consumer:
         }
     )
     consumer.subscribe([topic])
+    _until_assigned(consumer)
+    return consumer
+
+
+def _until_assigned(consumer: Consumer) -> None:
     deadline = time.monotonic() + 30
     while not consumer.assignment():
         assert time.monotonic() < deadline, "never assigned"
         consumer.consume(1, 0.2)
-    return consumer
 
 
 def test_a_batch_fetch_returns_a_lone_record_as_it_arrives(stack: EmbeddedStack) -> None:
@@ -125,10 +129,7 @@ def test_a_record_read_before_a_rebalance_is_not_returned_after_it(
         consumer.rebalances += 1
 
     consumer.subscribe([topic], on_assign=counted, on_revoke=counted)
-    deadline = time.monotonic() + 30
-    while not consumer.assignment():
-        assert time.monotonic() < deadline, "never assigned"
-        consumer.consume(1, 0.2)
+    _until_assigned(consumer)
     consumer.calls, consumer.rebalanced_in_call = 0, None
 
     def other_member() -> None:
