@@ -10,11 +10,16 @@ from confluent_kafka import Consumer, Message
 log = logging.getLogger(__name__)
 
 
+def _no_rebalances() -> int:
+    """For a caller that does not count its rebalances (one that never rebalances mid-run)."""
+    return 0
+
+
 def consume_available(
     consumer: Consumer,
     max_records: int,
     timeout_s: float,
-    rebalances: Callable[[], int] | None = None,
+    rebalances: Callable[[], int] = _no_rebalances,
 ) -> list[Message]:
     """Up to `max_records` messages: those queued now, or else the first to arrive within
     `timeout_s` with those that came with it.
@@ -34,9 +39,9 @@ def consume_available(
         return messages
     messages = consumer.consume(1, timeout_s)
     if messages and max_records > 1:
-        before = rebalances() if rebalances else 0
+        before = rebalances()
         more = consumer.consume(max_records - 1, 0)
-        if rebalances and rebalances() != before:
+        if rebalances() != before:
             log.info(
                 "a rebalance came while fetching: %d record(s) read before it are left to "
                 "be read again",
