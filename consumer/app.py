@@ -50,12 +50,14 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    metrics = ConsumerMetrics()
     publisher = linger_when_busy(
         settings.kafka_bootstrap_servers,
         "pedidos-consumer",
         STATE_PUBLISH_TIMEOUT_S,
         busy_from=STATE_BUSY_FROM,
         busy_linger_ms=STATE_LINGER_MS,
+        observer=metrics.publishes,
     )
     mailer = SmtpMailer(smtp_settings(settings))
     index = search_index.OrderSearchIndex(
@@ -63,16 +65,12 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         settings.elasticsearch_events_index,
         settings.elasticsearch_orders_index,
     )
-    metrics = ConsumerMetrics()
-    measured_publisher = metrics.publisher(publisher)
-    dead_letters = DeadLetters(
-        measured_publisher, settings.pedidos_dead_letter_topic, metrics=metrics
-    )
+    dead_letters = DeadLetters(publisher, settings.pedidos_dead_letter_topic, metrics=metrics)
     mail_outage = MailOutage()
     walk = OrderWalk(
         mailer=metrics.mailer(mailer),
         index=metrics.index(index),
-        publisher=measured_publisher,
+        publisher=publisher,
         renderer=EmailRenderer(settings.smtp_from),
         states_topic=settings.pedidos_states_topic,
         delays=StageDelays(settings.stage_delay_min_s, settings.stage_delay_max_s),

@@ -16,12 +16,12 @@ from pedidos.adapters.metrics.measured import (
     FAST_BUCKETS,
     MeasuredIndex,
     MeasuredMailer,
-    MeasuredPublisher,
+    PublishMetrics,
     messaging_metrics,
 )
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
-from pedidos.ports import Mailer, OrderIndex, Publisher
+from pedidos.ports import Mailer, OrderIndex
 
 # An order's walk: seconds with no stage delays, minutes with the defaults under a backlog.
 ORDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600)
@@ -69,7 +69,10 @@ class ConsumerMetrics:
             buckets=ORDER_BUCKETS,
             registry=self.registry,
         )
-        self._publish_duration, self._sent = messaging_metrics(self.registry)
+        # Told of each state record's (and dead letter's) answer by the Kafka publisher.
+        self.publishes = PublishMetrics(
+            *messaging_metrics(self.registry), also=self._phase.labels("publish")
+        )
         self._done = {state: self._steps.labels(state.value, "done") for state in OrderState}
 
     # -- the ports, measured ---------------------------------------------------------------
@@ -78,11 +81,6 @@ class ConsumerMetrics:
 
     def index(self, index: OrderIndex) -> MeasuredIndex:
         return MeasuredIndex(index, self._phase.labels("index"), self._index_failures)
-
-    def publisher(self, publisher: Publisher) -> MeasuredPublisher:
-        return MeasuredPublisher(
-            publisher, self._publish_duration, self._sent, self._phase.labels("publish")
-        )
 
     # -- events ------------------------------------------------------------------------------
     def step(self, state: OrderState | None, outcome: str) -> None:

@@ -1,6 +1,6 @@
 """The producer's metrics: every RPC by method and status code with its duration (a gRPC
 interceptor), orders accepted and refused by reason, idempotent replays, and publish latency
-(`pedidos.adapters.metrics.measured.MeasuredPublisher`)."""
+(`publishes`, told of each answer by the Kafka publisher)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from pedidos.adapters.metrics.measured import FAST_BUCKETS, messaging_metrics
+from pedidos.adapters.metrics.measured import FAST_BUCKETS, PublishMetrics, messaging_metrics
 from pedidos.services.errors import Reason, ServiceError
 from pedidos.services.intake import OrderIntake
 
@@ -31,7 +31,7 @@ class ProducerMetrics:
             buckets=FAST_BUCKETS,
             registry=self.registry,
         )
-        self.publish_duration, self.sent = messaging_metrics(self.registry)
+        self.publishes = PublishMetrics(*messaging_metrics(self.registry))
         accepted = Counter(
             "pedidos_orders_accepted",
             "Orders acknowledged by the broker and answered as accepted (replays included).",

@@ -17,7 +17,6 @@ from pedidos.adapters.elasticsearch.order_lookup import ElasticsearchOrderLookup
 from pedidos.adapters.kafka.broker_probe import BrokerProbe
 from pedidos.adapters.kafka.publisher import linger_when_busy
 from pedidos.adapters.kafka.state_feed import KafkaStateFeed, feed_config
-from pedidos.adapters.metrics.measured import MeasuredPublisher
 from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
 from pedidos.bootstrap import search_client
 from pedidos.ports import Publisher, StateFeed
@@ -96,7 +95,7 @@ def build_server(
         ],
     )
     intake = OrderIntake(
-        MeasuredPublisher(publisher, metrics.publish_duration, metrics.sent),
+        publisher,
         settings.pedidos_topic,
         settings.producer_idempotency_keys,
         order_id_secrets(settings),
@@ -159,17 +158,18 @@ async def serve(settings: Settings) -> None:
         raise SystemExit(2) from None
 
     # A CreateOrder alone is sent at once; concurrent ones (and a batch's orders) share requests.
+    metrics = ProducerMetrics()
     publisher = linger_when_busy(
         settings.kafka_bootstrap_servers,
         "pedidos-producer",
         settings.grpc_deadline_s,
         busy_from=BUSY_FROM,
         busy_linger_ms=BUSY_LINGER_MS,
+        observer=metrics.publishes,
     )
     tracking = TrackingSources.connect(settings)
     # Before the first call: the feed covers every change from its start time on.
     tracking.feed.start()
-    metrics = ProducerMetrics()
     server, health_servicer = build_server(settings, publisher, tracking, guards, metrics)
     settle_heap()
     await server.start()

@@ -1,5 +1,6 @@
 """KafkaPublisher on Apache Kafka: the key picks the partition unless one is named, and a named
-partition the topic lacks is a PublishError that says so (the consumer then falls back)."""
+partition the topic lacks is a PublishError that says so (the consumer then falls back). Each
+answer is told to the observer, the metrics' source."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkit.stack import EmbeddedStack
 from pedidos.adapters.kafka.publisher import KafkaPublisher, PublishError, producer_config
+from tests.unit.test_kafka_publisher import Observer
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +23,10 @@ def test_key_named_and_missing_partitions(stack: EmbeddedStack) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
     admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
 
+    observer = Observer()
+
     async def run() -> tuple[list[int], list[int], PublishError]:
-        publisher = KafkaPublisher(producer_config(bootstrap, "test", 10))
+        publisher = KafkaPublisher(producer_config(bootstrap, "test", 10), observer)
         try:
             keyed = [
                 (await publisher.publish(topic, "pedido-1", b"{}", [])).partition for _ in "ab"
@@ -33,6 +37,7 @@ def test_key_named_and_missing_partitions(stack: EmbeddedStack) -> None:
             ]
             with pytest.raises(PublishError) as missing:
                 await publisher.publish(topic, "pedido-1", b"{}", [], 7)
+            assert publisher.awaiting == 0
             return keyed, named, missing.value
         finally:
             publisher.close()
@@ -41,3 +46,7 @@ def test_key_named_and_missing_partitions(stack: EmbeddedStack) -> None:
     assert len(set(keyed)) == 1  # the same key, the same partition
     assert named == [0, 1, 2]
     assert missing.unknown_partition
+    assert [(t, failed) for t, _, failed in observer.answers] == [(topic, False)] * 5 + [
+        (topic, True)
+    ]
+    assert all(0 <= seconds < 10 for _, seconds, _ in observer.answers)

@@ -1,5 +1,7 @@
 """KafkaPublisher with a real librdkafka and no broker: a failed delivery is an awaitable
-PublishError, and one nobody awaits is not reported by asyncio as a lost exception."""
+PublishError, one nobody awaits is not reported by asyncio as a lost exception, and every answer
+is told to the observer and leaves `awaiting`. With a broker: tests/integration/
+test_publisher_partitions.py."""
 
 from __future__ import annotations
 
@@ -35,3 +37,34 @@ def test_a_delivery_that_times_out_fails_quietly_when_nobody_awaits_it(
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         asyncio.run(run())
     assert "never retrieved" not in caplog.text
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.answers: list[tuple[str, float, bool]] = []
+
+    def settled(self, topic: str, seconds: float, failed: bool) -> None:
+        self.answers.append((topic, seconds, failed))
+
+
+def test_every_answer_is_observed_once_and_only_queued_records_await_one() -> None:
+    async def run() -> None:
+        observer = Observer()
+        config = producer_config(f"127.0.0.1:{free_port()}", "test", 0.3)
+        config["queue.buffering.max.messages"] = 2
+        publisher = KafkaPublisher(config, observer)
+        try:
+            queued = [publisher.publish("Pedidos", key, b"{}", []) for key in ("k1", "k2")]
+            refused = publisher.publish("Pedidos", "k3", b"{}", [])  # the local queue is full
+            assert isinstance(refused.exception(), PublishError)
+            assert (publisher.awaiting, observer.answers) == (2, [("Pedidos", 0.0, True)])
+            await asyncio.wait_for(asyncio.wait(queued), 10)
+            assert publisher.awaiting == 0
+            later = observer.answers[1:]
+            assert [(topic, failed) for topic, _, failed in later] == [("Pedidos", True)] * 2
+            # Timed from publish to the answer: message.timeout.ms is 300.
+            assert all(0.25 <= seconds < 10 for _, seconds, _ in later)
+        finally:
+            publisher.close(0.1)
+
+    asyncio.run(run())

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import time
+from time import perf_counter
 from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -49,12 +50,27 @@ def producer_config(
     }
 
 
+class PublishObserver(Protocol):
+    """Told of every record's answer as it is settled: its topic, the seconds from `publish` to
+    the answer, and whether the broker refused it (or it never left)."""
+
+    def settled(self, topic: str, seconds: float, failed: bool) -> None: ...
+
+
 class KafkaPublisher:
     """Deliveries are settled on the event loop in batches: the poll thread collects every
-    report of one `poll()` and hands them over with a single wake-up, not one per record."""
+    report of one `poll()` and hands them over with a single wake-up, not one per record.
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    What watches the answers (metrics, LingerWhenBusy) is told while a batch is settled, by
+    `observer` and `awaiting`, not by a done-callback on each future: on a 1,000-order
+    CreateOrderBatch, two done-callbacks per record (each a handle through the event loop) cost
+    ~20 µs of the producer's ~95 µs per order."""
+
+    def __init__(self, config: dict[str, Any], observer: PublishObserver | None = None) -> None:
         self._producer = Producer({**config, "error_cb": self._on_error})
+        self._observer = observer
+        # Records published here whose answer is not settled yet (read on the event loop).
+        self.awaiting = 0
         self._stop = threading.Event()
         # Filled by delivery callbacks on whichever thread runs poll()/flush().
         self._reports: list[_Report] = []
@@ -84,7 +100,21 @@ class KafkaPublisher:
             by_loop.setdefault(report[0].get_loop(), []).append(report)
         for loop, batch in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-                loop.call_soon_threadsafe(_settle_all, batch)
+                loop.call_soon_threadsafe(self._settle_all, batch)
+
+    def _settle_all(self, reports: list[_Report]) -> None:
+        self.awaiting -= len(reports)
+        observer = self._observer
+        now = perf_counter()
+        for future, error, delivery, topic, started in reports:
+            if observer is not None:
+                observer.settled(topic, now - started, error is not None)
+            if future.done():
+                continue
+            if error is not None:
+                _fail(future, error)
+            else:
+                future.set_result(delivery)  # type: ignore[arg-type]
 
     def publish(
         self,
@@ -99,19 +129,20 @@ class KafkaPublisher:
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         # The send span lasts until the broker's answer (None when tracing is off).
         span, sent_headers = messaging_spans.start_send(topic, key, headers, partition)
+        started = perf_counter()
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             report: _Report
             if error is not None:
                 unknown = error.code() == KafkaError._UNKNOWN_PARTITION
-                report = (future, PublishError(error.str(), unknown), None)
+                report = (future, PublishError(error.str(), unknown), None, topic, started)
                 if span is not None:
                     messaging_spans.failed(span, error.str(), error.name())
             else:
                 delivery = Delivery(
                     str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
                 )
-                report = (future, None, delivery)
+                report = (future, None, delivery, topic, started)
                 if span is not None:
                     messaging_spans.delivered(span, delivery.partition, delivery.offset)
             with self._reports_lock:
@@ -128,11 +159,21 @@ class KafkaPublisher:
                 partition=-1 if partition is None else partition,
             )
         except BufferError:
-            _fail(future, PublishError("local produce queue is full"), span)
+            self._refused(topic, future, PublishError("local produce queue is full"), span)
         except KafkaException as exc:
             unknown = exc.args[0].code() == KafkaError._UNKNOWN_PARTITION
-            _fail(future, PublishError(str(exc), unknown), span)
+            self._refused(topic, future, PublishError(str(exc), unknown), span)
+        else:
+            self.awaiting += 1
         return future
+
+    def _refused(
+        self, topic: str, future: asyncio.Future[Delivery], error: PublishError, span: Span | None
+    ) -> None:
+        """A record librdkafka would not queue: failed at once, and observed as such."""
+        if self._observer is not None:
+            self._observer.settled(topic, 0.0, True)
+        _fail(future, error, span)
 
     def flush(self, timeout_s: float) -> int:
         """Wait for queued records; returns how many are still undelivered."""
@@ -149,6 +190,11 @@ class KafkaPublisher:
 
 
 class _Producer(Publisher, Protocol):
+    @property
+    def awaiting(self) -> int:
+        """Records published and not answered yet."""
+        ...
+
     def close(self, timeout_s: float = 10) -> int: ...
 
 
@@ -164,7 +210,6 @@ class LingerWhenBusy:
         self._at_once = at_once
         self._busy = busy
         self._busy_from = busy_from
-        self._awaiting = 0  # records published here and not yet answered
 
     def publish(
         self,
@@ -174,15 +219,9 @@ class LingerWhenBusy:
         headers: list[tuple[str, bytes]],
         partition: int | None = None,
     ) -> asyncio.Future[Delivery]:
-        publisher = self._busy if self._awaiting >= self._busy_from else self._at_once
-        future = publisher.publish(topic, key, value, headers, partition)
-        if not future.done():
-            self._awaiting += 1
-            future.add_done_callback(self._answered)
-        return future
-
-    def _answered(self, _: asyncio.Future[Delivery]) -> None:
-        self._awaiting -= 1
+        awaiting = self._at_once.awaiting + self._busy.awaiting
+        publisher = self._busy if awaiting >= self._busy_from else self._at_once
+        return publisher.publish(topic, key, value, headers, partition)
 
     def close(self, timeout_s: float = 10) -> int:
         """Both producers, within `timeout_s` together; how many records are undelivered."""
@@ -197,20 +236,23 @@ def linger_when_busy(
     timeout_s: float,
     busy_from: int,
     busy_linger_ms: float,
+    observer: PublishObserver | None = None,
 ) -> LingerWhenBusy:
     """A LingerWhenBusy over two idempotent producers: `client_id` (linger 0) and
-    `client_id`-busy (`busy_linger_ms`)."""
+    `client_id`-busy (`busy_linger_ms`), both observed by `observer`."""
 
     def producer(name: str, linger_ms: float) -> KafkaPublisher:
         config = producer_config(bootstrap_servers, name, timeout_s, linger_ms=linger_ms)
-        return KafkaPublisher(config)
+        return KafkaPublisher(config, observer)
 
     return LingerWhenBusy(
         producer(client_id, 0), producer(f"{client_id}-busy", busy_linger_ms), busy_from
     )
 
 
-_Report = tuple["asyncio.Future[Delivery]", "PublishError | None", "Delivery | None"]
+# The future, the broker's refusal or where it stored the record, the topic, perf_counter() at
+# publish.
+_Report = tuple["asyncio.Future[Delivery]", "PublishError | None", "Delivery | None", str, float]
 
 
 def _fail(future: asyncio.Future[Delivery], error: PublishError, span: Span | None = None) -> None:
@@ -221,13 +263,3 @@ def _fail(future: asyncio.Future[Delivery], error: PublishError, span: Span | No
     # Marked as retrieved: whoever awaits it still gets the error, but a delivery nobody awaits
     # any more (a caller that gave up) must not make asyncio log "never retrieved".
     future.exception()
-
-
-def _settle_all(reports: list[_Report]) -> None:
-    for future, error, delivery in reports:
-        if future.done():
-            continue
-        if error is not None:
-            _fail(future, error)
-        else:
-            future.set_result(delivery)  # type: ignore[arg-type]

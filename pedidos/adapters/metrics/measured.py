@@ -1,7 +1,8 @@
 """The ports, measured: each wraps the real adapter and records durations and outcomes.
 
 The services never see metrics; the entrypoints wrap the adapters they hand in. Futures are
-measured with a done-callback (no extra task per write), and label children are bound once.
+measured with a done-callback (no extra task per write), and label children are bound once;
+publishes are told to `PublishMetrics` by the Kafka publisher as it settles them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pedidos.ports import (
     OrderIndex,
     OutgoingEmail,
     PermanentMailError,
-    Publisher,
     TransientMailError,
 )
 
@@ -44,7 +44,7 @@ FAST_BUCKETS = (
 
 
 def messaging_metrics(registry: CollectorRegistry) -> tuple[Histogram, Counter]:
-    """OTel's messaging client metrics for publishes, as MeasuredPublisher records them."""
+    """OTel's messaging client metrics for publishes, as PublishMetrics records them."""
     duration = Histogram(
         "messaging_client_operation_duration_seconds",
         "Publish to broker acknowledgement.",
@@ -129,19 +129,14 @@ class MeasuredIndex:
         self._index.hurry()
 
 
-class MeasuredPublisher:
+class PublishMetrics:
     """Publish → broker acknowledgement, per topic, as OTel's messaging client metrics name it:
     `messaging_client_operation_duration_seconds` and `messaging_client_sent_messages_total`
-    (with `error_type` set on the ones the broker did not take)."""
+    (with `error_type` set on the ones the broker did not take). The Kafka publisher tells it
+    of each answer as it settles them (its `observer`), so no future carries a callback for it;
+    `also` times the same publishes again (the consumer's publish phase)."""
 
-    def __init__(
-        self,
-        publisher: Publisher,
-        duration: Histogram,
-        sent: Counter,
-        also: Histogram | None = None,
-    ) -> None:
-        self._publisher = publisher
+    def __init__(self, duration: Histogram, sent: Counter, also: Histogram | None = None) -> None:
         self._duration = duration
         self._sent = sent
         self._also = also
@@ -163,28 +158,9 @@ class MeasuredPublisher:
             self._children[topic] = children
         return children
 
-    def publish(
-        self,
-        topic: str,
-        key: str,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-        partition: int | None = None,
-    ) -> asyncio.Future[Any]:
-        future = self._publisher.publish(topic, key, value, headers, partition)
-        duration, sent, failed = self._bound(topic)
-        also = self._also
-        start = perf_counter()
-
-        def done(finished: asyncio.Future[Any]) -> None:
-            elapsed = perf_counter() - start
-            duration.observe(elapsed)
-            if also is not None:
-                also.observe(elapsed)
-            if finished.cancelled() or finished.exception() is not None:
-                failed.inc()
-            else:
-                sent.inc()
-
-        future.add_done_callback(done)
-        return future
+    def settled(self, topic: str, seconds: float, failed: bool) -> None:
+        duration, sent, refused = self._bound(topic)
+        duration.observe(seconds)
+        if self._also is not None:
+            self._also.observe(seconds)
+        (refused if failed else sent).inc()
