@@ -139,7 +139,9 @@ def test_a_reused_key_is_already_exists() -> None:
 
 
 def test_a_batch_answers_each_order_in_request_order_with_its_own_code() -> None:
-    async def scenario() -> orders_pb2.CreateOrderBatchResponse:
+    async def scenario() -> tuple[
+        orders_pb2.CreateOrderBatchResponse, orders_pb2.CreateOrderResponse
+    ]:
         batch = orders_pb2.CreateOrderBatchRequest(
             orders=[
                 order_request("a"),
@@ -148,15 +150,24 @@ def test_a_batch_answers_each_order_in_request_order_with_its_own_code() -> None
                 order_request("a"),
             ]
         )
-        return await servicer().CreateOrderBatch(batch, FakeContext())  # type: ignore[arg-type]
+        service = servicer()
+        response = await service.CreateOrderBatch(batch, FakeContext())  # type: ignore[arg-type]
+        # The same key again, alone: answered as CreateOrder answers every order.
+        replay = await service.CreateOrder(order_request("a"), FakeContext())  # type: ignore[arg-type]
+        return response, replay
 
-    results = run(scenario).results
+    response, replay = run(scenario)
+    results = response.results
     assert [r.index for r in results] == [0, 1, 2, 3]
-    assert results[0].HasField("accepted")
+    assert results[0].accepted == replay
+    assert replay.order_id
+    assert replay.state == orders_pb2.ORDER_STATE_PROCESANDO
+    assert replay.accepted_at.seconds > 0
     assert results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert results[1].error.message.startswith("price.amount_minor")
     assert results[2].error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
     assert results[3].accepted == results[0].accepted
+    assert [r.WhichOneof("outcome") for r in results] == ["accepted", "error", "error", "accepted"]
 
 
 class CorruptLookup(FakeOrderLookup):
