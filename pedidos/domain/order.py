@@ -37,6 +37,12 @@ class CardBrand(StrEnum):
     DISCOVER = "DISCOVER"
 
 
+# By value: calling the enum (`PaymentGateway(text)`) takes ~0.7 µs, a dict lookup ~0.05; an
+# order's details are validated once each, in the producer for every order it takes.
+_GATEWAYS = {member.value: member for member in PaymentGateway}
+_BRANDS = {member.value: member for member in CardBrand}
+
+
 class InvalidOrder(ValueError):
     """A field of an order breaks a rule; `field` names it for the caller."""
 
@@ -141,20 +147,18 @@ class OrderDetails:
         shipping_address: object,
         customer_email: object,
     ) -> OrderDetails:
-        try:
-            gateway = PaymentGateway(str(payment_gateway))
-        except ValueError:
-            raise InvalidOrder("payment_gateway", "must be a known payment gateway") from None
+        gateway = _GATEWAYS.get(str(payment_gateway))
+        if gateway is None:
+            raise InvalidOrder("payment_gateway", "must be a known payment gateway")
         brand: CardBrand | None
         if card_brand in (None, ""):
             if gateway is not PaymentGateway.BANK_TRANSFER:
                 raise InvalidOrder("card_brand", "is required for card payments")
             brand = None
         else:
-            try:
-                brand = CardBrand(str(card_brand))
-            except ValueError:
-                raise InvalidOrder("card_brand", "must be a known card brand") from None
+            brand = _BRANDS.get(str(card_brand))
+            if brand is None:
+                raise InvalidOrder("card_brand", "must be a known card brand")
         if not isinstance(currency, str):
             raise InvalidOrder("price.currency_code", "must be a string")
         if type(price_minor) is not int:
