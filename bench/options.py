@@ -44,6 +44,8 @@ class Options:
     alone_orders: int = 200
     # Issue #14: orders in each of the three tracing runs (off, on 100 %, on 10 %).
     tracing_orders: int = 2_000
+    # 5d: orders the consumer's own code walks in memory (~1 ms of CPU each).
+    own_code_orders: int = 3_000
     # Only this section of the bench (e.g. "tracing"), not every scenario.
     only: str | None = None
 
@@ -66,6 +68,7 @@ PROFILES = {
         runs=1,
         alone_orders=50,
         tracing_orders=300,
+        own_code_orders=500,
     ),
     # The long run is about memory: one sink (the one that is not the bottleneck) unless asked.
     "long": Options(
@@ -138,9 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("tracing",),
+        choices=("tracing", "own-code"),
         help="run only this section: tracing = issue #14's CPU per order with tracing off, "
-        "on at 100 %% and on at 10 %% sampling",
+        "on at 100 %% and on at 10 %% sampling; own-code = the consumer's own code in memory "
+        "(5d)",
     )
     parser.add_argument(
         "--kafka",

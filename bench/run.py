@@ -34,6 +34,7 @@ from bench.limits import measure_broker, measure_index, measure_mail, measure_pe
 from bench.load import BULK_BATCH
 from bench.logscan import LogFindings, TransitionTail, scan_log, scan_plain_log
 from bench.options import Options
+from bench.own_code import measure_own_code
 from bench.pipeline import (
     TRACING,
     TRACING_VARIANTS,
@@ -190,6 +191,18 @@ class BenchRun:
         self._attempt(trip, measure_broker_latency, settings, samples)
         self.stack.release(env)
 
+    def own_code(self) -> None:
+        """5d (issue #18): the consumer's object graph over in-memory adapters, in a process of
+        its own (bench.own_code), with the end-to-end runs' settings."""
+        orders = self.options.own_code_orders
+        self.say(f"5d consumer's own code: {orders:,} orders in memory")
+        env = self.stack.scenario_env("own-code")
+        label = f"consumer's own code, in-memory Kafka/ES/SMTP, {orders:,} orders × 5 states"
+        figure = Figure("own_code", "5d Own code", label, "ms CPU/order")
+        log_path = self.stack.logs / "consumer-own-code.log"
+        self._attempt(figure, measure_own_code, env, orders, log_path)
+        self.logs.append(scan_log(log_path))
+
     def one_order_alone(self) -> None:
         """Issue #18: orders one at a time, each CreateOrder → its Finalizado; discard sink."""
         count = self.options.alone_orders
@@ -294,12 +307,15 @@ class BenchRun:
         self.figures = []
         if self.options.only == "tracing":
             self.tracing(workers)
+        elif self.options.only == "own-code":
+            self.own_code()
         else:
             self.grpc_scenarios(workers)
             self.broker_limit()
             self.mail_limit()
             self.latency_limits()
             self.index_limit()
+            self.own_code()
             self.end_to_end(workers)
             self.one_order_alone()
             self.tracing(workers)

@@ -1,4 +1,7 @@
-"""Builds the consumer's object graph from Settings and runs it until SIGTERM/SIGINT."""
+"""Builds the consumer's object graph from Settings and runs it until SIGTERM/SIGINT.
+
+`wire_consumer` is the graph over any adapters; `run_consumer` gives it Kafka, SMTP and
+Elasticsearch."""
 
 from __future__ import annotations
 
@@ -6,11 +9,12 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from consumer.admission import Admission
 from consumer.assignments import Assignments
 from consumer.dead_letters import DeadLetters
-from consumer.loop import ConsumerLoop
+from consumer.loop import ConsumerLoop, RecordSource
 from consumer.metrics import ConsumerMetrics
 from consumer.scheduling import StepScheduler
 from pedidos.adapters.elasticsearch import search_index
@@ -26,6 +30,7 @@ from pedidos.adapters.kafka.record_source import (
 from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
 from pedidos.adapters.smtp_mailer import SmtpMailer, smtp_settings
 from pedidos.bootstrap import search_client
+from pedidos.ports import Mailer, OrderIndex, Publisher
 from pedidos.runtime.config import Settings
 from pedidos.runtime.heap import settle_heap
 from pedidos.services.mail_outage import MailOutage
@@ -65,19 +70,6 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         settings.elasticsearch_events_index,
         settings.elasticsearch_orders_index,
     )
-    dead_letters = DeadLetters(publisher, settings.pedidos_dead_letter_topic, metrics=metrics)
-    mail_outage = MailOutage()
-    walk = OrderWalk(
-        mailer=metrics.mailer(mailer),
-        index=metrics.index(index),
-        publisher=publisher,
-        renderer=EmailRenderer(settings.smtp_from),
-        states_topic=settings.pedidos_states_topic,
-        delays=StageDelays(settings.stage_delay_min_s, settings.stage_delay_max_s),
-        dead_letter=dead_letters.for_walk,
-        unrecorded_sends=settings.consumer_max_unrecorded_emails,
-        mail_outage=mail_outage,
-    )
     # The consumer reads back the states topic it publishes to: each state record triggers the
     # order's next step, so a walk survives restarts and rebalances.
     source = KafkaRecordSource(
@@ -91,22 +83,10 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         ),
         [settings.pedidos_topic, settings.pedidos_states_topic],
     )
-    assignments = Assignments()
-    admission = Admission(settings.pedidos_topic, settings.consumer_max_open_orders, mail_outage)
-    consumer = ConsumerLoop(
-        source,
-        StepScheduler(
-            walk,
-            assignments,
-            admission,
-            dead_letters,
-            metrics=metrics,
-            group=settings.kafka_consumer_group,
-        ),
-        assignments,
-        admission,
-        max_in_flight=settings.consumer_max_in_flight,
+    parts = wire_consumer(
+        settings, source=source, publisher=publisher, mailer=mailer, index=index, metrics=metrics
     )
+    consumer, assignments, admission = parts.loop, parts.assignments, parts.admission
     metrics.watch(
         lambda: consumer.in_flight,
         lambda: admission.open_orders,
@@ -135,6 +115,56 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         await asyncio.to_thread(publisher.close, 10)
         await asyncio.to_thread(mailer.close)
         log.info("consumer stopped", extra={"processed": consumer.processed})
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerParts:
+    loop: ConsumerLoop
+    assignments: Assignments
+    admission: Admission
+
+
+def wire_consumer(
+    settings: Settings,
+    *,
+    source: RecordSource,
+    publisher: Publisher,
+    mailer: Mailer,
+    index: OrderIndex,
+    metrics: ConsumerMetrics,
+) -> ConsumerParts:
+    """The consumer's own object graph over the adapters it is given: Kafka, SMTP and
+    Elasticsearch in `run_consumer`, in-memory ones in the bench's `bench.own_code`."""
+    dead_letters = DeadLetters(publisher, settings.pedidos_dead_letter_topic, metrics=metrics)
+    mail_outage = MailOutage()
+    walk = OrderWalk(
+        mailer=metrics.mailer(mailer),
+        index=metrics.index(index),
+        publisher=publisher,
+        renderer=EmailRenderer(settings.smtp_from, settings.consumer_max_open_orders),
+        states_topic=settings.pedidos_states_topic,
+        delays=StageDelays(settings.stage_delay_min_s, settings.stage_delay_max_s),
+        dead_letter=dead_letters.for_walk,
+        unrecorded_sends=settings.consumer_max_unrecorded_emails,
+        mail_outage=mail_outage,
+    )
+    assignments = Assignments()
+    admission = Admission(settings.pedidos_topic, settings.consumer_max_open_orders, mail_outage)
+    loop = ConsumerLoop(
+        source,
+        StepScheduler(
+            walk,
+            assignments,
+            admission,
+            dead_letters,
+            metrics=metrics,
+            group=settings.kafka_consumer_group,
+        ),
+        assignments,
+        admission,
+        max_in_flight=settings.consumer_max_in_flight,
+    )
+    return ConsumerParts(loop, assignments, admission)
 
 
 def _readiness(assignments: Assignments, broker: BrokerProbe) -> Callable[[], tuple[bool, str]]:

@@ -28,6 +28,7 @@ from pedidos.adapters.email.render import (
     _text_part,
     message_id,
 )
+from pedidos.domain.money import Money
 from pedidos.domain.order import InvalidOrder, Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.ports import WireMessage
@@ -431,3 +432,28 @@ def test_a_line_starting_with_a_dot_leaves_the_message_to_smtplibs_quoting() -> 
     data = renderer.render(order, OrderState.ENVIADO, T0).data
     assert b"\r\n.Tienda \xc2\xb7 ventas@tienda.cl\r\n" in data
     assert type(data) is bytes  # not a WireMessage: the mailer searches it and doubles the dot
+
+
+def test_a_price_is_formatted_once_per_order_while_every_open_order_walks_interleaved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Babel's formatting is the dearest value of an e-mail: a loaded consumer walks up to
+    # CONSUMER_MAX_OPEN_ORDERS orders at once, each e-mail of one between two of another's.
+    formatted: list[Money] = []
+    original = Money.format
+
+    def counted(self: Money, locale: str = "es_CL") -> str:
+        formatted.append(self)
+        return original(self, locale)
+
+    monkeypatch.setattr(Money, "format", counted)
+    open_orders = 2000
+    renderer = EmailRenderer("Tienda <ventas@tienda.cl>", open_orders)
+    orders = [
+        Order(f"{ORDER_ID[:-6]}{n:06d}", make_details(price_minor=1000 + 10 * n), T0)
+        for n in range(open_orders)
+    ]
+    for state in ALL_STATES:
+        for order in orders:
+            renderer.render(order, state, T0)
+    assert len(formatted) == open_orders

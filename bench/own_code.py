@@ -1,0 +1,272 @@
+"""5d: the consumer's own code alone, its CPU per order (issue #18, what bounds the consumer).
+
+The object graph `python -m consumer` runs (`consumer.app.wire_consumer`: loop, scheduler, walk,
+renderer, records, documents, metrics, JSON log lines at the configured level) over in-memory
+Kafka, Elasticsearch and SMTP: no client library, no socket, no other thread. What the end-to-end
+consumer spends above this is its adapters, their servers' answers and the machine's sharing.
+
+Runs in a process of its own, as the consumer does: `python -m bench.own_code ORDERS` walks
+ORDERS orders through every state (the settings from the environment, as the consumer's) and
+prints one JSON line on stdout; the log lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.figures import Figure
+from consumer.app import wire_consumer
+from consumer.metrics import ConsumerMetrics
+from devkit.orders import order_records
+from pedidos.adapters.kafka.record_source import ConsumedRecord
+from pedidos.domain.states import OrderState
+from pedidos.ports import OutgoingEmail
+from pedidos.runtime.config import load_settings
+from pedidos.runtime.event_loop import event_loop_factory
+from pedidos.runtime.heap import settle_heap
+from pedidos.runtime.logs import configure_logging
+
+TopicPartition = tuple[str, int]
+# The wall time a run may take; at ~1 ms of CPU per order even 100,000 orders fit.
+RUN_TIMEOUT_S = 600.0
+# Orders walked first and not counted: imports, caches and the allocator settle.
+WARMUP_ORDERS = 200
+
+
+def _settled(value: Any = None) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+class MemoryTopics:
+    """The consumer's Kafka in memory: one partition per topic; a record published on a topic
+    it reads is fetched back, as the state records are through the broker."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self._topics = frozenset(topics)
+        self._queues: dict[str, deque[ConsumedRecord]] = {t: deque() for t in topics}
+        self._next_offset = dict.fromkeys(topics, 0)
+        self._paused: frozenset[str] = frozenset()
+        self._arrived = asyncio.Event()
+        self.published = 0
+        self.committed: dict[TopicPartition, int] = {}
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return self._topics
+
+    def add(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        offset = self._next_offset[topic]
+        self._next_offset[topic] = offset + 1
+        self._queues[topic].append(ConsumedRecord(topic, 0, offset, key.encode(), value, headers))
+        self._arrived.set()
+
+    # -- RecordSource ----------------------------------------------------------------------
+    async def start(
+        self,
+        on_assign: Callable[[list[TopicPartition]], None],
+        on_revoke: Callable[[list[TopicPartition], bool], None],
+    ) -> None:
+        on_assign([(topic, 0) for topic in sorted(self._topics)])
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
+        if not any(self._queues[t] for t in self._topics - self._paused):
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), timeout_s)
+            except TimeoutError:
+                return []
+        out: list[ConsumedRecord] = []
+        for topic in sorted(self._topics - self._paused, reverse=True):  # states first
+            queue = self._queues[topic]
+            while queue and len(out) < max_records:
+                out.append(queue.popleft())
+        return out
+
+    def commit_now(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
+        for topic, partition, offset in offsets:
+            self.committed[(topic, partition)] = offset
+
+    async def commit(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
+        self.commit_now(offsets, wait)
+
+    async def pause_topics(self, topics: frozenset[str]) -> None:
+        self._paused = topics
+        self._arrived.set()
+
+    async def close(self) -> None:
+        return None
+
+    # -- Publisher: acknowledged at once ----------------------------------------------------
+    def publish(
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
+    ) -> asyncio.Future[Any]:
+        self.published += 1
+        if topic in self._topics:
+            self.add(topic, key, value, headers)
+        return _settled()
+
+
+class MemoryIndex:
+    """The two indices, keeping what the ledger read needs of each event (the consumer's own
+    objects, not a growing store of documents, are what the collector walks)."""
+
+    def __init__(self, on_finished: Callable[[int], None]) -> None:
+        # (order, state) -> the event's @timestamp, accepted_at and email_status
+        self.events: dict[str, tuple[str, str, str]] = {}
+        self.order_writes = 0
+        self.finished = 0
+        self._on_finished = on_finished
+
+    def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
+        found = self.events.get(f"{order_id}:{state}")
+        if found is None:
+            return _settled(None)
+        timestamp, accepted_at, email_status = found
+        return _settled(
+            {"@timestamp": timestamp, "accepted_at": accepted_at, "email_status": email_status}
+        )
+
+    def write_event(self, doc: dict[str, Any]) -> asyncio.Future[None]:
+        fields = (doc["@timestamp"], doc["accepted_at"], doc["email_status"])
+        self.events.setdefault(f"{doc['order_id']}:{doc['state']}", fields)
+        return _settled()
+
+    def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]:
+        self.order_writes += 1
+        if doc["state"] == OrderState.FINALIZADO.value:
+            self.finished += 1
+            self._on_finished(self.finished)
+        return _settled()
+
+    def hurry(self) -> None:
+        return None
+
+
+class MemoryMailer:
+    """Takes every e-mail at once; keeps their count and size, not the e-mails."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.bytes = 0
+
+    async def send_async(self, message: OutgoingEmail) -> None:
+        self.sent += 1
+        self.bytes += len(message.data)
+
+
+async def walk_orders(
+    orders: int, warmup: int = WARMUP_ORDERS, timeout_s: float = RUN_TIMEOUT_S
+) -> dict[str, Any]:
+    """Walk `warmup` then `orders` orders through every state; the counted orders' CPU."""
+    settings = load_settings()
+    topics = MemoryTopics([settings.pedidos_topic, settings.pedidos_states_topic])
+    marks: dict[int, tuple[float, float]] = {}
+    done = asyncio.Event()
+    total = warmup + orders
+
+    def on_finished(count: int) -> None:
+        if count in (warmup, total):
+            marks[count] = (time.process_time(), time.perf_counter())
+        if count == total:
+            done.set()
+
+    index = MemoryIndex(on_finished)
+    mailer = MemoryMailer()
+    parts = wire_consumer(
+        settings,
+        source=topics,
+        publisher=topics,
+        mailer=mailer,
+        index=index,
+        metrics=ConsumerMetrics(),
+    )
+    for key, value, headers in order_records(seed=18, count=total):
+        topics.add(settings.pedidos_topic, key, value, headers)
+    settle_heap()  # as run_consumer does once started
+    if not warmup:
+        marks[0] = (time.process_time(), time.perf_counter())
+    stop = asyncio.Event()
+    running = asyncio.create_task(parts.loop.run(stop, grace_s=5.0))
+    try:
+        await asyncio.wait_for(done.wait(), timeout_s)
+    finally:
+        stop.set()
+        await running
+    (cpu0, wall0), (cpu1, wall1) = marks[warmup], marks[total]
+    states = len(OrderState)
+    return {
+        "orders": orders,
+        "cpu_ms_per_order": (cpu1 - cpu0) / orders * 1000,
+        "wall_s": wall1 - wall0,
+        "emails": mailer.sent,
+        "email_bytes_mean": mailer.bytes // max(mailer.sent, 1),
+        "events": len(index.events),
+        "order_writes": index.order_writes,
+        "state_records": topics.published,
+        "expected": {"emails": total * states, "events": total * states},
+    }
+
+
+def main(argv: list[str]) -> None:
+    orders = int(argv[0]) if argv else 2000
+    settings = load_settings()
+    configure_logging("consumer", settings.log_level)
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        result = runner.run(walk_orders(orders))
+    sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+
+
+def measure_own_code(figure: Figure, env: Mapping[str, str], orders: int, log_path: Path) -> None:
+    """Run `python -m bench.own_code` with `env` (its log lines to `log_path`) into `figure`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.own_code", str(orders)],
+            cwd=Path(__file__).resolve().parents[1],  # bench is not an installed package
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            timeout=RUN_TIMEOUT_S + 60,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.own_code exited {done.returncode}; its log: {log_path}")
+    own_code_figure(figure, orjson.loads(done.stdout))
+
+
+def own_code_figure(figure: Figure, result: Mapping[str, Any]) -> None:
+    """Fill `figure` from a run's JSON line; a run that lost or repeated work is FAILED."""
+    expected = result["expected"]
+    problems = [
+        f"{name}: {result[name]:,} of {want:,}"
+        for name, want in expected.items()
+        if result[name] != want
+    ]
+    figure.value = result["cpu_ms_per_order"]
+    figure.details = dict(result)
+    figure.notes.append(
+        f"{result['orders']:,} orders after {WARMUP_ORDERS} not counted, "
+        f"{result['orders'] / result['wall_s']:,.0f} orders/s on one core; "
+        f"e-mails of {result['email_bytes_mean']:,} bytes"
+    )
+    figure.refuse(problems)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
