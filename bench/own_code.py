@@ -12,25 +12,31 @@ prints one JSON line on stdout; the log lines go to stderr.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka import Producer
 
 from bench.figures import Figure
-from consumer.app import wire_consumer
+from consumer.app import order_index, record_source, state_publisher, wire_consumer
+from consumer.loop import RecordSource
 from consumer.metrics import ConsumerMetrics
 from devkit.orders import order_records
+from pedidos.adapters.kafka.publisher import LingerWhenBusy, producer_config
 from pedidos.adapters.kafka.record_source import ConsumedRecord
+from pedidos.adapters.smtp_mailer import SmtpMailer, smtp_settings
 from pedidos.domain.states import OrderState
-from pedidos.ports import OutgoingEmail
-from pedidos.runtime.config import load_settings
+from pedidos.ports import Mailer, OrderIndex, OutgoingEmail, Publisher
+from pedidos.runtime.config import Settings, load_settings
 from pedidos.runtime.event_loop import event_loop_factory
 from pedidos.runtime.heap import settle_heap
 from pedidos.runtime.logs import configure_logging
@@ -38,8 +44,14 @@ from pedidos.runtime.logs import configure_logging
 TopicPartition = tuple[str, int]
 # The wall time a run may take; at ~1 ms of CPU per order even 100,000 orders fit.
 RUN_TIMEOUT_S = 600.0
-# Orders walked first and not counted: imports, caches and the allocator settle.
-WARMUP_ORDERS = 200
+# The adapters a run may make real (--real), each against its server in the environment.
+ADAPTERS = ("smtp", "es", "kafka")
+# The bench's runs: none real (the figure), each alone, then all three (the consumer itself).
+OWN_CODE_VARIANTS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("memory", frozenset()),
+    *((name, frozenset({name})) for name in ADAPTERS),
+    ("all", frozenset(ADAPTERS)),
+)
 
 
 def _settled(value: Any = None) -> asyncio.Future[Any]:
@@ -126,12 +138,9 @@ class MemoryIndex:
     """The two indices, keeping what the ledger read needs of each event (the consumer's own
     objects, not a growing store of documents, are what the collector walks)."""
 
-    def __init__(self, on_finished: Callable[[int], None]) -> None:
+    def __init__(self) -> None:
         # (order, state) -> the event's @timestamp, accepted_at and email_status
         self.events: dict[str, tuple[str, str, str]] = {}
-        self.order_writes = 0
-        self.finished = 0
-        self._on_finished = on_finished
 
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
         found = self.events.get(f"{order_id}:{state}")
@@ -148,96 +157,182 @@ class MemoryIndex:
         return _settled()
 
     def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]:
-        self.order_writes += 1
-        if doc["state"] == OrderState.FINALIZADO.value:
-            self.finished += 1
-            self._on_finished(self.finished)
         return _settled()
 
     def hurry(self) -> None:
         return None
 
 
-class MemoryMailer:
-    """Takes every e-mail at once; keeps their count and size, not the e-mails."""
+class CountedIndex:
+    """Counts the documents `inner` stored (once their write resolved) and the orders finished."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: OrderIndex, on_finished: Callable[[int], None]) -> None:
+        self.inner = inner
+        self.events = 0
+        self.order_writes = 0
+        self.finished = 0
+        self._on_finished = on_finished
+
+    def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
+        return self.inner.recorded_event(order_id, state)
+
+    def write_event(self, doc: dict[str, Any]) -> asyncio.Future[None]:
+        written = self.inner.write_event(doc)
+        written.add_done_callback(self._event_written)
+        return written
+
+    def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]:
+        written = self.inner.write_order(doc)
+        final = doc["state"] == OrderState.FINALIZADO.value
+        written.add_done_callback(partial(self._order_written, final))
+        return written
+
+    def hurry(self) -> None:
+        self.inner.hurry()
+
+    def _event_written(self, written: asyncio.Future[None]) -> None:
+        if not written.cancelled() and written.exception() is None:
+            self.events += 1
+
+    def _order_written(self, final: bool, written: asyncio.Future[None]) -> None:
+        if written.cancelled() or written.exception() is not None:
+            return
+        self.order_writes += 1
+        if final:
+            self.finished += 1
+            self._on_finished(self.finished)
+
+
+class MemoryMailer:
+    """Takes every e-mail at once."""
+
+    async def send_async(self, message: OutgoingEmail) -> None:
+        return None
+
+
+class CountedMailer:
+    """Counts the e-mails `inner` accepted, and their bytes."""
+
+    def __init__(self, inner: Mailer) -> None:
+        self.inner = inner
         self.sent = 0
         self.bytes = 0
 
     async def send_async(self, message: OutgoingEmail) -> None:
+        await self.inner.send_async(message)
         self.sent += 1
         self.bytes += len(message.data)
 
 
+def _publish_orders(settings: Settings, total: int) -> None:
+    """The orders on the broker before the consumer starts, as a backlog is."""
+    producer = Producer(producer_config(settings.kafka_bootstrap_servers, "pedidos-bench", 30))
+    for key, value, headers in order_records(seed=18, count=total):
+        while True:
+            try:
+                producer.produce(
+                    settings.pedidos_topic, key=key, value=value, headers=list(headers)
+                )
+                break
+            except BufferError:  # local queue full: let deliveries drain it
+                producer.poll(0.01)
+        producer.poll(0)
+    if producer.flush(60) != 0:
+        raise RuntimeError("the orders were not all acknowledged by the broker")
+
+
 async def walk_orders(
-    orders: int, warmup: int = WARMUP_ORDERS, timeout_s: float = RUN_TIMEOUT_S
+    orders: int, timeout_s: float = RUN_TIMEOUT_S, real: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
-    """Walk `warmup` then `orders` orders through every state; the counted orders' CPU."""
+    """Walk `orders` orders through every state; the CPU from the consumer's start to the last
+    order finished (a backlog walks interleaved: the first orders finish late, so there is no
+    warm-up to leave out). `real` names the adapters (ADAPTERS) that are the consumer's own
+    instead of in memory."""
     settings = load_settings()
-    topics = MemoryTopics([settings.pedidos_topic, settings.pedidos_states_topic])
-    marks: dict[int, tuple[float, float]] = {}
     done = asyncio.Event()
-    total = warmup + orders
+    total = orders
 
     def on_finished(count: int) -> None:
-        if count in (warmup, total):
-            marks[count] = (time.process_time(), time.perf_counter())
         if count == total:
             done.set()
 
-    index = MemoryIndex(on_finished)
-    mailer = MemoryMailer()
+    metrics = ConsumerMetrics()
+    smtp = SmtpMailer(smtp_settings(settings)) if "smtp" in real else None
+    search = order_index(settings) if "es" in real else None
+    index = CountedIndex(search or MemoryIndex(), on_finished)
+    mailer = CountedMailer(smtp or MemoryMailer())
+    source: RecordSource
+    publisher: Publisher
+    if "kafka" in real:
+        _publish_orders(settings, total)
+        source, publisher = record_source(settings), state_publisher(settings, metrics)
+    else:
+        topics = MemoryTopics([settings.pedidos_topic, settings.pedidos_states_topic])
+        for key, value, headers in order_records(seed=18, count=total):
+            topics.add(settings.pedidos_topic, key, value, headers)
+        source, publisher = topics, topics
     parts = wire_consumer(
-        settings,
-        source=topics,
-        publisher=topics,
-        mailer=mailer,
-        index=index,
-        metrics=ConsumerMetrics(),
+        settings, source=source, publisher=publisher, mailer=mailer, index=index, metrics=metrics
     )
-    for key, value, headers in order_records(seed=18, count=total):
-        topics.add(settings.pedidos_topic, key, value, headers)
     settle_heap()  # as run_consumer does once started
-    if not warmup:
-        marks[0] = (time.process_time(), time.perf_counter())
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     stop = asyncio.Event()
     running = asyncio.create_task(parts.loop.run(stop, grace_s=5.0))
     try:
         await asyncio.wait_for(done.wait(), timeout_s)
+        cpu1, wall1 = time.process_time(), time.perf_counter()
     finally:
         stop.set()
         await running
-    (cpu0, wall0), (cpu1, wall1) = marks[warmup], marks[total]
+        if search is not None:
+            await search.close()
+        if smtp is not None:
+            await asyncio.to_thread(smtp.close)
+        if isinstance(publisher, LingerWhenBusy):
+            await asyncio.to_thread(publisher.close, 10)
     states = len(OrderState)
     return {
         "orders": orders,
+        "real": sorted(real),
         "cpu_ms_per_order": (cpu1 - cpu0) / orders * 1000,
         "wall_s": wall1 - wall0,
         "emails": mailer.sent,
         "email_bytes_mean": mailer.bytes // max(mailer.sent, 1),
-        "events": len(index.events),
+        "events": index.events,
         "order_writes": index.order_writes,
-        "state_records": topics.published,
         "expected": {"emails": total * states, "events": total * states},
     }
 
 
 def main(argv: list[str]) -> None:
-    orders = int(argv[0]) if argv else 2000
+    parser = argparse.ArgumentParser(prog="python -m bench.own_code")
+    parser.add_argument("orders", type=int, nargs="?", default=2000)
+    parser.add_argument(
+        "--real", default="", help=f"adapters that are real, comma-separated: {ADAPTERS}"
+    )
+    args = parser.parse_args(argv)
+    real = frozenset(filter(None, args.real.split(",")))
+    if not real <= set(ADAPTERS):
+        parser.error(f"--real takes {', '.join(ADAPTERS)}")
     settings = load_settings()
     configure_logging("consumer", settings.log_level)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        result = runner.run(walk_orders(orders))
+        result = runner.run(walk_orders(args.orders, real=real))
     sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
 
 
-def measure_own_code(figure: Figure, env: Mapping[str, str], orders: int, log_path: Path) -> None:
+def measure_own_code(
+    figure: Figure,
+    env: Mapping[str, str],
+    orders: int,
+    log_path: Path,
+    real: frozenset[str] = frozenset(),
+) -> None:
     """Run `python -m bench.own_code` with `env` (its log lines to `log_path`) into `figure`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         done = subprocess.run(
-            [sys.executable, "-m", "bench.own_code", str(orders)],
+            [sys.executable, "-m", "bench.own_code", str(orders), "--real", ",".join(sorted(real))],
             cwd=Path(__file__).resolve().parents[1],  # bench is not an installed package
             env=dict(env),
             stdout=subprocess.PIPE,
@@ -261,7 +356,7 @@ def own_code_figure(figure: Figure, result: Mapping[str, Any]) -> None:
     figure.value = result["cpu_ms_per_order"]
     figure.details = dict(result)
     figure.notes.append(
-        f"{result['orders']:,} orders after {WARMUP_ORDERS} not counted, "
+        f"{result['orders']:,} orders queued at once, from the consumer's start, "
         f"{result['orders'] / result['wall_s']:,.0f} orders/s on one core; "
         f"e-mails of {result['email_bytes_mean']:,} bytes"
     )

@@ -34,7 +34,7 @@ from bench.limits import measure_broker, measure_index, measure_mail, measure_pe
 from bench.load import BULK_BATCH
 from bench.logscan import LogFindings, TransitionTail, scan_log, scan_plain_log
 from bench.options import Options
-from bench.own_code import measure_own_code
+from bench.own_code import OWN_CODE_VARIANTS, measure_own_code
 from bench.pipeline import (
     TRACING,
     TRACING_VARIANTS,
@@ -193,15 +193,23 @@ class BenchRun:
 
     def own_code(self) -> None:
         """5d (issue #18): the consumer's object graph over in-memory adapters, in a process of
-        its own (bench.own_code), with the end-to-end runs' settings."""
+        its own (bench.own_code) with the end-to-end runs' settings; then with each adapter
+        real in turn, against the stack (discard sink), and with all three."""
         orders = self.options.own_code_orders
-        self.say(f"5d consumer's own code: {orders:,} orders in memory")
-        env = self.stack.scenario_env("own-code")
-        label = f"consumer's own code, in-memory Kafka/ES/SMTP, {orders:,} orders × 5 states"
-        figure = Figure("own_code", "5d Own code", label, "ms CPU/order")
-        log_path = self.stack.logs / "consumer-own-code.log"
-        self._attempt(figure, measure_own_code, env, orders, log_path)
-        self.logs.append(scan_log(log_path))
+        for name, real in OWN_CODE_VARIANTS:
+            shown = ", ".join(sorted(real)) or "none"
+            self.say(f"5d consumer's own code: {orders:,} orders, real adapters: {shown}")
+            env = self.stack.scenario_env(f"own-code-{name}", self.stack.sinks["discard"])
+            prepare(env)
+            label = f"consumer's own code, {orders:,} orders × 5 states; real: {shown}"
+            key = "own_code" if not real else f"own_code.{name}"
+            figure = Figure(key, "5d Own code", label, "ms CPU/order")
+            log_path = self.stack.logs / f"consumer-own-code-{name}.log"
+            try:
+                self._attempt(figure, measure_own_code, env, orders, log_path, real)
+            finally:
+                self.stack.release(env)
+            self.logs.append(scan_log(log_path))
 
     def one_order_alone(self) -> None:
         """Issue #18: orders one at a time, each CreateOrder → its Finalizado; discard sink."""

@@ -21,7 +21,7 @@ from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka.broker_probe import BrokerProbe
 from pedidos.adapters.kafka.lag import LagReader
-from pedidos.adapters.kafka.publisher import linger_when_busy
+from pedidos.adapters.kafka.publisher import LingerWhenBusy, linger_when_busy
 from pedidos.adapters.kafka.record_source import (
     FetchBatching,
     KafkaRecordSource,
@@ -56,33 +56,10 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         loop.add_signal_handler(sig, stop.set)
 
     metrics = ConsumerMetrics()
-    publisher = linger_when_busy(
-        settings.kafka_bootstrap_servers,
-        "pedidos-consumer",
-        STATE_PUBLISH_TIMEOUT_S,
-        busy_from=STATE_BUSY_FROM,
-        busy_linger_ms=STATE_LINGER_MS,
-        observer=metrics.publishes,
-    )
+    publisher = state_publisher(settings, metrics)
     mailer = SmtpMailer(smtp_settings(settings))
-    index = search_index.OrderSearchIndex(
-        search_client(settings),
-        settings.elasticsearch_events_index,
-        settings.elasticsearch_orders_index,
-    )
-    # The consumer reads back the states topic it publishes to: each state record triggers the
-    # order's next step, so a walk survives restarts and rebalances.
-    source = KafkaRecordSource(
-        consumer_config(
-            settings.kafka_bootstrap_servers,
-            settings.kafka_consumer_group,
-            settings.kafka_session_timeout_ms,
-            fetch=FetchBatching(
-                settings.consumer_fetch_min_bytes, settings.consumer_fetch_max_wait_ms
-            ),
-        ),
-        [settings.pedidos_topic, settings.pedidos_states_topic],
-    )
+    index = order_index(settings)
+    source = record_source(settings)
     parts = wire_consumer(
         settings, source=source, publisher=publisher, mailer=mailer, index=index, metrics=metrics
     )
@@ -115,6 +92,41 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         await asyncio.to_thread(publisher.close, 10)
         await asyncio.to_thread(mailer.close)
         log.info("consumer stopped", extra={"processed": consumer.processed})
+
+
+def state_publisher(settings: Settings, metrics: ConsumerMetrics) -> LingerWhenBusy:
+    return linger_when_busy(
+        settings.kafka_bootstrap_servers,
+        "pedidos-consumer",
+        STATE_PUBLISH_TIMEOUT_S,
+        busy_from=STATE_BUSY_FROM,
+        busy_linger_ms=STATE_LINGER_MS,
+        observer=metrics.publishes,
+    )
+
+
+def record_source(settings: Settings) -> KafkaRecordSource:
+    # The consumer reads back the states topic it publishes to: each state record triggers the
+    # order's next step, so a walk survives restarts and rebalances.
+    return KafkaRecordSource(
+        consumer_config(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_consumer_group,
+            settings.kafka_session_timeout_ms,
+            fetch=FetchBatching(
+                settings.consumer_fetch_min_bytes, settings.consumer_fetch_max_wait_ms
+            ),
+        ),
+        [settings.pedidos_topic, settings.pedidos_states_topic],
+    )
+
+
+def order_index(settings: Settings) -> search_index.OrderSearchIndex:
+    return search_index.OrderSearchIndex(
+        search_client(settings),
+        settings.elasticsearch_events_index,
+        settings.elasticsearch_orders_index,
+    )
 
 
 @dataclass(frozen=True, slots=True)

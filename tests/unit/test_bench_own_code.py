@@ -23,11 +23,10 @@ def no_stage_delays(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_order_walks_every_state_once_through_the_consumers_graph(
     no_stage_delays: None,
 ) -> None:
-    result = asyncio.run(walk_orders(40, warmup=10, timeout_s=30))
+    result = asyncio.run(walk_orders(50, timeout_s=30))
     states = len(ALL_STATES)
     assert result["emails"] == result["events"] == 50 * states
     assert result["order_writes"] >= 50  # current-state documents, one per step at most
-    assert result["state_records"] == 50 * states
     assert result["cpu_ms_per_order"] > 0
     figure = Figure("own_code", "5d", "own code", "ms")
     own_code_figure(figure, result)
