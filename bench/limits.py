@@ -65,7 +65,7 @@ class _Deliveries:
         return delivery_problems(what, expected, self.delivered, self.failed)
 
 
-def _produce_all(
+def produce_all(
     producer: Producer, topic: str, records: list[tuple[str, bytes, Headers]], deadline: float
 ) -> _Deliveries:
     deliveries = _Deliveries()
@@ -90,9 +90,9 @@ def measure_broker(figure: Figure, settings: Settings, count: int) -> None:
     bootstrap = settings.kafka_bootstrap_servers
     producer = Producer(producer_config(bootstrap, "pedidos-bench-raw", SCENARIO_TIMEOUT_S))
     # Untimed: metadata, connection and the idempotent producer id.
-    warm = _produce_all(producer, topic, records[:1], time.monotonic() + 30)
+    warm = produce_all(producer, topic, records[:1], time.monotonic() + 30)
     started = time.perf_counter()
-    deliveries = _produce_all(producer, topic, records, time.monotonic() + SCENARIO_TIMEOUT_S)
+    deliveries = produce_all(producer, topic, records, time.monotonic() + SCENARIO_TIMEOUT_S)
     elapsed = time.perf_counter() - started
     figure.value = deliveries.delivered / elapsed
     figure.details = {

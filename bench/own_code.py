@@ -27,6 +27,7 @@ import orjson
 from confluent_kafka import Producer
 
 from bench.figures import Figure
+from bench.limits import produce_all
 from consumer.app import order_index, record_source, state_publisher, wire_consumer
 from consumer.loop import RecordSource
 from consumer.metrics import ConsumerMetrics
@@ -70,7 +71,6 @@ class MemoryTopics:
         self._next_offset = dict.fromkeys(topics, 0)
         self._paused: frozenset[str] = frozenset()
         self._arrived = asyncio.Event()
-        self.published = 0
 
     @property
     def topics(self) -> frozenset[str]:
@@ -127,7 +127,6 @@ class MemoryTopics:
         headers: list[tuple[str, bytes]],
         partition: int | None = None,
     ) -> asyncio.Future[Any]:
-        self.published += 1
         if topic in self._topics:
             self.add(topic, key, value, headers)
         return _settled()
@@ -163,14 +162,15 @@ class MemoryIndex:
 
 
 class CountedIndex:
-    """Counts the documents `inner` stored (once their write resolved) and the orders finished."""
+    """Counts the documents `inner` stored (once their write resolved); `finished` is set once
+    `orders` orders have their last state stored."""
 
-    def __init__(self, inner: OrderIndex, on_finished: Callable[[int], None]) -> None:
+    def __init__(self, inner: OrderIndex, orders: int) -> None:
         self.inner = inner
         self.events = 0
         self.order_writes = 0
-        self.finished = 0
-        self._on_finished = on_finished
+        self._unfinished = orders
+        self.finished = asyncio.Event()
 
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
         return self.inner.recorded_event(order_id, state)
@@ -198,8 +198,9 @@ class CountedIndex:
             return
         self.order_writes += 1
         if final:
-            self.finished += 1
-            self._on_finished(self.finished)
+            self._unfinished -= 1
+            if not self._unfinished:
+                self.finished.set()
 
 
 class MemoryMailer:
@@ -223,21 +224,13 @@ class CountedMailer:
         self.bytes += len(message.data)
 
 
-def _publish_orders(settings: Settings, total: int) -> None:
+def _publish_orders(settings: Settings, orders: int) -> None:
     """The orders on the broker before the consumer starts, as a backlog is."""
     producer = Producer(producer_config(settings.kafka_bootstrap_servers, "pedidos-bench", 30))
-    for key, value, headers in order_records(seed=18, count=total):
-        while True:
-            try:
-                producer.produce(
-                    settings.pedidos_topic, key=key, value=value, headers=list(headers)
-                )
-                break
-            except BufferError:  # local queue full: let deliveries drain it
-                producer.poll(0.01)
-        producer.poll(0)
-    if producer.flush(60) != 0:
-        raise RuntimeError("the orders were not all acknowledged by the broker")
+    records = order_records(seed=18, count=orders)
+    deliveries = produce_all(producer, settings.pedidos_topic, records, time.monotonic() + 60)
+    if problems := deliveries.problems("orders", orders):
+        raise RuntimeError("; ".join(problems))
 
 
 async def walk_orders(
@@ -248,26 +241,19 @@ async def walk_orders(
     warm-up to leave out). `real` names the adapters (ADAPTERS) that are the consumer's own
     instead of in memory."""
     settings = load_settings()
-    done = asyncio.Event()
-    total = orders
-
-    def on_finished(count: int) -> None:
-        if count == total:
-            done.set()
-
     metrics = ConsumerMetrics()
     smtp = SmtpMailer(smtp_settings(settings)) if "smtp" in real else None
     search = order_index(settings) if "es" in real else None
-    index = CountedIndex(search or MemoryIndex(), on_finished)
+    index = CountedIndex(search or MemoryIndex(), orders)
     mailer = CountedMailer(smtp or MemoryMailer())
     source: RecordSource
     publisher: Publisher
     if "kafka" in real:
-        _publish_orders(settings, total)
+        _publish_orders(settings, orders)
         source, publisher = record_source(settings), state_publisher(settings, metrics)
     else:
         topics = MemoryTopics([settings.pedidos_topic, settings.pedidos_states_topic])
-        for key, value, headers in order_records(seed=18, count=total):
+        for key, value, headers in order_records(seed=18, count=orders):
             topics.add(settings.pedidos_topic, key, value, headers)
         source, publisher = topics, topics
     parts = wire_consumer(
@@ -278,7 +264,7 @@ async def walk_orders(
     stop = asyncio.Event()
     running = asyncio.create_task(parts.loop.run(stop, grace_s=5.0))
     try:
-        await asyncio.wait_for(done.wait(), timeout_s)
+        await asyncio.wait_for(index.finished.wait(), timeout_s)
         cpu1, wall1 = time.process_time(), time.perf_counter()
     finally:
         stop.set()
@@ -299,7 +285,7 @@ async def walk_orders(
         "email_bytes_mean": mailer.bytes // max(mailer.sent, 1),
         "events": index.events,
         "order_writes": index.order_writes,
-        "expected": {"emails": total * states, "events": total * states},
+        "expected": {"emails": orders * states, "events": orders * states},
     }
 
 

@@ -23,6 +23,7 @@ from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES, OrderState
 from pedidos.ports import OutgoingEmail, WireMessage
 from pedidos.runtime import tracing
+from pedidos.runtime.config import Settings
 
 SUBJECTS = {
     OrderState.PROCESANDO: "Recibimos tu pedido: {product}",
@@ -277,10 +278,6 @@ def _date_line_to_the_second(at: datetime) -> bytes:
     return _fold("Date", format_datetime(at))
 
 
-def _price(price: Money) -> str:
-    return price.format()
-
-
 _MIME_VERSION = _fold("MIME-Version", "1.0")
 # The headers MIMEText(body, subtype, charset) sets, in its order, by transfer encoding.
 _PART_HEADERS = {
@@ -356,7 +353,7 @@ def _trace_header() -> bytes:
 
 
 # The consumer's CONSUMER_MAX_OPEN_ORDERS by default.
-OPEN_ORDERS = 2000
+OPEN_ORDERS: int = Settings.model_fields["consumer_max_open_orders"].default
 
 
 class EmailRenderer:
@@ -374,7 +371,7 @@ class EmailRenderer:
         # order, not per e-mail. Between two of an order's e-mails each other open order may
         # format its own: with fewer entries than open orders, a loaded consumer (1,024 before)
         # missed 96 % of the time.
-        self._price = lru_cache(maxsize=2 * open_orders)(_price)
+        self._price = lru_cache(maxsize=2 * open_orders)(Money.format)
         marks = {slot: f"{_SLOT_MARK}{slot}{_SLOT_MARK}" for slot in SLOTS + _WHEN_SLOTS}
         self._skeletons = {
             state: (_Skeleton(text), _Skeleton(html))
