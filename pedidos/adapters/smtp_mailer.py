@@ -10,14 +10,14 @@ import re
 import smtplib
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from pedidos.adapters.email.seven_bit import seven_bit
 from pedidos.ports import (
@@ -190,12 +190,30 @@ def _refused(client: smtplib.SMTP, code: int) -> None:
             client.rset()
 
 
+def _failed(
+    outcomes: list[Exception | None], exc: Exception, *, unanswered: bool, in_flight: bool
+) -> None:
+    """`exc` as the outcome of the last e-mail if its content went unanswered, and of the one
+    in flight, whose outcome is not in `outcomes` yet."""
+    if unanswered:
+        outcomes[-1] = exc
+    if in_flight:
+        outcomes.append(exc)
+
+
+# One mail transaction: sender, recipient, the bytes DATA sends, MAIL's options.
+Transaction = tuple[str, str, bytes, Sequence[str]]
+
+
 class SmtpConnection(smtplib.SMTP):
     """smtplib's client with the DATA shortcut above and pipelined commands (also the bench's
     raw send)."""
 
     def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
         return _data(self, msg)
+
+    def _pipelines(self, msg: object, recipients: int, rcpt_options: Sequence[str] = ()) -> bool:
+        return self.has_extn("pipelining") and not rcpt_options and recipients == 1 and _plain(msg)
 
     def sendmail(
         self,
@@ -206,50 +224,118 @@ class SmtpConnection(smtplib.SMTP):
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
         """smtplib's sendmail, with MAIL, RCPT and DATA in one write when the server offers
-        PIPELINING (RFC 2920): one round trip before the message instead of three, the step's
-        largest cost after the message itself. The replies are read in order, and a refusal raises
-        what smtplib's sendmail raises, leaving the connection as it does, so failures are
-        classified alike. Several recipients, options, text or dot-led lines go through smtplib."""
+        PIPELINING (RFC 2920): one round trip before the message instead of three. A refusal
+        raises what smtplib's sendmail raises, leaving the connection as it does, so failures
+        are classified alike. Several recipients, options, text or dot-led lines go through
+        smtplib."""
         self.ehlo_or_helo_if_needed()
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        if (
-            not self.has_extn("pipelining")
-            or rcpt_options
-            or len(recipients) != 1
-            or not _plain(msg)
-        ):
+        if not self._pipelines(msg, len(recipients), rcpt_options):
             return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
         assert isinstance(msg, bytes)
-        (to_addr,) = recipients
+        (outcome,) = self.send_pipelined([(from_addr, recipients[0], msg, mail_options)])
+        if outcome is not None:
+            raise outcome
+        return {}
+
+    def send_pipelined(self, transactions: Iterable[Transaction | None]) -> list[Exception | None]:
+        """Sends each transaction, pipelined where `sendmail` would pipeline it, and each
+        message's content in one write with the next transaction's MAIL, RCPT and DATA (RFC 2920
+        lets content start a group): one round trip per e-mail instead of two.
+
+        Returns the outcomes of a prefix of `transactions`, each None (accepted, or skipped: a
+        None transaction, taken from the iterable just before its turn) or what smtplib's
+        sendmail raises for it. It stops early only when the connection fails or the
+        server closes it (421); the connection is then closed, and the failure is the outcome
+        of the e-mail in flight and of one whose content was sent but not answered. The e-mails
+        after them were not sent."""
+        self.ehlo_or_helo_if_needed()
+        outcomes: list[Exception | None] = []
+        content = b""  # the last transaction's message, not yet sent (its outcome is last)
+        in_flight = False  # a transaction begun whose outcome is not in `outcomes` yet
+        try:
+            for transaction in transactions:
+                if self.sock is None:
+                    break  # closed after a 421
+                if transaction is None:
+                    outcomes.append(None)
+                    continue
+                sender, recipient, msg, options = transaction
+                in_flight = True
+                if self._pipelines(msg, 1):
+                    self.send(content + self._envelope(sender, recipient, len(msg), options))
+                    if content:
+                        content, outcomes[-1] = b"", self._content_reply(more_sent=True)
+                        if self.sock is None:  # closed on a 421 to that message
+                            raise smtplib.SMTPServerDisconnected("the server closed the connection")
+                    outcomes.append(self._envelope_replies(sender, recipient))
+                    if outcomes[-1] is None:
+                        content = msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n")
+                else:
+                    if content:
+                        outcomes[-1] = self._end_content(content)
+                        content = b""
+                    outcomes.append(self._one_by_one(sender, recipient, msg, options))
+                in_flight = False
+            if content:
+                outcomes[-1] = self._end_content(content)
+        except (smtplib.SMTPException, OSError) as exc:
+            # Lost, timed out, or a reply smtplib cannot read: nothing more on this connection.
+            self.close()
+            _failed(outcomes, exc, unanswered=bool(content), in_flight=in_flight)
+        return outcomes
+
+    def _envelope(self, sender: str, recipient: str, size: int, options: Sequence[str]) -> bytes:
         # As smtplib's sendmail: SIZE first, then the caller's options.
-        options = [f"size={len(msg)}"] if self.has_extn("size") else []
-        options += mail_options
-        command = " ".join((f"mail FROM:{_quoted(from_addr)}", *options))
-        self.send(f"{command}\r\nrcpt TO:{_quoted(to_addr)}\r\ndata\r\n")
+        sizes = [f"size={size}"] if self.has_extn("size") else []
+        command = " ".join((f"mail FROM:{_quoted(sender)}", *sizes, *options))
+        return f"{command}\r\nrcpt TO:{_quoted(recipient)}\r\ndata\r\n".encode()
+
+    def _envelope_replies(self, sender: str, recipient: str) -> Exception | None:
+        """MAIL's, RCPT's and DATA's replies: None when the server waits for the content."""
         mail, rcpt, data = self.getreply(), self.getreply(), self.getreply()
         if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
             self.send(b".\r\n")  # a server that took DATA anyway: end the empty message
             self.getreply()
         if mail[0] != 250:
             _refused(self, mail[0])
-            raise smtplib.SMTPSenderRefused(mail[0], mail[1], from_addr)
+            return smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
         if rcpt[0] not in (250, 251):
             _refused(self, rcpt[0])
-            raise smtplib.SMTPRecipientsRefused({to_addr: rcpt})
+            return smtplib.SMTPRecipientsRefused({recipient: rcpt})
         if data[0] != 354:
             _refused(self, data[0])
-            raise smtplib.SMTPDataError(*data)
-        code, reply = _send_message(self, msg)
-        if code != 250:
+            return smtplib.SMTPDataError(*data)
+        return None
+
+    def _end_content(self, content: bytes) -> Exception | None:
+        self.send(content)
+        return self._content_reply(more_sent=False)
+
+    def _content_reply(self, *, more_sent: bool) -> Exception | None:
+        code, reply = self.getreply()
+        if code == 250:
+            return None
+        if code == 421 or not more_sent:
             _refused(self, code)
-            raise smtplib.SMTPDataError(code, reply)
-        return {}
+        # Else no RSET: the reply ended that transaction (RFC 5321), and the next one's commands
+        # are on the wire already, so a RSET's reply would be read as theirs.
+        return smtplib.SMTPDataError(code, reply)
+
+    def _one_by_one(
+        self, sender: str, recipient: str, msg: bytes, options: Sequence[str]
+    ) -> Exception | None:
+        try:
+            self.sendmail(sender, [recipient], msg, options)  # not pipelined: smtplib's
+        except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as refusal:
+            return refusal
+        return None
 
 
-def send_to(client: smtplib.SMTP, message: OutgoingEmail) -> None:
-    """Sends `message` on `client`. Bytes beyond ASCII (8bit parts) are declared with
-    BODY=8BITMIME to a server that offers it; for one that does not, the message is converted
-    (its 8bit parts base64), as RFC 6152 requires."""
+def _prepared(client: smtplib.SMTP, message: OutgoingEmail) -> Transaction:
+    """`message` as a transaction on `client`. Bytes beyond ASCII (8bit parts) are declared
+    with BODY=8BITMIME to a server that offers it; for one that does not, the message is
+    converted (its 8bit parts base64), as RFC 6152 requires."""
     data = message.data
     options: tuple[str, ...] = ()
     if not data.isascii():
@@ -258,7 +344,13 @@ def send_to(client: smtplib.SMTP, message: OutgoingEmail) -> None:
             options = ("BODY=8BITMIME",)
         else:
             data = seven_bit(data)
-    client.sendmail(message.sender, [message.recipient], data, options)
+    return message.sender, message.recipient, data, options
+
+
+def send_to(client: smtplib.SMTP, message: OutgoingEmail) -> None:
+    """Sends `message` on `client`, raising what smtplib's sendmail raises."""
+    sender, recipient, data, options = _prepared(client, message)
+    client.sendmail(sender, [recipient], data, options)
 
 
 class SmtpSslConnection(SmtpConnection, smtplib.SMTP_SSL):
@@ -271,20 +363,53 @@ class SmtpSslConnection(SmtpConnection, smtplib.SMTP_SSL):
 _Job = tuple[OutgoingEmail, asyncio.AbstractEventLoop, "asyncio.Future[None]", Context | None]
 
 
-def _settle(done: asyncio.Future[None], failure: Exception | None) -> None:
-    """On the loop: the sender thread's answer (nobody waits any more if it was cancelled)."""
-    if done.cancelled():
-        return
-    if failure is None:
-        done.set_result(None)
-    else:
-        done.set_exception(failure)
+# A send's future and its outcome, for the loop that awaits it.
+_Answer = tuple[asyncio.Future[None], Exception | None]
+
+
+def _settle(settled: list[_Answer]) -> None:
+    """On the loop: the sender thread's answers (nobody waits any more for a cancelled send)."""
+    for done, failure in settled:
+        if done.cancelled():
+            continue
+        if failure is None:
+            done.set_result(None)
+        else:
+            done.set_exception(failure)
+
+
+def _end_span(span: Span, failure: Exception | None) -> None:
+    if failure is not None:
+        # What the failure means to us (outage, transient, permanent), low-cardinality.
+        span.set_attribute("error.type", type(failure).__name__)
+        span.record_exception(failure)
+        span.set_status(Status(StatusCode.ERROR, f"{type(failure).__name__}: {failure}"))
+    span.end()
+
+
+def _classified(exc: Exception) -> TransientMailError | PermanentMailError:
+    failure = classify(exc)
+    failure.__cause__ = exc
+    return failure
+
+
+def _never(_: int) -> bool:
+    return False
+
+
+def _disconnected(outcome: Exception | None) -> bool:
+    return isinstance(outcome, smtplib.SMTPServerDisconnected)
+
+
+# At most this many queued sends go pipelined on one connection: under load several threads
+# share the queue, and a batch's e-mails are answered together when its last one is.
+SENDS_PER_BATCH = 16
 
 
 class SmtpMailer:
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
-        self._idle: queue.LifoQueue[smtplib.SMTP] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[SmtpConnection] = queue.LifoQueue()
         # One sender thread per pooled connection, fed by a queue: send_async costs one put and
         # one call_soon_threadsafe, not an executor's work item, concurrent future and chaining.
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -294,9 +419,9 @@ class SmtpMailer:
     def _tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self._settings.ca_file)
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> SmtpConnection:
         s = self._settings
-        client: smtplib.SMTP
+        client: SmtpConnection
         if s.ssl:
             client = SmtpSslConnection(
                 s.host, s.port, timeout=s.timeout_s, context=self._tls_context()
@@ -317,38 +442,42 @@ class SmtpMailer:
 
     def send(self, message: OutgoingEmail) -> None:
         """Blocking send on a pooled connection; raises what `classify` makes of a failure."""
-        try:
-            client = self._idle.get_nowait()
-            reused = True
-        except queue.Empty:
-            client, reused = None, False
-        try:
-            if client is None:
-                client = self._connect()
+        (failure,) = self.send_all([message])
+        if failure is not None:
+            raise failure
+
+    def send_all(
+        self, messages: Sequence[OutgoingEmail], withdrawn: Callable[[int], bool] = _never
+    ) -> list[Exception | None]:
+        """Blocking: sends `messages` in order on a pooled connection, pipelined, and returns
+        each one's outcome: None (accepted) or what `classify` makes of its failure. When the
+        connection is lost, the e-mails not yet sent go on a new one. `withdrawn(n)`, asked just
+        before the n-th message's turn, skips it (its outcome is None)."""
+        outcomes: list[Exception | None] = []
+        may_replace = True
+        while len(outcomes) < len(messages):
             try:
-                send_to(client, message)
-            except smtplib.SMTPServerDisconnected:
-                if not reused:
-                    raise
-                # An idle connection the server closed: one fresh attempt, not an error.
-                client.close()
-                client = self._connect()
-                send_to(client, message)
-        except (smtplib.SMTPException, OSError) as exc:
-            if client is not None and not isinstance(exc, smtplib.SMTPResponseException):
-                client.close()
-                client = None
-            if client is not None:
-                # The connection is fine after a refused message; reset the transaction.
+                client, reused = self._idle.get_nowait(), True
+            except queue.Empty:
                 try:
-                    client.rset()
-                except (smtplib.SMTPException, OSError):
-                    client.close()
-                    client = None
-            raise classify(exc) from exc
-        finally:
-            if client is not None:
+                    client, reused = self._connect(), False
+                except (smtplib.SMTPException, OSError) as exc:
+                    return outcomes + [_classified(exc) for _ in messages[len(outcomes) :]]
+            start = len(outcomes)
+            sent = client.send_pipelined(
+                None if withdrawn(n) else _prepared(client, messages[n])
+                for n in range(start, len(messages))
+            )
+            if client.sock is not None:
                 self._idle.put(client)
+            if reused and may_replace and all(_disconnected(e) for e in sent):
+                # An idle connection the server closed: one fresh attempt, not an error.
+                may_replace = False
+                continue
+            outcomes += [None if e is None else _classified(e) for e in sent]
+            if not sent:  # never for an open connection; a guard against a loop without end
+                outcomes.append(MailOutageError("the SMTP connection closed before sending"))
+        return outcomes
 
     async def send_async(self, message: OutgoingEmail) -> None:
         """`send` on a sender thread; the loop is free meanwhile."""
@@ -372,38 +501,55 @@ class SmtpMailer:
                 self._senders.append(sender)
 
     def _sender(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            message, loop, done, parent = job
-            if done.cancelled():
-                continue  # as an executor drops a cancelled call that has not started
-            failure: Exception | None = None
-            try:
-                if parent is None:
-                    self.send(message)
-                else:
-                    self._traced_send(message, parent)
-            except Exception as exc:  # handed to the awaiting task, raised there
-                failure = exc
-            # RuntimeError: the loop is closed, nobody awaits this send any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, done, failure)
+        """Takes the queued sends, up to `SENDS_PER_BATCH`, and sends them pipelined: under
+        load a thread waits for one reply per e-mail instead of two, and wakes each loop once
+        per batch."""
+        running = True
+        while running and (job := self._jobs.get()) is not None:
+            jobs = [job]
+            while len(jobs) < SENDS_PER_BATCH:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    running = False
+                    break
+                jobs.append(job)
+            self._send_jobs(jobs)
 
-    def _traced_send(self, message: OutgoingEmail, parent: Context) -> None:
-        """`send` in an `smtp send` CLIENT span, a child of the step that asked for it."""
+    def _send_jobs(self, jobs: list[_Job]) -> None:
+        spans = [None if parent is None else self._span(m, parent) for m, _, _, parent in jobs]
+        try:
+            # As an executor drops a cancelled call that has not started.
+            failures = self.send_all(
+                [message for message, _, _, _ in jobs], lambda n: jobs[n][2].cancelled()
+            )
+        except Exception as exc:  # a bug: handed to the awaiting tasks, raised there
+            failures = [exc] * len(jobs)
+        answers: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Exception | None]]
+        ]
+        answers = {}
+        for (_, loop, done, _), span, failure in zip(jobs, spans, failures, strict=True):
+            answers.setdefault(loop, []).append((done, failure))
+            if span is not None:
+                _end_span(span, failure)
+        for loop, settled in answers.items():
+            # RuntimeError: the loop is closed, nobody awaits these sends any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, settled)
+
+    def _span(self, message: OutgoingEmail, parent: Context) -> Span:
+        """An `smtp send` CLIENT span, a child of the step that asked for the send."""
         attributes: dict[str, str | int] = {
             "server.address": self._settings.host,
             "server.port": self._settings.port,
             "pedidos.email.message_id": message.message_id,
         }
-        with tracing.tracer().start_as_current_span(
+        return tracing.tracer().start_span(
             "smtp send", context=parent, kind=SpanKind.CLIENT, attributes=attributes
-        ) as span:
-            try:
-                self.send(message)
-            except Exception as exc:
-                # What the failure means to us (outage, transient, permanent), low-cardinality.
-                span.set_attribute("error.type", type(exc).__name__)
-                raise
+        )
 
     def close(self) -> None:
         """Finishes the sends already queued, then quits the idle connections."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import random
 import smtplib
-from collections.abc import Iterator, Mapping
+import socket
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.elasticsearch.search_index import OrderSearchIndex
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka import messaging_spans
-from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings
+from pedidos.adapters.smtp_mailer import SmtpConnection, SmtpMailer, SmtpSettings
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES
 from pedidos.ports import OutgoingEmail, PermanentMailError
@@ -108,8 +109,12 @@ class FakeSearchClient:
         pass
 
 
-class FakeConnection:
+class FakeConnection(SmtpConnection):
+    """A connection to a server without PIPELINING."""
+
     def __init__(self, sent: list[bytes], refuse: bool) -> None:
+        super().__init__()
+        self.sock = socket.socket()
         self.sent, self.refuse = sent, refuse
 
     def ehlo_or_helo_if_needed(self) -> None:
@@ -119,21 +124,30 @@ class FakeConnection:
         return name == "8bitmime"
 
     def sendmail(
-        self, sender: str, recipients: list[str], data: bytes, options: object = ()
-    ) -> dict[str, Any]:
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: object,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
         if self.refuse:
-            raise smtplib.SMTPRecipientsRefused({recipients[0]: (550, b"5.1.1 no such user")})
-        self.sent.append(data)
+            raise smtplib.SMTPRecipientsRefused({str(to_addrs[0]): (550, b"5.1.1 no such user")})
+        assert isinstance(msg, bytes)
+        self.sent.append(msg)
         return {}
 
-    def rset(self) -> None:
-        pass
+    def rset(self) -> tuple[int, bytes]:
+        return 250, b"OK"
 
     def close(self) -> None:
-        pass
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
-    def quit(self) -> None:
-        pass
+    def quit(self) -> tuple[int, bytes]:
+        self.close()
+        return 221, b"Bye"
 
 
 def mailer(monkeypatch: pytest.MonkeyPatch, sent: list[bytes], refuse: bool = False) -> SmtpMailer:
