@@ -6,51 +6,27 @@ the rest sent on a new one."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from admin.mailsink import Deferral, build_controller
+from admin.mailsink import Deferral
 from devkit.inbox import Inbox
-from devkit.net import free_port
 from devkit.orders import make_details
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError
+from tests.integration.smtp_sinks import REFUSED, DeferringSink
 
 pytestmark = pytest.mark.integration
-
-REFUSED = "nadie@example.cl"
 
 
 def order_email(recipient: str) -> tuple[str, OutgoingEmail]:
     order = Order(str(uuid.uuid4()), make_details(customer_email=recipient), datetime.now(UTC))
     renderer = EmailRenderer("Tienda <ventas@tienda.cl>")
     return order.order_id, renderer.render(order, OrderState.PROCESANDO, order.accepted_at)
-
-
-@pytest.fixture(params=[True, False], ids=["pipelining", "one-by-one"])
-def sink(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[int, Path, list[Deferral]]]:
-    deferrals: list[Deferral] = []
-    controller = build_controller(
-        host="127.0.0.1",
-        port=free_port(),
-        maildir=tmp_path / "mail",
-        reject=REFUSED,
-        defer=deferrals,
-        pipelining=request.param,
-    )
-    controller.start()
-    try:
-        yield controller.port, tmp_path / "mail", deferrals
-    finally:
-        controller.stop()
 
 
 def send_batch(port: int, recipients: list[str]) -> tuple[list[str], list[Exception | None]]:
@@ -64,9 +40,9 @@ def send_batch(port: int, recipients: list[str]) -> tuple[list[str], list[Except
 
 
 def test_each_e_mail_of_a_batch_has_its_own_outcome_and_each_accepted_one_arrives_once(
-    sink: tuple[int, Path, list[Deferral]],
+    deferring_sink: DeferringSink,
 ) -> None:
-    port, maildir, deferrals = sink
+    port, maildir, deferrals = deferring_sink.port, deferring_sink.maildir, deferring_sink.deferrals
     # The first message's content is deferred (aiosmtpd answers DATA's content with the
     # handler's reply), the fourth's recipient refused; the others go through.
     deferrals.append(Deferral.parse("data:451:1"))
@@ -83,9 +59,9 @@ def test_each_e_mail_of_a_batch_has_its_own_outcome_and_each_accepted_one_arrive
 
 
 def test_after_the_server_closes_the_connection_the_rest_go_on_a_new_one(
-    sink: tuple[int, Path, list[Deferral]],
+    deferring_sink: DeferringSink,
 ) -> None:
-    port, maildir, deferrals = sink
+    port, maildir, deferrals = deferring_sink.port, deferring_sink.maildir, deferring_sink.deferrals
     deferrals.append(Deferral.parse("mail:421:1"))  # the first MAIL: 421, closing
     order_ids, outcomes = send_batch(port, [f"c{n}@example.cl" for n in range(6)])
     assert isinstance(outcomes[0], MailOutageError)

@@ -27,6 +27,7 @@ from pedidos.adapters.smtp_mailer import (
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 from pedidos.ports import OutgoingEmail
+from tests.integration.smtp_sinks import DeferringSink
 
 pytestmark = pytest.mark.integration
 
@@ -226,27 +227,6 @@ def test_implicit_tls_setup_errors_are_outages(
         smtp.close()
 
 
-# Both ways of sending: MAIL, RCPT and DATA together when the server offers PIPELINING (as the
-# sink does by default, like real relays), one by one when it does not.
-@pytest.fixture(params=[True, False], ids=["pipelining", "one-by-one"])
-def deferring_sink(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[InProcessSink, list[Deferral]]]:
-    deferrals: list[Deferral] = []
-    controller = build_controller(
-        host="127.0.0.1",
-        port=free_port(),
-        maildir=tmp_path / "mail",
-        defer=deferrals,
-        pipelining=request.param,
-    )
-    controller.start()
-    try:
-        yield InProcessSink(controller.port, tmp_path / "mail", Path()), deferrals
-    finally:
-        controller.stop()
-
-
 @pytest.mark.parametrize(
     ("spec", "kind", "says"),
     [
@@ -259,13 +239,13 @@ def deferring_sink(
     ],
 )
 def test_4xx_replies_are_retryable_and_the_retry_delivers_once(
-    deferring_sink: tuple[InProcessSink, list[Deferral]],
+    deferring_sink: DeferringSink,
     spec: str,
     kind: type[Exception],
     says: str,
 ) -> None:
-    sink, deferrals = deferring_sink
-    deferrals.append(Deferral.parse(spec))
+    sink = deferring_sink
+    sink.deferrals.append(Deferral.parse(spec))
     smtp = SmtpMailer(SmtpSettings("127.0.0.1", sink.port, timeout_s=5, connections=1))
     try:
         with pytest.raises(kind, match=says) as refused:

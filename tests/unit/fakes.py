@@ -6,11 +6,13 @@ Each fake records what it was asked to do, so tests assert on effects rather tha
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pedidos.adapters.kafka.record_source import ConsumedRecord
+from pedidos.adapters.smtp_mailer import SmtpConnection
 from pedidos.domain.order import Order
 from pedidos.ports import LookupUnavailable, OutgoingEmail
 
@@ -268,3 +270,48 @@ class FakeOrderLookup:
         if self.down:
             raise LookupUnavailable("Elasticsearch unreachable (ConnectionError)")
         return self.orders.get(order_id)
+
+
+class FakeSmtpConnection(SmtpConnection):
+    """An smtplib connection to a server without PIPELINING, with no socket behind it:
+    subclasses answer `deliver` (what smtplib's sendmail would do with one e-mail)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sock = socket.socket()  # open, as far as the mailer can tell
+        self.closed = False
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: object,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        recipient = to_addrs if isinstance(to_addrs, str) else to_addrs[0]
+        assert isinstance(msg, bytes)
+        self.deliver(recipient, msg)
+        return {}
+
+    def deliver(self, recipient: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def ehlo_or_helo_if_needed(self) -> None:
+        pass
+
+    def has_extn(self, opt: str) -> bool:
+        return False
+
+    def rset(self) -> tuple[int, bytes]:
+        return 250, b"OK"
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.closed = True
+
+    def quit(self) -> tuple[int, bytes]:
+        self.close()
+        return 221, b"Bye"

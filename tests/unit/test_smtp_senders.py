@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import smtplib
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -19,64 +18,34 @@ from pedidos.adapters.smtp_mailer import SmtpConnection, SmtpMailer, SmtpSetting
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 from pedidos.ports import MailOutageError, OutgoingEmail, PermanentMailError, WireMessage
+from tests.unit.fakes import FakeSmtpConnection
 
 
 def email(recipient: str, data: bytes = b"Subject: x\r\n\r\nbody\r\n") -> OutgoingEmail:
     return OutgoingEmail("ventas@tienda.cl", recipient, f"<{recipient}>", data)
 
 
-class FakeClient(SmtpConnection):
-    """A connection to a server without PIPELINING: records what it sent, refuses listed
-    recipients, may have died idle."""
+class FakeClient(FakeSmtpConnection):
+    """Records what it sent, refuses listed recipients, may have died idle."""
 
     def __init__(
         self, log: list[tuple[int, str]], number: int, refuse: dict[str, int], delay: float
     ) -> None:
         super().__init__()
-        self.sock = socket.socket()  # open, as far as the mailer can tell
         self.log, self.number, self.refuse, self.delay = log, number, refuse, delay
         self.dead = False
-        self.closed = False
         self.gate: threading.Event | None = None
 
-    def sendmail(
-        self,
-        from_addr: str,
-        to_addrs: str | Sequence[str],
-        msg: object,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+    def deliver(self, recipient: str, data: bytes) -> None:
         if self.dead:
             raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
         if self.gate is not None:
             self.gate.wait(5)
         time.sleep(self.delay)
-        code = self.refuse.get(recipients[0])
+        code = self.refuse.get(recipient)
         if code is not None:
-            raise smtplib.SMTPRecipientsRefused({recipients[0]: (code, b"5.1.1 no such user")})
-        self.log.append((self.number, recipients[0]))
-        return {}
-
-    def ehlo_or_helo_if_needed(self) -> None:
-        pass
-
-    def has_extn(self, opt: str) -> bool:
-        return False
-
-    def rset(self) -> tuple[int, bytes]:
-        return 250, b"OK"
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self.closed = True
-
-    def quit(self) -> tuple[int, bytes]:
-        self.close()
-        return 221, b"Bye"
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, b"5.1.1 no such user")})
+        self.log.append((self.number, recipient))
 
 
 class FakeServer:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import smtplib
-import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.elasticsearch.search_index import OrderSearchIndex
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka import messaging_spans
-from pedidos.adapters.smtp_mailer import SmtpConnection, SmtpMailer, SmtpSettings
+from pedidos.adapters.smtp_mailer import SmtpMailer, SmtpSettings
 from pedidos.domain.order import Order
 from pedidos.domain.states import ALL_STATES
 from pedidos.ports import OutgoingEmail, PermanentMailError
@@ -48,7 +47,14 @@ from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2
 from pedidos.wire.records import ORDER_SCHEMA, encode_order_accepted, header_value, headers_for
 from producer.servicer import OrderServicer
-from tests.unit.fakes import T0, FakeClock, FakeOrderLookup, FakePublisher, FakeRecordSource
+from tests.unit.fakes import (
+    T0,
+    FakeClock,
+    FakeOrderLookup,
+    FakePublisher,
+    FakeRecordSource,
+    FakeSmtpConnection,
+)
 from tests.unit.test_producer_servicer import FakeContext
 
 ORDERS, STATES, DLQ, GROUP = "Pedidos", "Pedidos.estados", "Pedidos.dlq", "pedidos-consumer"
@@ -109,45 +115,18 @@ class FakeSearchClient:
         pass
 
 
-class FakeConnection(SmtpConnection):
-    """A connection to a server without PIPELINING."""
-
+class FakeConnection(FakeSmtpConnection):
     def __init__(self, sent: list[bytes], refuse: bool) -> None:
         super().__init__()
-        self.sock = socket.socket()
         self.sent, self.refuse = sent, refuse
 
-    def ehlo_or_helo_if_needed(self) -> None:
-        pass
+    def has_extn(self, opt: str) -> bool:
+        return opt == "8bitmime"
 
-    def has_extn(self, name: str) -> bool:
-        return name == "8bitmime"
-
-    def sendmail(
-        self,
-        from_addr: str,
-        to_addrs: str | Sequence[str],
-        msg: object,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
+    def deliver(self, recipient: str, data: bytes) -> None:
         if self.refuse:
-            raise smtplib.SMTPRecipientsRefused({str(to_addrs[0]): (550, b"5.1.1 no such user")})
-        assert isinstance(msg, bytes)
-        self.sent.append(msg)
-        return {}
-
-    def rset(self) -> tuple[int, bytes]:
-        return 250, b"OK"
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-    def quit(self) -> tuple[int, bytes]:
-        self.close()
-        return 221, b"Bye"
+            raise smtplib.SMTPRecipientsRefused({recipient: (550, b"5.1.1 no such user")})
+        self.sent.append(data)
 
 
 def mailer(monkeypatch: pytest.MonkeyPatch, sent: list[bytes], refuse: bool = False) -> SmtpMailer:
