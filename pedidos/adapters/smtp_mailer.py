@@ -190,6 +190,26 @@ def _refused(client: smtplib.SMTP, code: int) -> None:
             client.rset()
 
 
+def _ignore(n: int, outcome: Exception | None) -> None:
+    pass
+
+
+class _Outcomes(list[Exception | None]):
+    """A batch's outcomes so far; `tell` passes each on once it can no longer change."""
+
+    def __init__(self, final: Callable[[int, Exception | None], None]) -> None:
+        super().__init__()
+        self._final = final
+        self._told = 0
+
+    def tell(self, *, last_pending: bool = False) -> None:
+        """Passes on the outcomes not told yet, but the last one while its reply is pending."""
+        final = len(self) - 1 if last_pending else len(self)
+        while self._told < final:
+            self._final(self._told, self[self._told])
+            self._told += 1
+
+
 def _failed(
     outcomes: list[Exception | None], exc: Exception, *, unanswered: bool, in_flight: bool
 ) -> None:
@@ -238,7 +258,11 @@ class SmtpConnection(smtplib.SMTP):
             raise outcome
         return {}
 
-    def send_pipelined(self, transactions: Iterable[Transaction | None]) -> list[Exception | None]:
+    def send_pipelined(
+        self,
+        transactions: Iterable[Transaction | None],
+        final: Callable[[int, Exception | None], None] = _ignore,
+    ) -> list[Exception | None]:
         """Sends each transaction, pipelined where `sendmail` would pipeline it, and each
         message's content in one write with the next transaction's MAIL, RCPT and DATA (RFC 2920
         lets content start a group): one round trip per e-mail instead of two.
@@ -248,9 +272,10 @@ class SmtpConnection(smtplib.SMTP):
         sendmail raises for it. It stops early only when the connection fails or the
         server closes it (421); the connection is then closed, and the failure is the outcome
         of the e-mail in flight and of one whose content was sent but not answered. The e-mails
-        after them were not sent."""
+        after them were not sent. `final(n, outcome)` hears each outcome as soon as it can no
+        longer change, in order."""
         self.ehlo_or_helo_if_needed()
-        outcomes: list[Exception | None] = []
+        outcomes = _Outcomes(final)
         content = b""  # the last transaction's message, not yet sent (its outcome is last)
         in_flight = False  # a transaction begun whose outcome is not in `outcomes` yet
         try:
@@ -277,13 +302,15 @@ class SmtpConnection(smtplib.SMTP):
                         content = b""
                     outcomes.append(self._one_by_one(sender, recipient, msg, options))
                 in_flight = False
+                outcomes.tell(last_pending=bool(content))
             if content:
                 outcomes[-1] = self._end_content(content)
         except (smtplib.SMTPException, OSError) as exc:
             # Lost, timed out, or a reply smtplib cannot read: nothing more on this connection.
             self.close()
             _failed(outcomes, exc, unanswered=bool(content), in_flight=in_flight)
-        return outcomes
+        outcomes.tell()
+        return list(outcomes)
 
     def _envelope(self, sender: str, recipient: str, size: int, options: Sequence[str]) -> bytes:
         # As smtplib's sendmail: SIZE first, then the caller's options.
@@ -363,19 +390,14 @@ class SmtpSslConnection(SmtpConnection, smtplib.SMTP_SSL):
 _Job = tuple[OutgoingEmail, asyncio.AbstractEventLoop, "asyncio.Future[None]", Context | None]
 
 
-# A send's future and its outcome, for the loop that awaits it.
-_Answer = tuple[asyncio.Future[None], Exception | None]
-
-
-def _settle(settled: list[_Answer]) -> None:
-    """On the loop: the sender thread's answers (nobody waits any more for a cancelled send)."""
-    for done, failure in settled:
-        if done.cancelled():
-            continue
-        if failure is None:
-            done.set_result(None)
-        else:
-            done.set_exception(failure)
+def _settle(done: asyncio.Future[None], failure: Exception | None) -> None:
+    """On the loop: the sender thread's answer (nobody waits any more if it was cancelled)."""
+    if done.cancelled():
+        return
+    if failure is None:
+        done.set_result(None)
+    else:
+        done.set_exception(failure)
 
 
 def _end_span(span: Span, failure: Exception | None) -> None:
@@ -397,12 +419,29 @@ def _never(_: int) -> bool:
     return False
 
 
+class _Answers:
+    """One pass over a connection: its outcomes classified and answered as each is known."""
+
+    def __init__(
+        self, start: int, answered: Callable[[int, Exception | None], None], *, hold: bool
+    ) -> None:
+        self.outcomes: list[Exception | None] = []
+        self.held = False
+        self._start, self._answered, self._hold = start, answered, hold
+
+    def final(self, n: int, raw: Exception | None) -> None:
+        if self.held or (self._hold and n == 0 and _disconnected(raw)):
+            self.held = True  # the pass ends here, and is made again on a new connection
+            return
+        self.outcomes.append(None if raw is None else _classified(raw))
+        self._answered(self._start + n, self.outcomes[-1])
+
+
 def _disconnected(outcome: Exception | None) -> bool:
     return isinstance(outcome, smtplib.SMTPServerDisconnected)
 
 
-# At most this many queued sends go pipelined on one connection: under load several threads
-# share the queue, and a batch's e-mails are answered together when its last one is.
+# At most this many queued sends go pipelined on one connection in one batch.
 SENDS_PER_BATCH = 16
 
 
@@ -447,12 +486,16 @@ class SmtpMailer:
             raise failure
 
     def send_all(
-        self, messages: Sequence[OutgoingEmail], withdrawn: Callable[[int], bool] = _never
+        self,
+        messages: Sequence[OutgoingEmail],
+        withdrawn: Callable[[int], bool] = _never,
+        answered: Callable[[int, Exception | None], None] = _ignore,
     ) -> list[Exception | None]:
         """Blocking: sends `messages` in order on a pooled connection, pipelined, and returns
         each one's outcome: None (accepted) or what `classify` makes of its failure. When the
         connection is lost, the e-mails not yet sent go on a new one. `withdrawn(n)`, asked just
-        before the n-th message's turn, skips it (its outcome is None)."""
+        before the n-th message's turn, skips it (its outcome is None). `answered(n, outcome)`
+        hears each outcome as soon as it is known, once, in order."""
         outcomes: list[Exception | None] = []
         may_replace = True
         while len(outcomes) < len(messages):
@@ -462,21 +505,29 @@ class SmtpMailer:
                 try:
                     client, reused = self._connect(), False
                 except (smtplib.SMTPException, OSError) as exc:
-                    return outcomes + [_classified(exc) for _ in messages[len(outcomes) :]]
-            start = len(outcomes)
+                    for n in range(len(outcomes), len(messages)):
+                        outcomes.append(_classified(exc))
+                        answered(n, outcomes[-1])
+                    return outcomes
+            # An idle connection the server closed gets one fresh attempt, not an error: its
+            # first outcome, if a disconnection, is held until the pass ends.
+            answers = _Answers(len(outcomes), answered, hold=reused and may_replace)
             sent = client.send_pipelined(
-                None if withdrawn(n) else _prepared(client, messages[n])
-                for n in range(start, len(messages))
+                (
+                    None if withdrawn(n) else _prepared(client, messages[n])
+                    for n in range(len(outcomes), len(messages))
+                ),
+                answers.final,
             )
             if client.sock is not None:
                 self._idle.put(client)
-            if reused and may_replace and all(_disconnected(e) for e in sent):
-                # An idle connection the server closed: one fresh attempt, not an error.
+            if answers.held:
                 may_replace = False
                 continue
-            outcomes += [None if e is None else _classified(e) for e in sent]
+            outcomes += answers.outcomes
             if not sent:  # never for an open connection; a guard against a loop without end
                 outcomes.append(MailOutageError("the SMTP connection closed before sending"))
+                answered(len(outcomes) - 1, outcomes[-1])
         return outcomes
 
     async def send_async(self, message: OutgoingEmail) -> None:
@@ -501,13 +552,14 @@ class SmtpMailer:
                 self._senders.append(sender)
 
     def _sender(self) -> None:
-        """Takes the queued sends, up to `SENDS_PER_BATCH`, and sends them pipelined: under
-        load a thread waits for one reply per e-mail instead of two, and wakes each loop once
-        per batch."""
+        """Takes its share of the queued sends (up to `SENDS_PER_BATCH`) and sends them
+        pipelined: under load a thread waits for one reply per e-mail instead of two. A share,
+        not all: the other connections' threads keep sending beside it."""
         running = True
         while running and (job := self._jobs.get()) is not None:
             jobs = [job]
-            while len(jobs) < SENDS_PER_BATCH:
+            share = min(SENDS_PER_BATCH, 1 + self._jobs.qsize() // self._settings.connections)
+            while len(jobs) < share:
                 try:
                     job = self._jobs.get_nowait()
                 except queue.Empty:
@@ -520,25 +572,28 @@ class SmtpMailer:
 
     def _send_jobs(self, jobs: list[_Job]) -> None:
         spans = [None if parent is None else self._span(m, parent) for m, _, _, parent in jobs]
+        told = 0
+
+        def answer(n: int, failure: Exception | None) -> None:
+            """Each send's task resumes as soon as its e-mail's reply is read, not with the
+            batch's last: a send slot waits no longer than without batches."""
+            nonlocal told
+            told = n + 1
+            _, loop, done, _ = jobs[n]
+            if (span := spans[n]) is not None:
+                _end_span(span, failure)
+            # RuntimeError: the loop is closed, nobody awaits this send any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, done, failure)
+
         try:
             # As an executor drops a cancelled call that has not started.
-            failures = self.send_all(
-                [message for message, _, _, _ in jobs], lambda n: jobs[n][2].cancelled()
+            self.send_all(
+                [message for message, _, _, _ in jobs], lambda n: jobs[n][2].cancelled(), answer
             )
         except Exception as exc:  # a bug: handed to the awaiting tasks, raised there
-            failures = [exc] * len(jobs)
-        answers: dict[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Exception | None]]
-        ]
-        answers = {}
-        for (_, loop, done, _), span, failure in zip(jobs, spans, failures, strict=True):
-            answers.setdefault(loop, []).append((done, failure))
-            if span is not None:
-                _end_span(span, failure)
-        for loop, settled in answers.items():
-            # RuntimeError: the loop is closed, nobody awaits these sends any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, settled)
+            for n in range(told, len(jobs)):
+                answer(n, exc)
 
     def _span(self, message: OutgoingEmail, parent: Context) -> Span:
         """An `smtp send` CLIENT span, a child of the step that asked for the send."""

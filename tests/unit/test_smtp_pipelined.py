@@ -100,3 +100,25 @@ def test_a_skipped_transaction_sends_nothing() -> None:
     assert client.send_pipelined([None, transaction(1), None]) == [None, None, None]
     assert b"c1@example.cl" in sock.writes[0]
     assert len(sock.writes) == 2
+
+
+def test_each_outcome_is_told_as_soon_as_its_reply_is_read() -> None:
+    """A batch's first e-mail is answered while the rest are still being sent, so its send
+    slot is not held for the whole batch."""
+    client, sock = connection((ENVELOPE_OK + OK) * 3)
+    told: list[tuple[int, Exception | None, int]] = []
+    outcomes = client.send_pipelined(
+        [transaction(n) for n in range(3)], lambda n, e: told.append((n, e, len(sock.writes)))
+    )
+    assert outcomes == [None, None, None]
+    # (e-mail, outcome, writes made when told): the first after the write with its content.
+    assert told == [(0, None, 2), (1, None, 3), (2, None, 4)]
+
+
+def test_a_lost_connection_is_told_for_the_unanswered_and_the_one_in_flight() -> None:
+    client, _ = connection(ENVELOPE_OK + OK + ENVELOPE_OK)
+    told: list[int] = []
+    outcomes = client.send_pipelined(
+        [transaction(n) for n in range(5)], lambda n, e: told.append(n)
+    )
+    assert told == [0, 1, 2] == list(range(len(outcomes)))
