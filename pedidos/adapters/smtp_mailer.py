@@ -161,10 +161,14 @@ def _data(client: smtplib.SMTP, msg: ReadableBuffer | str) -> tuple[int, bytes]:
 
 
 def _send_message(client: smtplib.SMTP, msg: bytes) -> tuple[int, bytes]:
-    """After the server's 354: what smtplib sends after quoting (the message, CRLF if it lacks
-    one, then "."), and the server's reply."""
-    client.send(msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n"))
+    """After the server's 354: the message as DATA ends it, and the server's reply."""
+    client.send(_terminated(msg))
     return client.getreply()
+
+
+def _terminated(msg: bytes) -> bytes:
+    """What smtplib sends after quoting: the message, CRLF if it lacks one, then "."."""
+    return msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
 def _plain(msg: object) -> bool:
@@ -295,7 +299,7 @@ class SmtpConnection(smtplib.SMTP):
                             raise smtplib.SMTPServerDisconnected("the server closed the connection")
                     outcomes.append(self._envelope_replies(sender, recipient))
                     if outcomes[-1] is None:
-                        content = msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n")
+                        content = _terminated(msg)
                 else:
                     if content:
                         outcomes[-1] = self._end_content(content)
