@@ -18,7 +18,7 @@ from client.orders import random_requests
 from devkit import maildev
 from devkit.credentials import credentials_env, producer_channel
 from devkit.inbox import Inbox
-from devkit.metrics import scrape, value
+from devkit.metrics import Samples, scrape, value
 from devkit.net import free_port
 from devkit.otlp_receiver import OtlpReceiver, ReceivedSpan, timeline
 from devkit.processes import Services
@@ -129,11 +129,27 @@ def _watch(
     return states, mails
 
 
+# The consumer commits every 0.5 s: a few intervals for the last state records to be committed.
+LAG_SETTLE_S = 3.0
+
+
+def _committed_figures(ports: dict[str, int], settle_s: float = LAG_SETTLE_S) -> Samples:
+    """Both services' samples once the consumer has committed every record it read (its lag 0),
+    or as they are after `settle_s`: the orders are done by now, their last records may not be
+    committed yet, and a lag left over from that would read as work still waiting."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        consumer = scrape(ports["consumer"])
+        if value(consumer, "kafka_consumer_group_lag") == 0 or time.monotonic() >= deadline:
+            return {**scrape(ports["producer"]), **consumer}
+        time.sleep(0.1)
+
+
 def _print_metrics(ports: dict[str, int]) -> None:
     """The metrics URLs, and a few figures read back from them (what Prometheus would see)."""
     urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
     console.print(f"Metrics:        {urls['producer']} (producer), {urls['consumer']} (consumer)")
-    figures = {**scrape(ports["producer"]), **scrape(ports["consumer"])}
+    figures = _committed_figures(ports)
     shown = {
         "accepted": value(figures, "pedidos_orders_accepted_total"),
         "e-mails sent": value(figures, "pedidos_emails_total", result="sent"),
