@@ -148,7 +148,10 @@ def _committed_figures(ports: dict[str, int], settle_s: float = LAG_SETTLE_S) ->
 def _print_metrics(ports: dict[str, int]) -> None:
     """The metrics URLs, and a few figures read back from them (what Prometheus would see)."""
     urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
-    console.print(f"Metrics:        {urls['producer']} (producer), {urls['consumer']} (consumer)")
+    console.print(
+        f"Metrics:        {urls['producer']} (producer), {urls['consumer']} (consumer)",
+        soft_wrap=True,
+    )
     figures = _committed_figures(ports)
     shown = {
         "accepted": value(figures, "pedidos_orders_accepted_total"),
@@ -160,7 +163,9 @@ def _print_metrics(ports: dict[str, int]) -> None:
         shown["mean accepted→Finalizado s"] = round(
             value(figures, "pedidos_order_duration_seconds_sum") / count, 2
         )
-    console.print("                " + ", ".join(f"{k} {v:g}" for k, v in shown.items()))
+    console.print(
+        "                " + ", ".join(f"{k} {v:g}" for k, v in shown.items()), soft_wrap=True
+    )
 
 
 def _print_trace(receiver: OtlpReceiver, order_id: str) -> None:
@@ -189,22 +194,29 @@ def _print_trace(receiver: OtlpReceiver, order_id: str) -> None:
 
 
 def _print_where_to_look(stack: EmbeddedStack, settings: Settings, logs: Path) -> None:
+    """Commands and addresses each on one line however narrow the terminal (soft wrap): a line
+    break inside a `curl` command would run it cut short when pasted."""
     if stack.web_inbox_url:
-        console.print(f"[bold]E-mails: open {stack.web_inbox_url}/[/] (MailDev web inbox)")
+        console.print(
+            f"[bold]E-mails: open {stack.web_inbox_url}/[/] (MailDev web inbox)", soft_wrap=True
+        )
     else:
         console.print(
             f"E-mails (one file each): {stack.maildir / 'new'} — open one in a mail client, "
-            "or install Node.js and npm for a web inbox"
+            "or install Node.js and npm for a web inbox",
+            soft_wrap=True,
         )
     console.print(
         f"Current state:  curl -s '{settings.elasticsearch_url}/"
-        f"{settings.elasticsearch_orders_index}/_search?pretty'"
+        f"{settings.elasticsearch_orders_index}/_search?pretty'",
+        soft_wrap=True,
     )
     console.print(
         f"State events:   curl -s '{settings.elasticsearch_url}/"
-        f"{settings.elasticsearch_events_index}/_search?q=state:Enviado&pretty'"
+        f"{settings.elasticsearch_events_index}/_search?q=state:Enviado&pretty'",
+        soft_wrap=True,
     )
-    console.print(f"Logs: {logs}")
+    console.print(f"Logs: {logs}", soft_wrap=True)
 
 
 def run_demo(orders: int = 5, keep_running: bool | None = None, inbox: str | None = None) -> None:
