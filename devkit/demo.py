@@ -158,14 +158,12 @@ def _print_metrics(ports: dict[str, int]) -> None:
         "e-mails sent": value(figures, "pedidos_emails_total", result="sent"),
         "lag": value(figures, "kafka_consumer_group_lag"),
     }
+    parts = [f"{name} {figure:g}" for name, figure in shown.items()]
     count = value(figures, "pedidos_order_duration_seconds_count")
     if count:
-        shown["mean accepted→Finalizado s"] = round(
-            value(figures, "pedidos_order_duration_seconds_sum") / count, 2
-        )
-    console.print(
-        "                " + ", ".join(f"{k} {v:g}" for k, v in shown.items()), soft_wrap=True
-    )
+        mean_s = value(figures, "pedidos_order_duration_seconds_sum") / count
+        parts.append(f"mean accepted→Finalizado {mean_s:.2f} s")
+    console.print("                " + ", ".join(parts), soft_wrap=True)
 
 
 def _print_trace(receiver: OtlpReceiver, order_id: str) -> None:

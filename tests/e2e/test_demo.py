@@ -45,6 +45,7 @@ def test_demo_walks_its_orders_to_finalizado_into_the_web_inbox(tmp_path) -> Non
     assert "Metrics:        http://127.0.0.1:" in result.stdout
     # Lag 0: the demo waits for the consumer to commit the last state records it read.
     assert "accepted 3, e-mails sent 15, lag 0," in result.stdout, result.stdout
+    assert re.search(r"lag 0, mean accepted→Finalizado \d+\.\d\d s\n", result.stdout)
     assert len(list((tmp_path / ".stack" / "demo" / "mail").glob("*.eml"))) == 15
     assert_stopped_everything(result, tmp_path)
 
