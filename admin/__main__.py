@@ -39,6 +39,10 @@ def cmd_setup(args: argparse.Namespace) -> None:
     topics = _retry("creating topics", lambda: setup.create_topics(settings), args.wait)
     for name, outcome in topics.items():
         print(f"topic {name}: {outcome}")
+    group = _retry(
+        "readying the consumer group", lambda: setup.ready_group_coordinator(settings), args.wait
+    )
+    print(f"consumer group {settings.kafka_consumer_group}: {group}")
     es = blocking_search_client(settings)
     indices = _retry(
         "creating index templates", lambda: setup.create_index_templates(settings, es), args.wait

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from importlib.resources import files
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -73,6 +74,41 @@ def create_topics(settings: Settings, timeout_s: float = 30) -> dict[str, str]:
         except Exception as exc:
             raise SetupError(f"cannot create topic {name}: {exc}") from None
     return outcome
+
+
+# What a coordinator answers while the broker creates the offsets topic and loads the group.
+_COORDINATOR_STARTING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
+_COORDINATOR_POLL_S = 0.05
+
+
+def ready_group_coordinator(settings: Settings, timeout_s: float = 30) -> str:
+    """Describe the consumer group until its coordinator answers. On a new broker the first
+    such request creates the offsets topic and loads the group's coordinator; a consumer that
+    got there first waited it out in librdkafka's one-second coordinator queries, and the
+    first order sat 1-3 s before its first step. Returns the group's state."""
+    group = settings.kafka_consumer_group
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            future = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group]
+            state = future.result(timeout=timeout_s).state
+        except KafkaException as exc:
+            error = _kafka_error(exc)
+            starting = error is not None and error.code() in _COORDINATOR_STARTING
+            if not starting or time.monotonic() >= deadline:
+                raise SetupError(f"consumer group {group}: coordinator not ready: {exc}") from None
+            time.sleep(_COORDINATOR_POLL_S)
+            continue
+        # Kafka calls a group no member ever joined DEAD.
+        known = "new group" if state == ConsumerGroupState.DEAD else state.name.lower()
+        return f"coordinator ready ({known})"
 
 
 def _topic_config(settings: Settings) -> dict[str, str]:

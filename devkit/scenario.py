@@ -46,6 +46,7 @@ def prepare(env: dict[str, str]) -> Settings:
     """Create the scenario's topics and index templates, as `admin setup` does; its settings."""
     settings = load_settings(**{key.lower(): value for key, value in env.items()})
     setup.create_topics(settings)
+    setup.ready_group_coordinator(settings)
     with Elasticsearch(settings.elasticsearch_url) as es:
         setup.create_index_templates(settings, es)
     return settings

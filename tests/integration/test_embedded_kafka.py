@@ -7,17 +7,27 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from admin import setup
 from devkit.apache_kafka import BROKER_ENV, choose_broker, java_major
 from devkit.net import free_port
 from devkit.processes import run_admin
 from devkit.stack import EmbeddedStack, StackPorts
 from devkit.waiting import wait_for
+from pedidos.runtime.config import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -26,63 +36,89 @@ def admin_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Complete
     return run_admin(*args, env=env, inherit=False, cwd=cwd)
 
 
-def test_a_restarted_broker_keeps_topics_records_and_committed_offsets(tmp_path: Path) -> None:
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedStack]:
+    """A new Apache Kafka node of its own, stopped after the test."""
     if (java_major() or 0) < 17:
         pytest.skip("Apache Kafka needs Java 17+")
-    broker = EmbeddedStack(
+    node = EmbeddedStack(
         tmp_path, StackPorts(free_port(), 1, 1), tied_to_parent=True, kafka="apache"
     )
-    bootstrap = broker.env()["KAFKA_BOOTSTRAP_SERVERS"]
-    broker.start("kafka")
+    node.start("kafka")
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.create_topics([NewTopic("durable", 2, 1)])["durable"].result(30)
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-        for i in range(10):
-            producer.produce("durable", key=str(i).encode(), value=b"v%d" % i)
-        assert producer.flush(30) == 0
-        group = Consumer({"bootstrap.servers": bootstrap, "group.id": "keeps"})
-
-        def commit() -> bool:
-            # The first commit creates __consumer_offsets: NOT_COORDINATOR until it exists.
-            try:
-                group.commit(offsets=[TopicPartition("durable", 0, 3)], asynchronous=False)
-            except KafkaException:
-                return False
-            return True
-
-        wait_for(commit, 60, "the first offset commit")
-        group.close()
-
-        broker.stop("kafka")
-        assert broker.pid("kafka") is None
-        broker.start("kafka")
-
-        reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "keeps"})
-
-        def high_watermarks() -> list[int] | None:
-            # A restarted broker answers NOT_LEADER_FOR_PARTITION until it has reloaded its logs
-            # and re-elected itself: retriable, as for every client, so retried here too.
-            try:
-                return [
-                    reader.get_watermark_offsets(TopicPartition("durable", p), 30)[1]
-                    for p in (0, 1)
-                ]
-            except KafkaException as error:
-                if (
-                    error.args[0].retriable()
-                    or error.args[0].code() == KafkaError.NOT_LEADER_FOR_PARTITION
-                ):
-                    return None
-                raise
-
-        highs = wait_for(high_watermarks, 60, "the restarted broker to lead its partitions")
-        committed = reader.committed([TopicPartition("durable", 0)], timeout=30)[0].offset
-        reader.close()
-        assert sum(highs) == 10
-        assert committed == 3
+        yield node
     finally:
-        broker.stop("kafka")
+        node.stop("kafka")
+
+
+def test_a_restarted_broker_keeps_topics_records_and_committed_offsets(
+    broker: EmbeddedStack,
+) -> None:
+    bootstrap = broker.env()["KAFKA_BOOTSTRAP_SERVERS"]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("durable", 2, 1)])["durable"].result(30)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(10):
+        producer.produce("durable", key=str(i).encode(), value=b"v%d" % i)
+    assert producer.flush(30) == 0
+    group = Consumer({"bootstrap.servers": bootstrap, "group.id": "keeps"})
+
+    def commit() -> bool:
+        # The first commit creates __consumer_offsets: NOT_COORDINATOR until it exists.
+        try:
+            group.commit(offsets=[TopicPartition("durable", 0, 3)], asynchronous=False)
+        except KafkaException:
+            return False
+        return True
+
+    wait_for(commit, 60, "the first offset commit")
+    group.close()
+
+    broker.stop("kafka")
+    assert broker.pid("kafka") is None
+    broker.start("kafka")
+
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "keeps"})
+
+    def high_watermarks() -> list[int] | None:
+        # A restarted broker answers NOT_LEADER_FOR_PARTITION until it has reloaded its logs
+        # and re-elected itself: retriable, as for every client, so retried here too.
+        try:
+            return [
+                reader.get_watermark_offsets(TopicPartition("durable", p), 30)[1] for p in (0, 1)
+            ]
+        except KafkaException as error:
+            if (
+                error.args[0].retriable()
+                or error.args[0].code() == KafkaError.NOT_LEADER_FOR_PARTITION
+            ):
+                return None
+            raise
+
+    highs = wait_for(high_watermarks, 60, "the restarted broker to lead its partitions")
+    committed = reader.committed([TopicPartition("durable", 0)], timeout=30)[0].offset
+    reader.close()
+    assert sum(highs) == 10
+    assert committed == 3
+
+
+def test_setup_readies_the_consumer_groups_coordinator_on_a_new_broker(
+    broker: EmbeddedStack,
+) -> None:
+    """On a new broker the group's coordinator does not exist until something asks for it; a
+    consumer asking first waited 1-3 s before its first order. `admin setup` asks instead."""
+    bootstrap = broker.env()["KAFKA_BOOTSTRAP_SERVERS"]
+    settings = load_settings(kafka_bootstrap_servers=bootstrap)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    assert "__consumer_offsets" not in admin.list_topics(timeout=30).topics
+    setup.create_topics(settings)
+
+    group = settings.kafka_consumer_group
+    assert setup.ready_group_coordinator(settings) == "coordinator ready (new group)"
+    # Loaded, not loading: the group's next request is answered, not NOT_COORDINATOR.
+    described = admin.describe_consumer_groups([group], request_timeout=10)[group]
+    assert described.result(timeout=10).state == ConsumerGroupState.DEAD
+    assert "__consumer_offsets" in admin.list_topics(timeout=30).topics
 
 
 def test_apache_kafka_without_java_is_one_line_and_exit_2(tmp_path: Path) -> None:
