@@ -16,6 +16,7 @@ from client.commands import (
 )
 from client.connection import DEFAULT_RETRIES
 from client.orders import DEFAULT_CUSTOMER_EMAIL
+from client.spanish_argparse import SpanishArgumentParser
 from client.stream import MAX_WINDOW
 from pedidos.domain.order import InvalidOrder, validate_order_id
 from pedidos.runtime.config import ConfigError, Settings, load_settings
@@ -152,7 +153,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SpanishArgumentParser(
         prog="pedidos-client", description="Envía pedidos aleatorios del catálogo al productor."
     )
     # Sending a batch is the default command, so `--count 5 --email a@b.cl --yes` keeps working
