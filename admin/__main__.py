@@ -176,6 +176,7 @@ def cmd_retention(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from admin.setup import SetupError
     from devkit.demo import run_demo
     from devkit.stack import StackError, StackSetupError
 
@@ -186,6 +187,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise SystemExit(2) from None
     except StackError as exc:
         print(f"admin: the embedded stack did not start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except SetupError as exc:
+        print(f"admin: the demo's topics and indices: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -20,6 +20,7 @@ from confluent_kafka.admin import (
 )
 from elasticsearch import Elasticsearch
 
+from pedidos.adapters.kafka.lag import COORDINATOR_STARTING
 from pedidos.runtime.config import Settings
 
 log = logging.getLogger(__name__)
@@ -76,15 +77,11 @@ def create_topics(settings: Settings, timeout_s: float = 30) -> dict[str, str]:
     return outcome
 
 
-# What a coordinator answers while the broker creates the offsets topic and loads the group.
-_COORDINATOR_STARTING = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    }
-)
-_COORDINATOR_POLL_S = 0.05
+# librdkafka ends a describe whose coordinator lookup ran out of retries only at its request
+# timeout (seen: 10 s on a new broker, one run in three), so each attempt is kept short.
+_ATTEMPT_S = 1.0
+_POLL_S = 0.05
+_STARTING = COORDINATOR_STARTING | {KafkaError._TIMED_OUT}
 
 
 def ready_group_coordinator(settings: Settings, timeout_s: float = 30) -> str:
@@ -97,18 +94,19 @@ def ready_group_coordinator(settings: Settings, timeout_s: float = 30) -> str:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            future = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group]
-            state = future.result(timeout=timeout_s).state
-        except KafkaException as exc:
-            error = _kafka_error(exc)
-            starting = error is not None and error.code() in _COORDINATOR_STARTING
-            if not starting or time.monotonic() >= deadline:
-                raise SetupError(f"consumer group {group}: coordinator not ready: {exc}") from None
-            time.sleep(_COORDINATOR_POLL_S)
-            continue
-        # Kafka calls a group no member ever joined DEAD.
-        known = "new group" if state == ConsumerGroupState.DEAD else state.name.lower()
-        return f"coordinator ready ({known})"
+            future = admin.describe_consumer_groups([group], request_timeout=_ATTEMPT_S)[group]
+            state = future.result(timeout=_ATTEMPT_S * 2).state
+            break
+        except (KafkaException, TimeoutError) as exc:
+            error = _kafka_error(exc) if isinstance(exc, KafkaException) else None
+            starting = error is None or error.code() in _STARTING
+            if not starting or time.monotonic() > deadline:
+                why = str(exc) or "no answer"
+                raise SetupError(f"consumer group {group}: coordinator not ready: {why}") from None
+        time.sleep(_POLL_S)
+    # Kafka calls a group no member ever joined DEAD.
+    known = "new group" if state == ConsumerGroupState.DEAD else state.name.lower()
+    return f"coordinator ready ({known})"
 
 
 def _topic_config(settings: Settings) -> dict[str, str]:
