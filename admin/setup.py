@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from importlib.resources import files
 from typing import Any
 
@@ -20,7 +19,7 @@ from confluent_kafka.admin import (
 )
 from elasticsearch import Elasticsearch
 
-from pedidos.adapters.kafka.lag import COORDINATOR_STARTING
+from pedidos.adapters.kafka.lag import LagError, LagReader
 from pedidos.runtime.config import Settings
 
 log = logging.getLogger(__name__)
@@ -77,33 +76,17 @@ def create_topics(settings: Settings, timeout_s: float = 30) -> dict[str, str]:
     return outcome
 
 
-# librdkafka ends a describe whose coordinator lookup ran out of retries only at its request
-# timeout (seen: 10 s on a new broker, one run in three), so each attempt is kept short.
-_ATTEMPT_S = 1.0
-_POLL_S = 0.05
-_STARTING = COORDINATOR_STARTING | {KafkaError._TIMED_OUT}
-
-
 def ready_group_coordinator(settings: Settings, timeout_s: float = 30) -> str:
     """Describe the consumer group until its coordinator answers. On a new broker the first
     such request creates the offsets topic and loads the group's coordinator; a consumer that
     got there first waited it out in librdkafka's one-second coordinator queries, and the
     first order sat 1-3 s before its first step. Returns the group's state."""
     group = settings.kafka_consumer_group
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            future = admin.describe_consumer_groups([group], request_timeout=_ATTEMPT_S)[group]
-            state = future.result(timeout=_ATTEMPT_S * 2).state
-            break
-        except (KafkaException, TimeoutError) as exc:
-            error = _kafka_error(exc) if isinstance(exc, KafkaException) else None
-            starting = error is None or error.code() in _STARTING
-            if not starting or time.monotonic() > deadline:
-                why = str(exc) or "no answer"
-                raise SetupError(f"consumer group {group}: coordinator not ready: {why}") from None
-        time.sleep(_POLL_S)
+    reader = LagReader(settings.kafka_bootstrap_servers)
+    try:
+        state = reader.describe([group], coordinator_wait_s=timeout_s)[group].state
+    except LagError as exc:
+        raise SetupError(f"consumer group {group}: coordinator not ready: {exc}") from None
     # Kafka calls a group no member ever joined DEAD.
     known = "new group" if state == ConsumerGroupState.DEAD else state.name.lower()
     return f"coordinator ready ({known})"

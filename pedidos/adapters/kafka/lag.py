@@ -30,6 +30,8 @@ COORDINATOR_STARTING = frozenset(
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     }
 )
+_FIRST_ATTEMPT_S = 1.0
+_POLL_S = 0.05
 # librdkafka's connection errors go to logging, not straight to stderr: the CLI says it in one
 # line, and an application that configures logging still sees them.
 log.addHandler(logging.NullHandler())
@@ -95,9 +97,9 @@ class LagReader:
         }
         self._admin = AdminClient(config)
 
-    def _result(self, future: Future[Any]) -> Any:
+    def _result(self, future: Future[Any], timeout_s: float | None = None) -> Any:
         try:
-            return future.result(timeout=self._timeout_s * 2)
+            return future.result(timeout=self._timeout_s * 2 if timeout_s is None else timeout_s)
         except KafkaException as exc:
             error = exc.args[0]
             if not isinstance(error, KafkaError):
@@ -107,7 +109,9 @@ class LagReader:
                 f"Kafka at {self.bootstrap_servers}: {detail} ({error.name()})", error.code()
             ) from None
         except TimeoutError:
-            raise LagError(f"cannot reach Kafka at {self.bootstrap_servers}") from None
+            raise LagError(
+                f"cannot reach Kafka at {self.bootstrap_servers}", KafkaError._TIMED_OUT
+            ) from None
 
     def _topic_partitions(self) -> dict[str, int]:
         try:
@@ -130,7 +134,7 @@ class LagReader:
         if not groups:
             return []
         topics = self._topic_partitions()
-        descriptions = self._describe(groups)
+        descriptions = self.describe(groups)
         committed: dict[str, dict[tuple[str, int], int]] = {}
         for group in groups:
             # The API takes one group per request.
@@ -194,20 +198,34 @@ class LagReader:
             if group in partitions
         ]
 
-    def _describe(self, groups: Sequence[str]) -> dict[str, Any]:
-        # On a cluster where no group has committed yet, the offsets topic (and so every group
-        # coordinator) is created by the first lookup: NOT_COORDINATOR until it is ready.
-        deadline = time.monotonic() + self._timeout_s * 3
+    def describe(
+        self, groups: Sequence[str], coordinator_wait_s: float | None = None
+    ) -> dict[str, Any]:
+        """Each group's description, waiting up to `coordinator_wait_s` (default: three
+        timeouts) for a coordinator that is still starting.
+
+        On a cluster where no group has committed yet, the offsets topic (and so every group
+        coordinator) is created by the first lookup: NOT_COORDINATOR until it is ready. And
+        librdkafka ends a describe whose coordinator lookup ran out of retries only at its
+        request timeout (seen: 10 s on a new broker, one run in three), so attempts start at
+        1 s and double; a timeout is retried for one timeout in all, so an unreachable broker
+        is still reported after about that long.
+        """
+        start = time.monotonic()
+        wait_s = self._timeout_s * 3 if coordinator_wait_s is None else coordinator_wait_s
+        attempt_s = min(_FIRST_ATTEMPT_S, self._timeout_s)
         while True:
-            futures = self._admin.describe_consumer_groups(
-                list(groups), request_timeout=self._timeout_s
-            )
+            futures = self._admin.describe_consumer_groups(list(groups), request_timeout=attempt_s)
             try:
-                return {group: self._result(futures[group]) for group in groups}
+                return {group: self._result(futures[group], attempt_s * 2) for group in groups}
             except LagError as exc:
-                if exc.code not in COORDINATOR_STARTING or time.monotonic() > deadline:
+                elapsed = time.monotonic() - start
+                starting = exc.code in COORDINATOR_STARTING and elapsed < wait_s
+                timed_out = exc.code == KafkaError._TIMED_OUT and elapsed < self._timeout_s
+                if not (starting or timed_out):
                     raise
-            time.sleep(0.5)
+            attempt_s = min(attempt_s * 2, self._timeout_s)
+            time.sleep(_POLL_S)
 
     def _offsets(
         self, partitions: Iterable[tuple[str, int]]
