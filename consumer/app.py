@@ -30,7 +30,13 @@ from pedidos.adapters.kafka.record_source import (
 from pedidos.adapters.metrics.serving import start_endpoint, stop_endpoint
 from pedidos.adapters.smtp_mailer import SmtpMailer, smtp_settings
 from pedidos.bootstrap import search_client
-from pedidos.ports import Mailer, OrderIndex, Publisher
+from pedidos.ports import (
+    Mailer,
+    OrderIndex,
+    PermanentMailError,
+    Publisher,
+    TransientMailError,
+)
 from pedidos.runtime.config import Settings
 from pedidos.runtime.heap import settle_heap
 from pedidos.services.mail_outage import MailOutage
@@ -84,14 +90,35 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
     )
     settle_heap()
     log.info("consumer started", extra={"group": settings.kafka_consumer_group})
+    warm_up = asyncio.create_task(
+        warm_up_mail(mailer, f"{settings.smtp_host}:{settings.smtp_port}")
+    )
     try:
         await consumer.run(stop)
     finally:
         stop_endpoint(endpoint)
+        await warm_up  # bounded by SMTP_TIMEOUT_S; its connection must not outlive close()
         await index.close()
         await asyncio.to_thread(publisher.close, 10)
         await asyncio.to_thread(mailer.close)
         log.info("consumer stopped", extra={"processed": consumer.processed})
+
+
+async def warm_up_mail(mailer: SmtpMailer, relay: str) -> None:
+    """Connects (and logs in) to the SMTP relay beside the start: the first e-mail does not pay
+    for the connection, and a relay that is down or refuses our TLS or credentials is named now,
+    in one line, not at the first order. A relay that wants a login we do not give says so only
+    at the first e-mail (MAIL FROM)."""
+    try:
+        await asyncio.to_thread(mailer.warm_up)
+    except (TransientMailError, PermanentMailError) as exc:
+        log.warning(
+            "SMTP relay not ready: %s; e-mails wait for it and are retried",
+            exc,
+            extra={"smtp": relay},
+        )
+    else:
+        log.info("SMTP relay connected", extra={"smtp": relay})
 
 
 def state_publisher(settings: Settings, metrics: ConsumerMetrics) -> LingerWhenBusy:

@@ -483,6 +483,18 @@ class SmtpMailer:
             raise
         return client
 
+    def warm_up(self) -> None:
+        """Blocking: starts the sender threads and opens one pooled connection (EHLO, STARTTLS,
+        login) before the first e-mail needs them. Raises what `classify` makes of a failure,
+        so a relay that is down or refuses our settings is named at start, not at the first
+        order; nothing else changes (e-mails wait for it and are retried as always)."""
+        self._start_senders()
+        try:
+            client = self._connect()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _classified(exc) from None
+        self._idle.put(client)
+
     def send(self, message: OutgoingEmail) -> None:
         """Blocking send on a pooled connection; raises what `classify` makes of a failure."""
         (failure,) = self.send_all([message])

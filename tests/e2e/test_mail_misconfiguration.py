@@ -123,6 +123,35 @@ def test_no_credentials_dead_letter_nothing_and_a_restart_with_them_delivers_eac
     assert topic_size(bootstrap, env["PEDIDOS_DEAD_LETTER_TOPIC"]) == 0
 
 
+def test_a_relay_refusing_our_login_is_named_when_the_consumer_starts(
+    services: Services, auth_sink: EmbeddedStack
+) -> None:
+    port = str(auth_sink.ports.smtp)
+    consumer = services.consumer(SMTP_PORT=port, SMTP_USER=USER, SMTP_PASSWORD="wrong")
+    consumer.wait_log("SMTP relay not ready", timeout=30)
+    assert consumer.running  # named, not fatal: e-mails wait for the relay
+    (line,) = log_records(consumer.log(), "SMTP relay not ready")
+    assert line["level"] == "WARNING"
+    assert "SMTP authentication failed (535" in line["message"], line
+    assert "check SMTP_USER/SMTP_PASSWORD" in line["message"], line
+    assert line["smtp"].endswith(f":{port}"), line
+    assert consumer.stop(timeout=60) == 0
+
+    fixed = services.consumer(SMTP_PORT=port, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD)
+    fixed.wait_log("SMTP relay connected", timeout=30)
+    assert log_records(fixed.log(), "SMTP relay not ready") == []
+
+
+def log_records(log: str, message: str) -> list[dict[str, Any]]:
+    return [
+        record
+        for line in log.splitlines()
+        if message in line and line.startswith("{")
+        for record in [json.loads(line)]
+        if record.get("message", "").startswith(message)
+    ]
+
+
 @pytest.fixture
 def deferring_sink(tmp_path: Path) -> Iterator[EmbeddedStack]:
     options = MailSinkOptions(defer=("mail:421:3", "rcpt:451:2", "data:451:3"))

@@ -3,6 +3,7 @@ and what each failure is classified as (an outage to retry, or this message refu
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,6 +97,43 @@ def test_starttls_and_login_deliver_and_the_connection_is_reused(secure_sink: Se
         smtp.close()
     states = Inbox(secure_sink.maildir).states_by_order(["9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"])
     assert states["9b2f7c0e-2a4f-4a55-9e2f-2b8d7c6a5e41"][-2:] == ["procesando", "preparacion"]
+
+
+def test_warm_up_logs_in_ahead_and_the_first_email_goes_on_that_connection(
+    secure_sink: SecureSink,
+) -> None:
+    smtp = mailer(secure_sink)
+    try:
+        smtp.warm_up()
+        (warmed,) = smtp._idle.queue
+        assert isinstance(warmed.sock, ssl.SSLSocket)  # STARTTLS done; AUTH next, or it raised
+        smtp.send(email())
+        assert smtp._idle.queue == [warmed]
+    finally:
+        smtp.close()
+
+
+def test_warm_up_names_wrong_credentials_as_the_first_send_would(
+    secure_sink: SecureSink,
+) -> None:
+    smtp = mailer(secure_sink, password="wrong")
+    try:
+        with pytest.raises(
+            MailOutageError, match=r"authentication failed.*SMTP_USER/SMTP_PASSWORD"
+        ):
+            smtp.warm_up()
+        assert smtp._idle.qsize() == 0
+    finally:
+        smtp.close()
+
+
+def test_warm_up_names_a_relay_that_is_down() -> None:
+    smtp = SmtpMailer(SmtpSettings("127.0.0.1", free_port(), timeout_s=5, connections=1))
+    try:
+        with pytest.raises(MailOutageError, match=r"mail server unreachable: ConnectionRefused"):
+            smtp.warm_up()
+    finally:
+        smtp.close()
 
 
 def test_wrong_credentials_are_a_retryable_error_with_a_clear_message(
