@@ -107,6 +107,9 @@ def classify(exc: Exception) -> TransientMailError | PermanentMailError:
         return MailOutageError(f"mail server replied {_reply(exc.smtp_code, exc.smtp_error)}")
     if isinstance(exc, ssl.SSLError):
         return MailOutageError(f"TLS failed: {exc}; check SMTP_CA_FILE and SMTP_STARTTLS/SMTP_SSL")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        # Sockets name no file: this is the CA bundle (`_tls_context`), read as TLS starts.
+        return MailOutageError(f"cannot read {exc.filename}: {exc.strerror}; check SMTP_CA_FILE")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return MailOutageError(f"{str(exc).rstrip('.')}; {SETUP_HINT}")
     return MailOutageError(f"mail server unreachable: {exc.__class__.__name__}: {exc}")
@@ -460,7 +463,13 @@ class SmtpMailer:
         self._senders_lock = threading.Lock()
 
     def _tls_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self._settings.ca_file)
+        try:
+            return ssl.create_default_context(cafile=self._settings.ca_file)
+        except OSError as exc:
+            # The ssl module names no file in a missing or unreadable CA bundle's error.
+            if exc.filename is None and not isinstance(exc, ssl.SSLError):
+                exc.filename = self._settings.ca_file
+            raise
 
     def _connect(self) -> SmtpConnection:
         s = self._settings

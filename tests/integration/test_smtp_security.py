@@ -127,6 +127,20 @@ def test_warm_up_names_wrong_credentials_as_the_first_send_would(
         smtp.close()
 
 
+def test_a_missing_ca_file_is_named_with_its_setting(
+    secure_sink: SecureSink, tmp_path: Path
+) -> None:
+    missing = tmp_path / "ca.pem"
+    smtp = mailer(secure_sink, ca_file=str(missing))
+    try:
+        with pytest.raises(
+            MailOutageError, match=rf"cannot read {missing}: No such file .*; check SMTP_CA_FILE"
+        ):
+            smtp.warm_up()
+    finally:
+        smtp.close()
+
+
 def test_warm_up_names_a_relay_that_is_down() -> None:
     smtp = SmtpMailer(SmtpSettings("127.0.0.1", free_port(), timeout_s=5, connections=1))
     try:
