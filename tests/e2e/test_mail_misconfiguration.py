@@ -62,14 +62,18 @@ def topic_size(bootstrap: str, topic: str) -> int:
         reader.close()
 
 
+def log_records(log: str, message: str) -> list[dict[str, Any]]:
+    return [
+        record
+        for line in log.splitlines()
+        if message in line and line.startswith("{")
+        for record in [json.loads(line)]
+        if record.get("message", "").startswith(message)
+    ]
+
+
 def outage_lines(log: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in log.splitlines():
-        if OUTAGE_LINE in line and line.startswith("{"):
-            record = json.loads(line)
-            if record.get("message", "").startswith(OUTAGE_LINE):
-                lines.append(record)
-    return lines
+    return log_records(log, OUTAGE_LINE)
 
 
 def test_no_credentials_dead_letter_nothing_and_a_restart_with_them_delivers_each_email_once(
@@ -140,16 +144,6 @@ def test_a_relay_refusing_our_login_is_named_when_the_consumer_starts(
     fixed = services.consumer(SMTP_PORT=port, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD)
     fixed.wait_log("SMTP relay connected", timeout=30)
     assert log_records(fixed.log(), "SMTP relay not ready") == []
-
-
-def log_records(log: str, message: str) -> list[dict[str, Any]]:
-    return [
-        record
-        for line in log.splitlines()
-        if message in line and line.startswith("{")
-        for record in [json.loads(line)]
-        if record.get("message", "").startswith(message)
-    ]
 
 
 @pytest.fixture
