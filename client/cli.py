@@ -20,6 +20,7 @@ from client.spanish_argparse import SpanishArgumentParser
 from client.stream import MAX_WINDOW
 from pedidos.domain.order import InvalidOrder, validate_order_id
 from pedidos.runtime.config import ConfigError, Settings, load_settings
+from pedidos.runtime.grpc_aio import keep_grpc_aio_runtime
 from pedidos.runtime.tracing import configure as configure_tracing
 
 DEFAULT_CONCURRENCY = 8
@@ -187,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     configure_tracing("client")
+    keep_grpc_aio_runtime()  # one asyncio.run per command: no gRPC restart between them
     handler: Handler = args.handler
     try:
         return handler(args, settings)

@@ -15,6 +15,7 @@ from devkit.net import free_port
 from devkit.processes import Services
 from devkit.scenario import prepare, scenario_env
 from devkit.stack import EmbeddedStack, MailSinkOptions, StackPorts
+from pedidos.runtime.grpc_aio import keep_grpc_aio_runtime
 
 BACKEND = os.environ.get("PEDIDOS_TEST_BACKEND", "embedded")
 # The test mail sink refuses these recipients with 550, like a server that knows no such user.
@@ -24,6 +25,11 @@ MAIL_OPTIONS = MailSinkOptions(reject=r"@rechazado\.example\.cl>?$")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--chaos-orders", type=int, default=200, help="orders per chaos scenario")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests run asyncio.run hundreds of times in this one process (see the function).
+    keep_grpc_aio_runtime()
 
 
 @pytest.fixture(autouse=True)
