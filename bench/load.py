@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devkit.credentials import aio_producer_channel
 from devkit.orders import request_details
+from pedidos.runtime.grpc_aio import keep_grpc_aio_runtime
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 
 Kind = Literal["health", "create", "bulk"]
@@ -186,6 +187,7 @@ async def _run(spec: LoadSpec) -> LoadResult:
 
 
 def run_load(spec: LoadSpec) -> LoadResult:
+    keep_grpc_aio_runtime()  # a bench runs many loads in this process
     try:
         return asyncio.run(_run(spec))
     except Exception as exc:
