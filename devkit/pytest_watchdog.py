@@ -4,6 +4,7 @@ pytest-timeout raises from a SIGALRM handler, which is Python code: it never run
 thread is stuck in C (a native lock, a wait for the GIL held by a thread stuck in C). One such
 hang kept a CI run silent until its wall clock. faulthandler's watchdog is a C thread, so it can
 still print every thread's stack and exit; the run fails at once, naming where it hung.
+faulthandler has one such timer: do not combine this with pytest's `faulthandler_timeout`.
 """
 
 from __future__ import annotations
