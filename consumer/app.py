@@ -129,6 +129,9 @@ def state_publisher(settings: Settings, metrics: ConsumerMetrics) -> LingerWhenB
         busy_from=STATE_BUSY_FROM,
         busy_linger_ms=STATE_LINGER_MS,
         observer=metrics.publishes,
+        # A state record published twice is walked once (the ledger), so a stuck producer
+        # may be replaced; two timeouts in a row is a minute with nothing delivered.
+        renew_after_timeouts=2,
     )
 
 

@@ -68,3 +68,33 @@ def test_every_answer_is_observed_once_and_only_queued_records_await_one() -> No
             publisher.close(0.1)
 
     asyncio.run(run())
+
+
+def renewals(caplog: pytest.LogCaptureFixture) -> int:
+    return caplog.text.count("replacing it with a new producer")
+
+
+@pytest.mark.parametrize(("renew_after", "replaced"), [(2, True), (None, False)])
+def test_a_producer_whose_records_keep_timing_out_is_replaced_when_asked(
+    caplog: pytest.LogCaptureFixture, renew_after: int | None, replaced: bool
+) -> None:
+    async def run() -> None:
+        config = producer_config(f"127.0.0.1:{free_port()}", "test", 0.3)
+        publisher = KafkaPublisher(config, renew_after_timeouts=renew_after)
+        first = publisher._producer
+        try:
+            for key in ("k1", "k2"):  # one after the other: two timeouts in a row
+                with pytest.raises(PublishError, match="timed out"):
+                    await asyncio.wait_for(publisher.publish("Pedidos", key, b"{}", []), 10)
+            await asyncio.sleep(0.3)  # the poll thread's next round
+            assert (publisher._producer is not first) == replaced
+            # The next record goes to whichever producer is current, and is answered.
+            with pytest.raises(PublishError):
+                await asyncio.wait_for(publisher.publish("Pedidos", "k3", b"{}", []), 10)
+            assert publisher.awaiting == 0
+        finally:
+            publisher.close(0.1)
+
+    with caplog.at_level(logging.WARNING, logger="pedidos.adapters.kafka.publisher"):
+        asyncio.run(run())
+    assert renewals(caplog) == (1 if replaced else 0)

@@ -66,8 +66,23 @@ class KafkaPublisher:
     CreateOrderBatch, two done-callbacks per record (each a handle through the event loop) cost
     ~20 µs of the producer's ~95 µs per order."""
 
-    def __init__(self, config: dict[str, Any], observer: PublishObserver | None = None) -> None:
-        self._producer = Producer({**config, "error_cb": self._on_error})
+    def __init__(
+        self,
+        config: dict[str, Any],
+        observer: PublishObserver | None = None,
+        renew_after_timeouts: int | None = None,
+    ) -> None:
+        """`renew_after_timeouts`: after that many records in a row time out with none delivered
+        between them, replace the librdkafka producer by a new one (see `_renew`). Only where a
+        record sent twice is harmless: a new producer has a new idempotence id, so a purged
+        record the broker did store is stored again when its caller retries it."""
+        self._config = {**config, "error_cb": self._on_error}
+        self._producer = Producer(self._config)
+        self._renew_after = renew_after_timeouts
+        # Written by delivery callbacks on the poll thread only.
+        self._timeouts_in_a_row = 0
+        # Replaced producers, polled until their purged records are reported.
+        self._retired: list[Producer] = []
         self._observer = observer
         # Records published here whose answer is not settled yet (read on the event loop).
         self.awaiting = 0
@@ -87,7 +102,30 @@ class KafkaPublisher:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            for retired in list(self._retired):
+                retired.poll(0)
+                if len(retired) == 0:
+                    self._retired.remove(retired)
+            if self._renew_after is not None and self._timeouts_in_a_row >= self._renew_after:
+                self._renew()
             self._hand_over()
+
+    def _renew(self) -> None:
+        """Replace a producer whose records keep timing out. After a broker restart librdkafka's
+        idempotent producer was seen stuck: one record timed out every message.timeout.ms while
+        the broker served every other client (one chaos run in several; also
+        confluentinc/librdkafka#3009, where restarting the producer was the fix). Its queued and
+        in-flight records are purged, so their callers see a failure and retry on the new one;
+        a record `publish` hands the old one meanwhile times out there and is retried too."""
+        log.warning(
+            "kafka producer: %d records in a row timed out with none delivered; "
+            "replacing it with a new producer",
+            self._timeouts_in_a_row,
+        )
+        retired, self._producer = self._producer, Producer(self._config)
+        self._timeouts_in_a_row = 0
+        retired.purge()
+        self._retired.append(retired)
 
     def _hand_over(self) -> None:
         """Settle the reports gathered by the last poll, grouped by their event loop."""
@@ -133,6 +171,10 @@ class KafkaPublisher:
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             report: _Report
+            if error is None:
+                self._timeouts_in_a_row = 0
+            elif error.code() == KafkaError._MSG_TIMED_OUT:
+                self._timeouts_in_a_row += 1
             if error is not None:
                 unknown = error.code() == KafkaError._UNKNOWN_PARTITION
                 report = (future, PublishError(error.str(), unknown), None, topic, started)
@@ -237,13 +279,14 @@ def linger_when_busy(
     busy_from: int,
     busy_linger_ms: float,
     observer: PublishObserver | None = None,
+    renew_after_timeouts: int | None = None,
 ) -> LingerWhenBusy:
     """A LingerWhenBusy over two idempotent producers: `client_id` (linger 0) and
     `client_id`-busy (`busy_linger_ms`), both observed by `observer`."""
 
     def producer(name: str, linger_ms: float) -> KafkaPublisher:
         config = producer_config(bootstrap_servers, name, timeout_s, linger_ms=linger_ms)
-        return KafkaPublisher(config, observer)
+        return KafkaPublisher(config, observer, renew_after_timeouts)
 
     return LingerWhenBusy(
         producer(client_id, 0), producer(f"{client_id}-busy", busy_linger_ms), busy_from
