@@ -130,7 +130,7 @@ def state_publisher(settings: Settings, metrics: ConsumerMetrics) -> LingerWhenB
         busy_linger_ms=STATE_LINGER_MS,
         observer=metrics.publishes,
         # A state record published twice is walked once (the ledger), so a stuck producer
-        # may be replaced; two timeouts in a row is a minute with nothing delivered.
+        # may be replaced; two timeouts in a row is a minute with nothing delivered there.
         renew_after_timeouts=2,
     )
 

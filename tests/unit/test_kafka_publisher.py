@@ -8,8 +8,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
 from devkit.net import free_port
 from pedidos.adapters.kafka.publisher import KafkaPublisher, PublishError, producer_config
@@ -98,3 +102,75 @@ def test_a_producer_whose_records_keep_timing_out_is_replaced_when_asked(
     with caplog.at_level(logging.WARNING, logger="pedidos.adapters.kafka.publisher"):
         asyncio.run(run())
     assert renewals(caplog) == (1 if replaced else 0)
+
+
+class ScriptedProducer:
+    """Stands in for librdkafka's producer: keeps each record's delivery callback, so the test
+    answers each record itself (a stuck partition beside a healthy one needs a broker that
+    misbehaves on purpose, which no real one here does)."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[KafkaError | None, Any], None]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.callbacks.append(kwargs["on_delivery"])
+
+    def poll(self, timeout: float) -> int:
+        time.sleep(timeout)
+        return 0
+
+    def purge(self) -> None:
+        pass
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+
+class Stored:
+    def __init__(self, partition: int) -> None:
+        self._partition = partition
+
+    def topic(self) -> str:
+        return "Pedidos.estados"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return 0
+
+
+def test_one_partition_timing_out_while_another_delivers_is_still_a_stuck_producer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+
+    async def run() -> None:
+        config = producer_config(f"127.0.0.1:{free_port()}", "test", 30)
+        publisher = KafkaPublisher(config, renew_after_timeouts=2)
+        scripted = ScriptedProducer()
+        publisher._producer.flush(0)
+        publisher._producer = scripted  # type: ignore[assignment]
+        try:
+            for _ in range(4):
+                publisher.publish("Pedidos.estados", "k", b"{}", [])
+            first, healthy, second, more = scripted.callbacks
+            first(timed_out, Stored(1))
+            healthy(None, Stored(0))  # another partition delivers in between
+            await asyncio.sleep(0.3)
+            assert publisher._producer is scripted
+            second(timed_out, Stored(1))
+            await asyncio.sleep(0.3)
+            assert publisher._producer is not scripted
+            more(None, Stored(1))  # a late answer from the retired producer is still settled
+            await asyncio.sleep(0.3)
+            assert publisher.awaiting == 0
+        finally:
+            publisher.close(0.1)
+
+    with caplog.at_level(logging.WARNING, logger="pedidos.adapters.kafka.publisher"):
+        asyncio.run(run())
+    assert renewals(caplog) == 1

@@ -72,15 +72,17 @@ class KafkaPublisher:
         observer: PublishObserver | None = None,
         renew_after_timeouts: int | None = None,
     ) -> None:
-        """`renew_after_timeouts`: after that many records in a row time out with none delivered
-        between them, replace the librdkafka producer by a new one (see `_renew`). Only where a
+        """`renew_after_timeouts`: after that many records in a row time out on one partition
+        with none delivered there between them, replace the librdkafka producer by a new one
+        (see `_renew`). Only where a
         record sent twice is harmless: a new producer has a new idempotence id, so a purged
         record the broker did store is stored again when its caller retries it."""
         self._config = {**config, "error_cb": self._on_error}
         self._producer = Producer(self._config)
         self._renew_after = renew_after_timeouts
-        # Written by delivery callbacks on the poll thread only.
-        self._timeouts_in_a_row = 0
+        # Per partition, records timed out since its last delivery (written by delivery
+        # callbacks): one stuck partition is found even while the others deliver.
+        self._timeouts_in_a_row: dict[tuple[str, int], int] = {}
         # Replaced producers, polled until their purged records are reported.
         self._retired: list[Producer] = []
         self._observer = observer
@@ -106,9 +108,12 @@ class KafkaPublisher:
                 retired.poll(0)
                 if len(retired) == 0:
                     self._retired.remove(retired)
-            if self._renew_after is not None and self._timeouts_in_a_row >= self._renew_after:
+            if self._renew_after is not None and self._stuck() >= self._renew_after:
                 self._renew()
             self._hand_over()
+
+    def _stuck(self) -> int:
+        return max(self._timeouts_in_a_row.values(), default=0)
 
     def _renew(self) -> None:
         """Replace a producer whose records keep timing out. After a broker restart librdkafka's
@@ -118,12 +123,12 @@ class KafkaPublisher:
         in-flight records are purged, so their callers see a failure and retry on the new one;
         a record `publish` hands the old one meanwhile times out there and is retried too."""
         log.warning(
-            "kafka producer: %d records in a row timed out with none delivered; "
-            "replacing it with a new producer",
-            self._timeouts_in_a_row,
+            "kafka producer: %d records in a row timed out on one partition with none "
+            "delivered there; replacing it with a new producer",
+            self._stuck(),
         )
         retired, self._producer = self._producer, Producer(self._config)
-        self._timeouts_in_a_row = 0
+        self._timeouts_in_a_row = {}
         retired.purge()
         self._retired.append(retired)
 
@@ -171,10 +176,11 @@ class KafkaPublisher:
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             report: _Report
+            where = (topic, int(message.partition() or 0))
             if error is None:
-                self._timeouts_in_a_row = 0
+                self._timeouts_in_a_row.pop(where, None)
             elif error.code() == KafkaError._MSG_TIMED_OUT:
-                self._timeouts_in_a_row += 1
+                self._timeouts_in_a_row[where] = self._timeouts_in_a_row.get(where, 0) + 1
             if error is not None:
                 unknown = error.code() == KafkaError._UNKNOWN_PARTITION
                 report = (future, PublishError(error.str(), unknown), None, topic, started)
