@@ -74,9 +74,9 @@ class KafkaPublisher:
     ) -> None:
         """`renew_after_timeouts`: after that many records in a row time out on one partition
         with none delivered there between them, replace the librdkafka producer by a new one
-        (see `_renew`). Only where a
-        record sent twice is harmless: a new producer has a new idempotence id, so a purged
-        record the broker did store is stored again when its caller retries it."""
+        (see `_renew`). Only where a record sent twice is harmless: a new producer has a new
+        idempotence id, so a purged record the broker did store is stored again when its
+        caller retries it."""
         self._config = {**config, "error_cb": self._on_error}
         self._producer = Producer(self._config)
         self._renew_after = renew_after_timeouts
@@ -111,6 +111,13 @@ class KafkaPublisher:
             if self._renew_after is not None and self._stuck() >= self._renew_after:
                 self._renew()
             self._hand_over()
+
+    def _count_timeouts(self, topic: str, error: KafkaError | None, message: Message) -> None:
+        where = (topic, int(message.partition() or 0))
+        if error is None:
+            self._timeouts_in_a_row.pop(where, None)
+        elif error.code() == KafkaError._MSG_TIMED_OUT:
+            self._timeouts_in_a_row[where] = self._timeouts_in_a_row.get(where, 0) + 1
 
     def _stuck(self) -> int:
         return max(self._timeouts_in_a_row.values(), default=0)
@@ -176,11 +183,8 @@ class KafkaPublisher:
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             report: _Report
-            where = (topic, int(message.partition() or 0))
-            if error is None:
-                self._timeouts_in_a_row.pop(where, None)
-            elif error.code() == KafkaError._MSG_TIMED_OUT:
-                self._timeouts_in_a_row[where] = self._timeouts_in_a_row.get(where, 0) + 1
+            if self._renew_after is not None:
+                self._count_timeouts(topic, error, message)
             if error is not None:
                 unknown = error.code() == KafkaError._UNKNOWN_PARTITION
                 report = (future, PublishError(error.str(), unknown), None, topic, started)
