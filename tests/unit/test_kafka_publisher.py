@@ -174,3 +174,19 @@ def test_one_partition_timing_out_while_another_delivers_is_still_a_stuck_produc
     with caplog.at_level(logging.WARNING, logger="pedidos.adapters.kafka.publisher"):
         asyncio.run(run())
     assert renewals(caplog) == 1
+
+
+def test_closing_right_after_a_replacement_settles_the_records_it_purged() -> None:
+    async def run() -> None:
+        config = producer_config(f"127.0.0.1:{free_port()}", "test", 30)
+        publisher = KafkaPublisher(config, renew_after_timeouts=2)
+        # The poll thread stopped, so only close() can report what the replacement purged.
+        publisher._stop.set()
+        publisher._poller.join()
+        pending = publisher.publish("Pedidos.estados", "k", b"{}", [])
+        publisher._renew()
+        publisher.close(0.1)
+        with pytest.raises(PublishError, match=r"(?i)purged"):
+            await asyncio.wait_for(pending, 5)
+
+    asyncio.run(run())

@@ -237,6 +237,11 @@ class KafkaPublisher:
         remaining = self.flush(timeout_s)
         self._stop.set()
         self._poller.join(timeout=1)
+        # A producer replaced just before holds purged records whose failure is reported only
+        # by a poll: without it their callers would wait on futures nothing settles.
+        for retired in self._retired:
+            retired.flush(0)
+        self._retired.clear()
         self._hand_over()
         return remaining
 
