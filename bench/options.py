@@ -46,6 +46,8 @@ class Options:
     tracing_orders: int = 2_000
     # 5d: orders the consumer's own code walks in memory (~1 ms of CPU each).
     own_code_orders: int = 3_000
+    # 10: orders sent at a steady 40/s (50 s).
+    steady_orders: int = 2_000
     # Only this section of the bench (e.g. "tracing"), not every scenario.
     only: str | None = None
 
@@ -69,6 +71,7 @@ PROFILES = {
         alone_orders=50,
         tracing_orders=300,
         own_code_orders=500,
+        steady_orders=200,
     ),
     # The long run is about memory: one sink (the one that is not the bottleneck) unless asked.
     "long": Options(
@@ -141,10 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("tracing", "own-code"),
+        choices=("tracing", "own-code", "steady"),
         help="run only this section: tracing = issue #14's CPU per order with tracing off, "
         "on at 100 %% and on at 10 %% sampling; own-code = the consumer's own code in memory "
-        "(5d)",
+        "(5d); steady = the consumer's CPU per order with orders arriving at 40/s (10)",
     )
     parser.add_argument(
         "--kafka",

@@ -46,6 +46,7 @@ from bench.pipeline import (
     tracing_figure,
 )
 from bench.resources import CpuMeter
+from bench.steady import STEADY_RATE, measure_steady
 from bench.workers import LoadWorkers
 from devkit.apache_kafka import KAFKA_VERSION
 from devkit.otlp_receiver import OtlpReceiver
@@ -233,6 +234,32 @@ class BenchRun:
             self._stop(services)
             self.stack.release(env)
 
+    def steady_load(self) -> None:
+        """10: orders arriving at a steady rate, not all at once; the consumer's CPU per order,
+        beside the backlog's (6) as its limit: the ratio is what arriving over time costs."""
+        count = self.options.steady_orders
+        self.say(f"10 steady load: {count:,} orders at {STEADY_RATE:.0f}/s → discard sink")
+        env = self.stack.scenario_env("steady", self.stack.sinks["discard"])
+        prepare(env)
+        services = Services(env, self.stack.logs, tied=True)
+        label = (
+            f"consumer CPU per order (5 states), {count:,} orders at a steady {STEADY_RATE:.0f}/s"
+        )
+        figure = Figure("steady.consumer_cpu", "10 Steady load", label, "ms")
+        backlog = self._figure("e2e.discard")
+        if backlog is not None and backlog.details.get("consumer_cpu_ms_per_order"):
+            figure.limit = backlog.details["consumer_cpu_ms_per_order"]
+            figure.limit_label = "the same, all queued at once (6), ms"
+        try:
+            producer = services.producer(log_name="producer-steady")
+            consumer = services.consumer(log_name="consumer-steady")
+            self.services = {"producer": [producer.pid], "consumer": [consumer.pid]}
+            tail = TransitionTail(consumer.log_path)
+            self._attempt(figure, measure_steady, env["GRPC_LISTEN"], tail, consumer.pid, count)
+        finally:
+            self._stop(services)
+            self.stack.release(env)
+
     def tracing(self, workers: LoadWorkers) -> None:
         """9 (issue #14): consumer CPU per order with tracing off, on at 100 % and at 10 %."""
         options = replace(self.options, orders=self.options.tracing_orders, phase_orders=None)
@@ -317,6 +344,8 @@ class BenchRun:
             self.tracing(workers)
         elif self.options.only == "own-code":
             self.own_code()
+        elif self.options.only == "steady":
+            self.steady_load()
         else:
             self.grpc_scenarios(workers)
             self.broker_limit()
@@ -326,6 +355,7 @@ class BenchRun:
             self.own_code()
             self.end_to_end(workers)
             self.one_order_alone()
+            self.steady_load()
             self.tracing(workers)
             self.figures += issue_figures({f.key: f for f in self.figures})
         self.runs.append(self.figures)

@@ -81,7 +81,8 @@ class OrderIndex(Protocol):
     def write_event(self, doc: dict[str, Any]) -> asyncio.Future[None]: ...
     def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]: ...
     def hurry(self) -> None:
-        """Write what waits now, without waiting to batch it with more: nothing is coming."""
+        """Write and look up what waits now, without waiting to batch it with more: nothing is
+        coming."""
         ...
 
 

@@ -20,11 +20,12 @@ class MicroBatcher(Generic[Item, Result]):
     arriving while all slots are busy or the interval runs ride together in the next batch.
 
     The interval is `interval_s`; with `interval_per_item_s` it is that much per item of the
-    last batch beyond its first, up to `interval_s`. A fixed interval delays a lone item that
-    follows a batch closely (an order alone writes its event, then its current state); scaled,
-    a batch of one lets the next start at once, while under load the batches grow until the
-    interval reaches its bound, so the batches per second stay bounded and each one's cost is
-    shared by ever more items. `max_delay_s=0` with an interval adds no latency when idle.
+    last batch beyond its first, at least `min_interval_s` and at most `interval_s`: under load
+    the batches grow until the interval reaches its bound, so the batches per second stay
+    bounded and each one's cost is shared by ever more items. Without the floor, items arriving
+    slower than one per `interval_per_item_s` shrank every batch to one item (at 500 a second
+    and below, one request each); a caller that knows an item is alone says so with `hurry`.
+    `max_delay_s=0` with an interval adds no latency when idle.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class MicroBatcher(Generic[Item, Result]):
         concurrency: int = 2,
         interval_s: float = 0.0,
         interval_per_item_s: float | None = None,
+        min_interval_s: float = 0.0,
     ) -> None:
         self._run_batch = run_batch
         self._max_size = max_size
@@ -43,6 +45,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._concurrency = concurrency
         self._max_interval_s = interval_s
         self._interval_per_item_s = interval_per_item_s
+        self._min_interval_s = min(min_interval_s, interval_s)
         self._interval_s = interval_s  # after the last batch
         self._running = 0
         self._items: list[Item] = []
@@ -97,10 +100,11 @@ class MicroBatcher(Generic[Item, Result]):
                 self._items, self._futures = [], []
             self._interval_s = self._max_interval_s
             if self._interval_per_item_s is not None:
-                # Per item beyond the first: a batch of one had nothing to share its request
-                # with, so whatever comes next is as alone and goes at once.
                 extra = len(items) - 1
-                self._interval_s = min(self._interval_s, extra * self._interval_per_item_s)
+                self._interval_s = min(
+                    self._interval_s,
+                    max(self._min_interval_s, extra * self._interval_per_item_s),
+                )
             self._running += 1
             task = loop.create_task(self._execute(items, futures))
             self._tasks.add(task)

@@ -80,6 +80,8 @@ class FakeIndex:
         self.orders: dict[str, dict[str, Any]] = {}
         self.write_delay_s = write_delay_s
         self.hurried = 0  # calls to hurry()
+        self.pending_events = 0  # slow event writes not yet stored
+        self.hurried_pending: list[int] = []  # `pending_events` at each call to hurry()
 
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
         return done(self.events.get(f"{order_id}:{state}"))
@@ -92,7 +94,9 @@ class FakeIndex:
         async def slow() -> None:
             await asyncio.sleep(self.write_delay_s)
             self.events.setdefault(f"{doc['order_id']}:{doc['state']}", doc)
+            self.pending_events -= 1
 
+        self.pending_events += 1
         return asyncio.ensure_future(slow())
 
     def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]:
@@ -101,6 +105,7 @@ class FakeIndex:
 
     def hurry(self) -> None:
         self.hurried += 1
+        self.hurried_pending.append(self.pending_events)
 
 
 class FakePublisher:

@@ -174,3 +174,31 @@ def test_after_a_batch_of_one_the_next_item_goes_at_once() -> None:
     assert t1 - t0 < 0.1
     assert t2 - t1 < 0.1
     assert t3 - t2 >= 0.49  # one item beyond the first: 0.5 s
+
+
+def test_the_interval_after_any_batch_is_at_least_its_floor() -> None:
+    """With `min_interval_s`, items arriving one at a time still share batches: after a batch
+    of one the next waits the floor, not zero (below one item per `interval_per_item_s` every
+    batch had shrunk to one item, one request each). The bound still caps it."""
+    record = BatchStarts()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(
+            record,
+            max_delay_s=0.0,
+            concurrency=1,
+            interval_s=0.5,
+            interval_per_item_s=0.01,
+            min_interval_s=0.2,
+        )
+        await batcher.submit(0)
+        await asyncio.gather(*(batcher.submit(i) for i in (1, 2)))
+        await asyncio.gather(*(batcher.submit(i) for i in range(100)))
+        await batcher.submit(3)
+
+    asyncio.run(scenario())
+    (t0, n0), (t1, n1), (t2, n2), (t3, n3) = record.starts
+    assert (n0, n1, n2, n3) == (1, 2, 100, 1)
+    assert t1 - t0 >= 0.19  # the floor, though the batch before had one item
+    assert t2 - t1 >= 0.19  # two items x 10 ms, raised to the floor
+    assert 0.49 <= t3 - t2 < 0.9  # 100 items x 10 ms, capped at the bound

@@ -246,11 +246,34 @@ def test_the_ledger_is_hurried_only_once_every_send_slot_waits_for_it() -> None:
 
         asyncio.run(scenario())
         assert len(index.events) == orders
-        return index.hurried
+        # Hurried with every slot's entry waiting (an order alone is hurried too, below).
+        return sum(1 for pending in index.hurried_pending if pending >= 3)
 
     assert hurried_with(2) == 0  # a slot is free: the next e-mail's event may still come
     assert hurried_with(3) == 1
     assert hurried_with(7) >= 2
+
+
+@pytest.mark.parametrize(("orders", "hurried_ledger_writes"), [(1, 5), (2, 0)])
+def test_an_order_alone_is_not_held_for_a_batch_but_orders_walking_together_are(
+    orders: int, hurried_ledger_writes: int
+) -> None:
+    """Alone, nothing can join what a step asks of the index, so every ledger write goes at
+    once; with another step in progress it waits for the batch (a free slot stays free)."""
+    index = FakeIndex(write_delay_s=0.01)
+    harness = Harness(index=index, unrecorded_sends=32)
+
+    async def walk(order: Order) -> None:
+        for state in OrderState:
+            await harness.walk.enter(order, state, "c")
+
+    async def scenario() -> None:
+        await asyncio.gather(*(walk(order) for order in numbered_orders(orders)))
+
+    asyncio.run(scenario())
+    assert len(index.events) == 5 * orders
+    # A ledger write hurried: its own event is still being stored.
+    assert sum(1 for pending in index.hurried_pending if pending > 0) == hurried_ledger_writes
 
 
 def test_the_current_state_document_is_submitted_with_the_ledger_entry() -> None:
@@ -388,3 +411,18 @@ def test_a_step_redone_from_the_ledger_does_not_vouch_for_its_record() -> None:
     take_step(harness, OrderState.PREPARACION)  # triggered by the record the redo published
     assert index.lookups[-2:] == [(ORDER_ID, "Procesando"), (ORDER_ID, "Preparación")]
     assert emails_to_order(harness) == ["procesando", "preparacion"]
+
+
+def test_steps_started_together_are_not_alone_even_the_first() -> None:
+    """The first of several steps started at once reaches the index before the others have
+    begun: it is judged alone only once they have, so it waits for the batch like them."""
+    index = FakeIndex(write_delay_s=0.01)
+    harness = Harness(index=index, unrecorded_sends=32)
+
+    async def scenario() -> None:
+        orders = numbered_orders(3)
+        await asyncio.gather(*(harness.walk.enter(o, OrderState.PROCESANDO, "c") for o in orders))
+
+    asyncio.run(scenario())
+    assert len(index.events) == 3
+    assert index.hurried == 0
