@@ -160,6 +160,9 @@ class MemoryIndex:
     def hurry(self) -> None:
         return None
 
+    def hurry_lookups(self) -> None:
+        return None
+
 
 class CountedIndex:
     """Counts the documents `inner` stored (once their write resolved); `finished` is set once
@@ -188,6 +191,9 @@ class CountedIndex:
 
     def hurry(self) -> None:
         self.inner.hurry()
+
+    def hurry_lookups(self) -> None:
+        self.inner.hurry_lookups()
 
     def _event_written(self, written: asyncio.Future[None]) -> None:
         if not written.cancelled() and written.exception() is None:

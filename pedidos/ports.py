@@ -81,8 +81,11 @@ class OrderIndex(Protocol):
     def write_event(self, doc: dict[str, Any]) -> asyncio.Future[None]: ...
     def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]: ...
     def hurry(self) -> None:
-        """Write and look up what waits now, without waiting to batch it with more: nothing is
-        coming."""
+        """Write what waits now, without waiting to batch it with more: nothing is coming."""
+        ...
+
+    def hurry_lookups(self) -> None:
+        """Look up what waits now (`recorded_event`), likewise."""
         ...
 
 

@@ -204,7 +204,7 @@ class OrderWalk:
             recorded = None
         else:
             lookup = self._index.recorded_event(order.order_id, state.value)
-            self._hurry_if_alone()
+            self._hurry_if_alone(self._index.hurry_lookups)
             recorded = await lookup
         if recorded is not None:
             # An earlier attempt e-mailed and indexed this step; its Kafka record may be missing.
@@ -214,7 +214,7 @@ class OrderWalk:
             order.accepted_at = datetime.fromisoformat(recorded["accepted_at"])
             email_status = str(recorded["email_status"])
             order_written = self._index.write_order(order_document(order))
-            self._hurry_if_alone()
+            self._hurry_if_alone(self._index.hurry)
         else:
             order.enter(state, self._clock())
             email_status, order_written = await self._notify_and_record(
@@ -242,19 +242,20 @@ class OrderWalk:
             },
         )
 
-    def _hurry_if_alone(self) -> None:
+    def _hurry_if_alone(self, hurry: Callable[[], None]) -> None:
         """With no other step in progress here, nothing will join what this step just asked
-        of the index: it goes now instead of waiting out the batching interval (an order alone
-        would wait at every step). With others in progress it waits for them: at a steady 40
-        orders/s the steps overlap, and batching them is what keeps a request per step away.
+        of the index: `hurry` (the index's for that request) sends it now instead of waiting
+        out the batching interval (an order alone would wait at every step). With others in
+        progress it waits for them: at a steady 40 orders/s the steps overlap, and batching
+        them is what keeps a request per step away.
 
         Judged once the steps already scheduled have started: the first record of a fetch
         runs before the others of its batch have begun theirs, and would count as alone."""
-        asyncio.get_running_loop().call_soon(self._hurry_while_alone)
+        asyncio.get_running_loop().call_soon(self._hurry_while_alone, hurry)
 
-    def _hurry_while_alone(self) -> None:
+    def _hurry_while_alone(self, hurry: Callable[[], None]) -> None:
         if len(self._running) <= 1:
-            self._index.hurry()
+            hurry()
 
     async def _publish_state(
         self, event: StateReached, partition: int | None, lease: object
@@ -360,7 +361,7 @@ class OrderWalk:
                 # e-mails to the bound's worth per interval (32 per 50 ms: ~110 orders/s).
                 self._index.hurry()
             else:
-                self._hurry_if_alone()
+                self._hurry_if_alone(self._index.hurry)
             try:
                 await written
             except BaseException:

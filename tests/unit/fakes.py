@@ -80,6 +80,7 @@ class FakeIndex:
         self.orders: dict[str, dict[str, Any]] = {}
         self.write_delay_s = write_delay_s
         self.hurried = 0  # calls to hurry()
+        self.hurried_lookups = 0  # calls to hurry_lookups()
         self.pending_events = 0  # slow event writes not yet stored
         self.hurried_pending: list[int] = []  # `pending_events` at each call to hurry()
 
@@ -106,6 +107,9 @@ class FakeIndex:
     def hurry(self) -> None:
         self.hurried += 1
         self.hurried_pending.append(self.pending_events)
+
+    def hurry_lookups(self) -> None:
+        self.hurried_lookups += 1
 
 
 class FakePublisher:

@@ -274,6 +274,8 @@ def test_an_order_alone_is_not_held_for_a_batch_but_orders_walking_together_are(
     assert len(index.events) == 5 * orders
     # A ledger write hurried: its own event is still being stored.
     assert sum(1 for pending in index.hurried_pending if pending > 0) == hurried_ledger_writes
+    # And each step's ledger read (the harness reads it before every step).
+    assert index.hurried_lookups == hurried_ledger_writes
 
 
 def test_the_current_state_document_is_submitted_with_the_ledger_entry() -> None:
@@ -426,3 +428,4 @@ def test_steps_started_together_are_not_alone_even_the_first() -> None:
     asyncio.run(scenario())
     assert len(index.events) == 3
     assert index.hurried == 0
+    assert index.hurried_lookups == 0

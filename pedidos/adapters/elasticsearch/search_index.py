@@ -235,6 +235,8 @@ class OrderSearchIndex:
 
     def hurry(self) -> None:
         self._writes.hurry()
+
+    def hurry_lookups(self) -> None:
         self._lookups.hurry()
 
     def _submit_write(self, is_event: bool, doc: Doc) -> asyncio.Future[None]:

@@ -128,6 +128,9 @@ class MeasuredIndex:
     def hurry(self) -> None:
         self._index.hurry()
 
+    def hurry_lookups(self) -> None:
+        self._index.hurry_lookups()
+
 
 class PublishMetrics:
     """Publish → broker acknowledgement, per topic, as OTel's messaging client metrics name it:
