@@ -7,7 +7,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import datetime
 from importlib.metadata import version
@@ -50,7 +51,7 @@ from bench.steady import STEADY_RATE, measure_steady
 from bench.workers import LoadWorkers
 from devkit.apache_kafka import KAFKA_VERSION
 from devkit.otlp_receiver import OtlpReceiver
-from devkit.processes import Services
+from devkit.processes import ServiceProcess, Services
 from devkit.scenario import prepare
 
 # The distributions whose versions the results record (besides librdkafka and Apache Kafka).
@@ -212,36 +213,40 @@ class BenchRun:
                 self.stack.release(env)
             self.logs.append(scan_log(log_path))
 
+    @contextmanager
+    def _producer_and_consumer(self, name: str) -> Iterator[tuple[str, ServiceProcess]]:
+        """A producer and a consumer on the discard sink with their own topics and indices,
+        metered by `_attempt` meanwhile: the producer's address and the consumer. Stopped,
+        their logs scanned and their data dropped after."""
+        env = self.stack.scenario_env(name, self.stack.sinks["discard"])
+        prepare(env)
+        services = Services(env, self.stack.logs, tied=True)
+        try:
+            producer = services.producer(log_name=f"producer-{name}")
+            consumer = services.consumer(log_name=f"consumer-{name}")
+            self.services = {"producer": [producer.pid], "consumer": [consumer.pid]}
+            yield env["GRPC_LISTEN"], consumer
+        finally:
+            self._stop(services)
+            self.stack.release(env)
+
     def one_order_alone(self) -> None:
         """Issue #18: orders one at a time, each CreateOrder → its Finalizado; discard sink."""
         count = self.options.alone_orders
         self.say(f"8 one order alone: {count} orders in sequence → discard sink")
-        sink = self.stack.sinks["discard"]
-        env = self.stack.scenario_env("alone", sink)
-        prepare(env)
-        services = Services(env, self.stack.logs, tied=True)
         label = f"one order alone: CreateOrder → Finalizado indexed, {count} in sequence"
         figure = Figure("issue18.one_order", ISSUE, label, "ms")
         p50 = {f.key: f.latency.p50_ms for f in self.figures if f.latency}
         parts_ms = {name: p50.get(key) for name, key in ALONE_PARTS.items()}
-        try:
-            producer = services.producer(log_name="producer-alone")
-            consumer = services.consumer(log_name="consumer-alone")
-            self.services = {"producer": [producer.pid], "consumer": [consumer.pid]}
+        with self._producer_and_consumer("alone") as (address, consumer):
             tail = TransitionTail(consumer.log_path)
-            self._attempt(figure, measure_one_order, env["GRPC_LISTEN"], tail, count, parts_ms)
-        finally:
-            self._stop(services)
-            self.stack.release(env)
+            self._attempt(figure, measure_one_order, address, tail, count, parts_ms)
 
     def steady_load(self) -> None:
         """10: orders arriving at a steady rate, not all at once; the consumer's CPU per order,
         beside the backlog's (6) as its limit: the ratio is what arriving over time costs."""
         count = self.options.steady_orders
         self.say(f"10 steady load: {count:,} orders at {STEADY_RATE:.0f}/s → discard sink")
-        env = self.stack.scenario_env("steady", self.stack.sinks["discard"])
-        prepare(env)
-        services = Services(env, self.stack.logs, tied=True)
         label = (
             f"consumer CPU per order (5 states), {count:,} orders at a steady {STEADY_RATE:.0f}/s"
         )
@@ -250,15 +255,9 @@ class BenchRun:
         if backlog is not None and backlog.details.get("consumer_cpu_ms_per_order"):
             figure.limit = backlog.details["consumer_cpu_ms_per_order"]
             figure.limit_label = "the same, all queued at once (6), ms"
-        try:
-            producer = services.producer(log_name="producer-steady")
-            consumer = services.consumer(log_name="consumer-steady")
-            self.services = {"producer": [producer.pid], "consumer": [consumer.pid]}
+        with self._producer_and_consumer("steady") as (address, consumer):
             tail = TransitionTail(consumer.log_path)
-            self._attempt(figure, measure_steady, env["GRPC_LISTEN"], tail, consumer.pid, count)
-        finally:
-            self._stop(services)
-            self.stack.release(env)
+            self._attempt(figure, measure_steady, address, tail, consumer.pid, count)
 
     def tracing(self, workers: LoadWorkers) -> None:
         """9 (issue #14): consumer CPU per order with tracing off, on at 100 % and at 10 %."""
