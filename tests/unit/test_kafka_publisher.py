@@ -16,7 +16,12 @@ import pytest
 from confluent_kafka import KafkaError
 
 from devkit.net import free_port
-from pedidos.adapters.kafka.publisher import KafkaPublisher, PublishError, producer_config
+from pedidos.adapters.kafka.publisher import (
+    MAX_UNCONFIRMED_RESENDS,
+    KafkaPublisher,
+    PublishError,
+    producer_config,
+)
 
 
 def test_a_delivery_that_times_out_fails_quietly_when_nobody_awaits_it(
@@ -188,5 +193,74 @@ def test_closing_right_after_a_replacement_settles_the_records_it_purged() -> No
         publisher.close(0.1)
         with pytest.raises(PublishError, match=r"(?i)purged"):
             await asyncio.wait_for(pending, 5)
+
+    asyncio.run(run())
+
+
+class StoredAt(Stored):
+    def __init__(self, offset: int) -> None:
+        super().__init__(1)
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def scripted_publisher() -> tuple[KafkaPublisher, ScriptedProducer]:
+    publisher = KafkaPublisher(producer_config(f"127.0.0.1:{free_port()}", "test", 30))
+    scripted = ScriptedProducer()
+    publisher._producer.flush(0)
+    publisher._producer = scripted  # type: ignore[assignment]
+    return publisher, scripted
+
+
+# What librdkafka reports for a record it acknowledged only because a later batch was stored.
+NO_OFFSET = -1001  # RD_KAFKA_OFFSET_INVALID
+
+
+@pytest.mark.parametrize("offsetless_acks", [1, 3])
+def test_an_acknowledgement_without_an_offset_sends_the_record_again(
+    caplog: pytest.LogCaptureFixture, offsetless_acks: int
+) -> None:
+    """A broker restart made librdkafka report two records delivered that the partition never
+    held (a later batch was stored, so it inferred they were): the record goes out again and
+    its caller sees only the acknowledgement that says where it was stored. Scripted: no real
+    broker here can be made to lose a request on cue, and this is librdkafka's report."""
+
+    async def run() -> None:
+        publisher, scripted = scripted_publisher()
+        try:
+            delivered = publisher.publish("Pedidos.estados", "k", b"{}", [], 1)
+            for sent in range(offsetless_acks):
+                scripted.callbacks[sent](None, StoredAt(NO_OFFSET))
+            assert len(scripted.callbacks) == offsetless_acks + 1
+            await asyncio.sleep(0.2)
+            assert not delivered.done()
+            assert publisher.awaiting == 1
+            scripted.callbacks[-1](None, StoredAt(7))
+            stored = await asyncio.wait_for(delivered, 5)
+            assert (stored.partition, stored.offset) == (1, 7)
+            assert publisher.awaiting == 0
+        finally:
+            publisher.close(0.1)
+
+    with caplog.at_level(logging.WARNING, logger="pedidos.adapters.kafka.publisher"):
+        asyncio.run(run())
+    assert caplog.text.count("acknowledged without an offset") == offsetless_acks
+
+
+def test_a_record_never_acknowledged_with_an_offset_fails_in_the_end() -> None:
+    async def run() -> None:
+        publisher, scripted = scripted_publisher()
+        try:
+            delivered = publisher.publish("Pedidos.estados", "k", b"{}", [])
+            for sent in range(MAX_UNCONFIRMED_RESENDS + 1):
+                scripted.callbacks[sent](None, StoredAt(NO_OFFSET))
+            assert len(scripted.callbacks) == MAX_UNCONFIRMED_RESENDS + 1
+            with pytest.raises(PublishError, match="without an offset"):
+                await asyncio.wait_for(delivered, 5)
+            assert publisher.awaiting == 0
+        finally:
+            publisher.close(0.1)
 
     asyncio.run(run())

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any, NamedTuple, Protocol
 
@@ -17,6 +18,9 @@ from pedidos.adapters.kafka import messaging_spans
 from pedidos.ports import Publisher, PublishError
 
 log = logging.getLogger(__name__)
+
+# How many times a record acknowledged without an offset is sent again before it fails.
+MAX_UNCONFIRMED_RESENDS = 3
 
 
 class Delivery(NamedTuple):
@@ -181,26 +185,9 @@ class KafkaPublisher:
         span, sent_headers = messaging_spans.start_send(topic, key, headers, partition)
         started = perf_counter()
 
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            report: _Report
-            if self._renew_after is not None:
-                self._count_timeouts(topic, error, message)
-            if error is not None:
-                unknown = error.code() == KafkaError._UNKNOWN_PARTITION
-                report = (future, PublishError(error.str(), unknown), None, topic, started)
-                if span is not None:
-                    messaging_spans.failed(span, error.str(), error.name())
-            else:
-                delivery = Delivery(
-                    str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
-                )
-                report = (future, None, delivery, topic, started)
-                if span is not None:
-                    messaging_spans.delivered(span, delivery.partition, delivery.offset)
-            with self._reports_lock:
-                self._reports.append(report)
+        unconfirmed = 0  # acknowledgements without an offset so far (see below)
 
-        try:
+        def send() -> None:
             self._producer.produce(
                 topic,
                 key=key.encode(),
@@ -210,6 +197,40 @@ class KafkaPublisher:
                 # -1 (RD_KAFKA_PARTITION_UA): the configured partitioner picks by key.
                 partition=-1 if partition is None else partition,
             )
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            nonlocal unconfirmed
+            report: _Report
+            if self._renew_after is not None:
+                self._count_timeouts(topic, error, message)
+            failure: PublishError | None = None
+            stored_at = _offset(message) if error is None else None
+            if error is None and stored_at is None:
+                # librdkafka acknowledges a record without an offset when a later batch of its
+                # producer was stored: it infers this one was ("implicit ack"). A partition with
+                # no state for the producer stores a later batch regardless, so after a broker
+                # restart two records were reported delivered that the log never held. Sending
+                # it again risks only a duplicate, which every reader here recognises.
+                unconfirmed += 1
+                failure = self._send_again(topic, send, unconfirmed)
+                if failure is None:
+                    return
+            elif error is not None:
+                unknown = error.code() == KafkaError._UNKNOWN_PARTITION
+                failure = PublishError(error.str(), unknown)
+            if failure is not None:
+                report = (future, failure, None, topic, started)
+            else:
+                assert stored_at is not None
+                delivery = Delivery(str(message.topic()), int(message.partition() or 0), stored_at)
+                report = (future, None, delivery, topic, started)
+            if span is not None:
+                _end_send_span(span, report, error)
+            with self._reports_lock:
+                self._reports.append(report)
+
+        try:
+            send()
         except BufferError:
             self._refused(topic, future, PublishError("local produce queue is full"), span)
         except KafkaException as exc:
@@ -218,6 +239,24 @@ class KafkaPublisher:
         else:
             self.awaiting += 1
         return future
+
+    @staticmethod
+    def _send_again(topic: str, send: Callable[[], None], times: int) -> PublishError | None:
+        """A record acknowledged without an offset `times` times: sent again (None), or failed."""
+        if times > MAX_UNCONFIRMED_RESENDS:
+            return PublishError(
+                f"acknowledged {times} times without an offset: not stored for sure"
+            )
+        log.warning(
+            "kafka producer: a record on %s was acknowledged without an offset (implied by a "
+            "later batch, not stored for sure); sending it again",
+            topic,
+        )
+        try:
+            send()
+        except (BufferError, KafkaException) as exc:
+            return PublishError(f"sending an unconfirmed record again: {exc}")
+        return None
 
     def _refused(
         self, topic: str, future: asyncio.Future[Delivery], error: PublishError, span: Span | None
@@ -311,6 +350,21 @@ def linger_when_busy(
 # The future, the broker's refusal or where it stored the record, the topic, perf_counter() at
 # publish.
 _Report = tuple["asyncio.Future[Delivery]", "PublishError | None", "Delivery | None", str, float]
+
+
+def _end_send_span(span: Span, report: _Report, error: KafkaError | None) -> None:
+    _, failure, delivery, _, _ = report
+    if delivery is not None:
+        messaging_spans.delivered(span, delivery.partition, delivery.offset)
+    else:
+        kind = error.name() if error is not None else "unconfirmed"
+        messaging_spans.failed(span, str(failure), kind)
+
+
+def _offset(message: Message) -> int | None:
+    """Where the broker stored `message`, None when the acknowledgement did not say."""
+    offset = message.offset()
+    return offset if offset is not None and offset >= 0 else None
 
 
 def _fail(future: asyncio.Future[Delivery], error: PublishError, span: Span | None = None) -> None:
