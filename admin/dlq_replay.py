@@ -23,6 +23,7 @@ from admin.dlq_records import (
     rejected_email,
 )
 from pedidos.adapters.elasticsearch.search_index import event_id
+from pedidos.adapters.kafka.publisher import stored_offset
 from pedidos.domain.states import OrderState
 from pedidos.ports import OutgoingEmail, PermanentMailError, TransientMailError
 from pedidos.services.order_walk import EMAIL_REJECTED, EMAIL_SENT
@@ -73,6 +74,10 @@ class RecordReplayer:
         def delivered(error: KafkaError | None, message: Message) -> None:
             if error is not None:
                 self._delivered.append(Outcome(record, FAILED, f"to {target}: {error.str()}"))
+            elif stored_offset(message) is None:
+                # librdkafka's implicit ack (see KafkaPublisher): not proof the record is stored.
+                detail = f"to {target}: acknowledged without an offset, not stored for sure"
+                self._delivered.append(Outcome(record, FAILED, detail))
             else:
                 where = f"{message.topic()}/{message.partition()}/{message.offset()}"
                 self._delivered.append(Outcome(record, REPLAYED, f"to {where}"))

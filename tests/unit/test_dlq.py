@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import Producer
@@ -28,6 +29,7 @@ from admin.dlq_records import (
 from admin.dlq_replay import (
     FAILED,
     PENDING,
+    REPLAYED,
     SENT,
     SKIPPED,
     LedgerEntry,
@@ -337,3 +339,52 @@ def test_a_record_not_acknowledged_in_time_is_a_failure_too() -> None:
     replay.replay(dead_letter())
     (outcome,) = replay.finish(timeout_s=0.2)
     assert (outcome.action, outcome.detail) == (FAILED, "not acknowledged within 0.2s")
+
+
+class AcknowledgingProducer:
+    """Answers each record at once as librdkafka would, with `offset` (scripted: no broker here
+    can be made to acknowledge a record implicitly on cue)."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+        self._answers: list[Any] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self._answers.append((kwargs["on_delivery"], topic, kwargs["partition"]))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        for on_delivery, topic, partition in self._answers:
+            on_delivery(None, Stored(topic, partition, self._offset))
+        self._answers.clear()
+        return 0
+
+
+class Stored:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+
+@pytest.mark.parametrize(("offset", "action"), [(41, REPLAYED), (0, REPLAYED), (-1001, FAILED)])
+def test_only_an_acknowledgement_with_an_offset_counts_as_replayed(
+    offset: int, action: str
+) -> None:
+    replay = RecordReplayer(cast(Producer, AcknowledgingProducer(offset)), dry_run=False)
+    replay.replay(dead_letter())
+    (outcome,) = replay.finish(timeout_s=1)
+    assert outcome.action == action
+    if action == FAILED:
+        assert "acknowledged without an offset" in outcome.detail
+    else:
+        assert outcome.detail == f"to Pedidos/2/{offset}"

@@ -204,7 +204,7 @@ class KafkaPublisher:
             if self._renew_after is not None:
                 self._count_timeouts(topic, error, message)
             failure: PublishError | None = None
-            stored_at = _offset(message) if error is None else None
+            stored_at = stored_offset(message) if error is None else None
             if error is None and stored_at is None:
                 # librdkafka acknowledges a record without an offset when a later batch of its
                 # producer was stored: it infers this one was ("implicit ack"). A partition with
@@ -361,7 +361,7 @@ def _end_send_span(span: Span, report: _Report, error: KafkaError | None) -> Non
         messaging_spans.failed(span, str(failure), kind)
 
 
-def _offset(message: Message) -> int | None:
+def stored_offset(message: Message) -> int | None:
     """Where the broker stored `message`, None when the acknowledgement did not say."""
     offset = message.offset()
     return offset if offset is not None and offset >= 0 else None
