@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from time import perf_counter
 from typing import Any, NamedTuple, Protocol
 
@@ -185,52 +185,11 @@ class KafkaPublisher:
         span, sent_headers = messaging_spans.start_send(topic, key, headers, partition)
         started = perf_counter()
 
-        unconfirmed = 0  # acknowledgements without an offset so far (see below)
-
-        def send() -> None:
-            self._producer.produce(
-                topic,
-                key=key.encode(),
-                value=value,
-                headers=list(sent_headers),
-                on_delivery=on_delivery,
-                # -1 (RD_KAFKA_PARTITION_UA): the configured partitioner picks by key.
-                partition=-1 if partition is None else partition,
-            )
-
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            nonlocal unconfirmed
-            report: _Report
-            if self._renew_after is not None:
-                self._count_timeouts(topic, error, message)
-            failure: PublishError | None = None
-            stored_at = stored_offset(message) if error is None else None
-            if error is None and stored_at is None:
-                # librdkafka acknowledges a record without an offset when a later batch of its
-                # producer was stored: it infers this one was ("implicit ack"). A partition with
-                # no state for the producer stores a later batch regardless, so after a broker
-                # restart two records were reported delivered that the log never held. Sending
-                # it again risks only a duplicate, which every reader here recognises.
-                unconfirmed += 1
-                failure = self._send_again(topic, send, unconfirmed)
-                if failure is None:
-                    return
-            elif error is not None:
-                unknown = error.code() == KafkaError._UNKNOWN_PARTITION
-                failure = PublishError(error.str(), unknown)
-            if failure is not None:
-                report = (future, failure, None, topic, started)
-            else:
-                assert stored_at is not None
-                delivery = Delivery(str(message.topic()), int(message.partition() or 0), stored_at)
-                report = (future, None, delivery, topic, started)
-            if span is not None:
-                _end_send_span(span, report, error)
-            with self._reports_lock:
-                self._reports.append(report)
-
+        outgoing = _Outgoing(
+            self, future, topic, key, value, sent_headers, partition, span, started
+        )
         try:
-            send()
+            outgoing.send()
         except BufferError:
             self._refused(topic, future, PublishError("local produce queue is full"), span)
         except KafkaException as exc:
@@ -240,9 +199,41 @@ class KafkaPublisher:
             self.awaiting += 1
         return future
 
+    def _answered(self, outgoing: _Outgoing, error: KafkaError | None, message: Message) -> None:
+        """librdkafka's answer for `outgoing`, on the thread running poll or flush: queued for
+        `_hand_over`, or the record sent again."""
+        if self._renew_after is not None:
+            self._count_timeouts(outgoing.topic, error, message)
+        failure: PublishError | None = None
+        stored_at = stored_offset(message) if error is None else None
+        if error is None and stored_at is None:
+            # librdkafka acknowledges a record without an offset when a later batch of its
+            # producer was stored: it infers this one was ("implicit ack"). A partition with
+            # no state for the producer stores a later batch regardless, so after a broker
+            # restart two records were reported delivered that the log never held. Sending
+            # it again risks only a duplicate, which every reader here recognises.
+            outgoing.unconfirmed += 1
+            failure = self._send_again(outgoing)
+            if failure is None:
+                return
+        elif error is not None:
+            failure = PublishError(error.str(), error.code() == KafkaError._UNKNOWN_PARTITION)
+        report: _Report
+        if failure is not None:
+            report = (outgoing.future, failure, None, outgoing.topic, outgoing.started)
+        else:
+            assert stored_at is not None
+            delivery = Delivery(str(message.topic()), int(message.partition() or 0), stored_at)
+            report = (outgoing.future, None, delivery, outgoing.topic, outgoing.started)
+        if outgoing.span is not None:
+            _end_send_span(outgoing.span, report, error)
+        with self._reports_lock:
+            self._reports.append(report)
+
     @staticmethod
-    def _send_again(topic: str, send: Callable[[], None], times: int) -> PublishError | None:
-        """A record acknowledged without an offset `times` times: sent again (None), or failed."""
+    def _send_again(outgoing: _Outgoing) -> PublishError | None:
+        """A record acknowledged without an offset: sent again (None), or failed."""
+        times = outgoing.unconfirmed
         if times > MAX_UNCONFIRMED_RESENDS:
             return PublishError(
                 f"acknowledged {times} times without an offset: not stored for sure"
@@ -250,10 +241,10 @@ class KafkaPublisher:
         log.warning(
             "kafka producer: a record on %s was acknowledged without an offset (implied by a "
             "later batch, not stored for sure); sending it again",
-            topic,
+            outgoing.topic,
         )
         try:
-            send()
+            outgoing.send()
         except (BufferError, KafkaException) as exc:
             return PublishError(f"sending an unconfirmed record again: {exc}")
         return None
@@ -283,6 +274,62 @@ class KafkaPublisher:
         self._retired.clear()
         self._hand_over()
         return remaining
+
+
+class _Outgoing:
+    """One record from `publish` to its answer. An object rather than closures: a callback
+    that can send its record again references itself, a cycle left to the garbage collector
+    for every record (measured: 3 to 10 µs more CPU per record)."""
+
+    __slots__ = (
+        "_headers",
+        "_key",
+        "_partition",
+        "_publisher",
+        "_value",
+        "future",
+        "span",
+        "started",
+        "topic",
+        "unconfirmed",
+    )
+
+    def __init__(
+        self,
+        publisher: KafkaPublisher,
+        future: asyncio.Future[Delivery],
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        partition: int | None,
+        span: Span | None,
+        started: float,
+    ) -> None:
+        self._publisher = publisher
+        self.future = future
+        self.topic = topic
+        self._key = key.encode()
+        self._value = value
+        self._headers: list[tuple[str, str | bytes | None]] = list(headers)
+        # -1 (RD_KAFKA_PARTITION_UA): the configured partitioner picks by key.
+        self._partition = -1 if partition is None else partition
+        self.span = span
+        self.started = started
+        self.unconfirmed = 0  # acknowledgements without an offset so far
+
+    def send(self) -> None:
+        self._publisher._producer.produce(
+            self.topic,
+            key=self._key,
+            value=self._value,
+            headers=self._headers,
+            on_delivery=self._answered,
+            partition=self._partition,
+        )
+
+    def _answered(self, error: KafkaError | None, message: Message) -> None:
+        self._publisher._answered(self, error, message)
 
 
 class _Producer(Publisher, Protocol):
