@@ -204,27 +204,24 @@ class KafkaPublisher:
         `_hand_over`, or the record sent again."""
         if self._renew_after is not None:
             self._count_timeouts(outgoing.topic, error, message)
-        failure: PublishError | None = None
-        stored_at = stored_offset(message) if error is None else None
-        if error is None and stored_at is None:
+        report: _Report
+        if error is not None:
+            failure = PublishError(error.str(), error.code() == KafkaError._UNKNOWN_PARTITION)
+            report = (outgoing.future, failure, None, outgoing.topic, outgoing.started)
+        elif (stored_at := stored_offset(message)) is not None:
+            delivery = Delivery(str(message.topic()), int(message.partition() or 0), stored_at)
+            report = (outgoing.future, None, delivery, outgoing.topic, outgoing.started)
+        else:
             # librdkafka acknowledges a record without an offset when a later batch of its
             # producer was stored: it infers this one was ("implicit ack"). A partition with
             # no state for the producer stores a later batch regardless, so after a broker
             # restart two records were reported delivered that the log never held. Sending
             # it again risks only a duplicate, which every reader here recognises.
             outgoing.unconfirmed += 1
-            failure = self._send_again(outgoing)
-            if failure is None:
+            unsent = self._send_again(outgoing)
+            if unsent is None:
                 return
-        elif error is not None:
-            failure = PublishError(error.str(), error.code() == KafkaError._UNKNOWN_PARTITION)
-        report: _Report
-        if failure is not None:
-            report = (outgoing.future, failure, None, outgoing.topic, outgoing.started)
-        else:
-            assert stored_at is not None
-            delivery = Delivery(str(message.topic()), int(message.partition() or 0), stored_at)
-            report = (outgoing.future, None, delivery, outgoing.topic, outgoing.started)
+            report = (outgoing.future, unsent, None, outgoing.topic, outgoing.started)
         if outgoing.span is not None:
             _end_send_span(outgoing.span, report, error)
         with self._reports_lock:
