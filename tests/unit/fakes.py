@@ -324,3 +324,20 @@ class FakeSmtpConnection(SmtpConnection):
     def quit(self) -> tuple[int, bytes]:
         self.close()
         return 221, b"Bye"
+
+
+class DeliveredMessage:
+    """What librdkafka hands a delivery callback: where the record went. `offset` -1001
+    (RD_KAFKA_OFFSET_INVALID) is what an implicit acknowledgement carries."""
+
+    def __init__(self, partition: int, offset: int = 0, topic: str = "Pedidos.estados") -> None:
+        self._where = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]

@@ -40,7 +40,7 @@ from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.order import Order, OrderDetails
 from pedidos.domain.states import OrderState
 from pedidos.ports import OutgoingEmail, PermanentMailError, TransientMailError
-from tests.unit.fakes import FakeMailer
+from tests.unit.fakes import DeliveredMessage, FakeMailer
 
 T0 = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 ORDER_ID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
@@ -357,23 +357,9 @@ class AcknowledgingProducer:
 
     def flush(self, timeout: float) -> int:
         for on_delivery, topic, partition in self._answers:
-            on_delivery(None, Stored(topic, partition, self._offset))
+            on_delivery(None, DeliveredMessage(partition, self._offset, topic))
         self._answers.clear()
         return 0
-
-
-class Stored:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._where = (topic, partition, offset)
-
-    def topic(self) -> str:
-        return self._where[0]
-
-    def partition(self) -> int:
-        return self._where[1]
-
-    def offset(self) -> int:
-        return self._where[2]
 
 
 @pytest.mark.parametrize(("offset", "action"), [(41, REPLAYED), (0, REPLAYED), (-1001, FAILED)])

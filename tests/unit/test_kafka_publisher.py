@@ -22,6 +22,7 @@ from pedidos.adapters.kafka.publisher import (
     PublishError,
     producer_config,
 )
+from tests.unit.fakes import DeliveredMessage
 
 
 def test_a_delivery_that_times_out_fails_quietly_when_nobody_awaits_it(
@@ -134,18 +135,15 @@ class ScriptedProducer:
         return 0
 
 
-class Stored:
-    def __init__(self, partition: int) -> None:
-        self._partition = partition
-
-    def topic(self) -> str:
-        return "Pedidos.estados"
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return 0
+def scripted_publisher(
+    renew_after_timeouts: int | None = None,
+) -> tuple[KafkaPublisher, ScriptedProducer]:
+    config = producer_config(f"127.0.0.1:{free_port()}", "test", 30)
+    publisher = KafkaPublisher(config, renew_after_timeouts=renew_after_timeouts)
+    scripted = ScriptedProducer()
+    publisher._producer.flush(0)
+    publisher._producer = scripted  # type: ignore[assignment]
+    return publisher, scripted
 
 
 def test_one_partition_timing_out_while_another_delivers_is_still_a_stuck_producer(
@@ -154,23 +152,21 @@ def test_one_partition_timing_out_while_another_delivers_is_still_a_stuck_produc
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
 
     async def run() -> None:
-        config = producer_config(f"127.0.0.1:{free_port()}", "test", 30)
-        publisher = KafkaPublisher(config, renew_after_timeouts=2)
-        scripted = ScriptedProducer()
-        publisher._producer.flush(0)
-        publisher._producer = scripted  # type: ignore[assignment]
+        publisher, scripted = scripted_publisher(renew_after_timeouts=2)
         try:
             for _ in range(4):
                 publisher.publish("Pedidos.estados", "k", b"{}", [])
             first, healthy, second, more = scripted.callbacks
-            first(timed_out, Stored(1))
-            healthy(None, Stored(0))  # another partition delivers in between
+            first(timed_out, DeliveredMessage(1))
+            healthy(None, DeliveredMessage(0))  # another partition delivers in between
             await asyncio.sleep(0.3)
             assert publisher._producer is scripted
-            second(timed_out, Stored(1))
+            second(timed_out, DeliveredMessage(1))
             await asyncio.sleep(0.3)
             assert publisher._producer is not scripted
-            more(None, Stored(1))  # a late answer from the retired producer is still settled
+            more(
+                None, DeliveredMessage(1)
+            )  # a late answer from the retired producer is still settled
             await asyncio.sleep(0.3)
             assert publisher.awaiting == 0
         finally:
@@ -197,23 +193,6 @@ def test_closing_right_after_a_replacement_settles_the_records_it_purged() -> No
     asyncio.run(run())
 
 
-class StoredAt(Stored):
-    def __init__(self, offset: int) -> None:
-        super().__init__(1)
-        self._offset = offset
-
-    def offset(self) -> int:
-        return self._offset
-
-
-def scripted_publisher() -> tuple[KafkaPublisher, ScriptedProducer]:
-    publisher = KafkaPublisher(producer_config(f"127.0.0.1:{free_port()}", "test", 30))
-    scripted = ScriptedProducer()
-    publisher._producer.flush(0)
-    publisher._producer = scripted  # type: ignore[assignment]
-    return publisher, scripted
-
-
 # What librdkafka reports for a record it acknowledged only because a later batch was stored.
 NO_OFFSET = -1001  # RD_KAFKA_OFFSET_INVALID
 
@@ -232,12 +211,12 @@ def test_an_acknowledgement_without_an_offset_sends_the_record_again(
         try:
             delivered = publisher.publish("Pedidos.estados", "k", b"{}", [], 1)
             for sent in range(offsetless_acks):
-                scripted.callbacks[sent](None, StoredAt(NO_OFFSET))
+                scripted.callbacks[sent](None, DeliveredMessage(1, NO_OFFSET))
             assert len(scripted.callbacks) == offsetless_acks + 1
             await asyncio.sleep(0.2)
             assert not delivered.done()
             assert publisher.awaiting == 1
-            scripted.callbacks[-1](None, StoredAt(7))
+            scripted.callbacks[-1](None, DeliveredMessage(1, 7))
             stored = await asyncio.wait_for(delivered, 5)
             assert (stored.partition, stored.offset) == (1, 7)
             assert publisher.awaiting == 0
@@ -255,7 +234,7 @@ def test_a_record_never_acknowledged_with_an_offset_fails_in_the_end() -> None:
         try:
             delivered = publisher.publish("Pedidos.estados", "k", b"{}", [])
             for sent in range(MAX_UNCONFIRMED_RESENDS + 1):
-                scripted.callbacks[sent](None, StoredAt(NO_OFFSET))
+                scripted.callbacks[sent](None, DeliveredMessage(1, NO_OFFSET))
             assert len(scripted.callbacks) == MAX_UNCONFIRMED_RESENDS + 1
             with pytest.raises(PublishError, match="without an offset"):
                 await asyncio.wait_for(delivered, 5)
@@ -278,7 +257,7 @@ def test_a_settled_record_leaves_no_garbage_cycle() -> None:
             gc.disable()
             pending = [publisher.publish("Pedidos", f"k{n}", b"{}", [], 0) for n in range(200)]
             for answer in scripted.callbacks:
-                answer(None, StoredAt(3))
+                answer(None, DeliveredMessage(1, 3))
             scripted.callbacks.clear()
             await asyncio.wait_for(asyncio.gather(*pending), 5)
             del pending, answer
