@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from pedidos.adapters.kafka.consuming import consume_available
+from pedidos.adapters.kafka.consuming import close_member, consume_available
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class KafkaRecordSource:
 
     def _close(self) -> None:
         if self._consumer is not None:
-            self._consumer.close()
+            close_member(self._consumer)
             self._consumer = None
 
     async def close(self) -> None:

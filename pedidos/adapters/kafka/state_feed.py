@@ -41,7 +41,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pedidos.adapters.kafka.consuming import consume_available
+from pedidos.adapters.kafka.consuming import close_member, consume_available
 from pedidos.adapters.kafka.record_source import group_timing
 from pedidos.wire.records import Headers, PoisonRecord, StateReached, decode
 
@@ -151,7 +151,7 @@ class KafkaStateFeed:
         except Exception:
             log.exception("kafka state feed stopped by an error")
         finally:
-            consumer.close()
+            close_member(consumer)
 
     def _fetch(self, consumer: Consumer) -> list[StateReached]:
         batch: list[StateReached] = []
