@@ -9,6 +9,7 @@ from typing import cast
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from devkit.orders import make_details, order_record
+from pedidos.adapters.kafka.consuming import close_member
 from pedidos.domain.order import Order, utc_now
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -43,7 +44,7 @@ def read_topic(
                 if time.monotonic() >= quiet_until:
                     break
     finally:
-        consumer.close()
+        close_member(consumer)
     return records
 
 
