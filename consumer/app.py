@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +38,7 @@ from pedidos.ports import (
 )
 from pedidos.runtime.config import Settings
 from pedidos.runtime.heap import settle_heap
+from pedidos.runtime.shutdown import stop_on_signals
 from pedidos.services.mail_outage import MailOutage
 from pedidos.services.order_walk import OrderWalk, StageDelays
 
@@ -57,9 +57,7 @@ STATE_BUSY_FROM = 1
 
 async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
 
     metrics = ConsumerMetrics()
     publisher = state_publisher(settings, metrics)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from dataclasses import dataclass
 
 import grpc
@@ -24,6 +23,7 @@ from pedidos.runtime.config import Settings
 from pedidos.runtime.grpc_tls import server_credentials
 from pedidos.runtime.grpc_tracing import server_interceptors
 from pedidos.runtime.heap import settle_heap
+from pedidos.runtime.shutdown import stop_on_signals
 from pedidos.services.intake import OrderIdSecrets, OrderIntake
 from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
@@ -187,9 +187,7 @@ async def serve(settings: Settings) -> None:
     log.info("producer listening", extra={"address": settings.grpc_listen})
 
     stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stop_on_signals(stopping)
     await stopping.wait()
 
     log.info("producer stopping: draining in-flight calls")
