@@ -450,6 +450,10 @@ def _disconnected(outcome: Exception | None) -> bool:
 
 # At most this many queued sends go pipelined on one connection in one batch.
 SENDS_PER_BATCH = 16
+# The longest close() waits for the server's answer to QUIT on each idle connection. QUIT is a
+# courtesy: a server that stopped answering held a stop SMTP_TIMEOUT_S per connection (16 ×
+# 10 s by default), past the services' stop limit.
+QUIT_TIMEOUT_S = 1.0
 
 
 class SmtpMailer:
@@ -645,6 +649,8 @@ class SmtpMailer:
             except queue.Empty:
                 return
             try:
+                if client.sock is not None:
+                    client.sock.settimeout(min(QUIT_TIMEOUT_S, self._settings.timeout_s))
                 client.quit()
             except (smtplib.SMTPException, OSError):
                 client.close()
