@@ -7,12 +7,19 @@ import uuid
 from typing import cast
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkit.orders import make_details, order_record
 from pedidos.adapters.kafka.consuming import close_member
 from pedidos.domain.order import Order, utc_now
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create `topic` (one replica) and wait until the broker has it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until its future is done
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
 
 
 def read_topic(

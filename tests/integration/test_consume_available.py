@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkit.stack import EmbeddedStack
+from devkit.topics import create_topic
 from pedidos.adapters.kafka.consuming import consume_available
 
 pytestmark = pytest.mark.integration
@@ -45,8 +45,7 @@ def _until_assigned(consumer: Consumer) -> None:
 def test_a_batch_fetch_returns_a_lone_record_as_it_arrives(stack: EmbeddedStack) -> None:
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     topic = f"available-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it alive
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    create_topic(bootstrap, topic, 1)
     consumer = _subscribed(bootstrap, topic)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     try:
@@ -109,8 +108,7 @@ def test_a_record_read_before_a_rebalance_is_not_returned_after_it(
 ) -> None:
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     topic, group = f"stale-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need it alive
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    create_topic(bootstrap, topic, 2)
     join, stop = threading.Event(), threading.Event()
     consumer = _RebalanceAfterFirstRecord(
         {

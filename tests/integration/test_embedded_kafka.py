@@ -19,13 +19,14 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from admin import setup
 from devkit.apache_kafka import BROKER_ENV, choose_broker, java_major
 from devkit.net import free_port
 from devkit.processes import run_admin
 from devkit.stack import EmbeddedStack, StackPorts
+from devkit.topics import create_topic
 from devkit.waiting import wait_for
 from pedidos.runtime.config import load_settings
 
@@ -55,8 +56,7 @@ def test_a_restarted_broker_keeps_topics_records_and_committed_offsets(
     broker: EmbeddedStack,
 ) -> None:
     bootstrap = broker.env()["KAFKA_BOOTSTRAP_SERVERS"]
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic("durable", 2, 1)])["durable"].result(30)
+    create_topic(bootstrap, "durable", 2)
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     for i in range(10):
         producer.produce("durable", key=str(i).encode(), value=b"v%d" % i)

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkit.stack import EmbeddedStack
+from devkit.topics import create_topic
 from pedidos.adapters.kafka.record_source import FetchBatching, KafkaRecordSource, consumer_config
 
 pytestmark = pytest.mark.integration
@@ -56,8 +56,7 @@ def test_a_fetch_minimum_holds_a_lone_record_for_the_wait_and_the_default_does_n
 ) -> None:
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     topic = f"fetch-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    create_topic(bootstrap, topic, 1)
 
     default = asyncio.run(_delays(bootstrap, topic, FetchBatching()))
     batched = asyncio.run(_delays(bootstrap, topic, FetchBatching(1024 * 1024, WAIT_MS)))

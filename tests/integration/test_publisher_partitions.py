@@ -8,9 +8,9 @@ import asyncio
 import uuid
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkit.stack import EmbeddedStack
+from devkit.topics import create_topic
 from pedidos.adapters.kafka.publisher import KafkaPublisher, PublishError, producer_config
 from tests.unit.test_kafka_publisher import Observer
 
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.integration
 def test_key_named_and_missing_partitions(stack: EmbeddedStack) -> None:
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     topic = f"partitions-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
-    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+    create_topic(bootstrap, topic, 3)
 
     observer = Observer()
 

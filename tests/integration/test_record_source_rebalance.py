@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from devkit.stack import EmbeddedStack
+from devkit.topics import create_topic
 from pedidos.adapters.kafka.consuming import close_member
 from pedidos.adapters.kafka.record_source import KafkaRecordSource, consumer_config
 
@@ -38,8 +38,7 @@ def test_a_partition_paused_across_a_rebalance_is_fetched_once_resumed(
 ) -> None:
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     topic, group = f"rebalance-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    create_topic(bootstrap, topic, 2)
     asyncio.run(_scenario(bootstrap, topic, group))
 
 
@@ -108,8 +107,7 @@ def test_a_member_that_stops_polling_holds_a_rebalance_only_for_the_rebalance_ti
     keep the newcomer without partitions that long. consumer_config bounds it."""
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     topic, group = f"stuck-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    create_topic(bootstrap, topic, 2)
     rebalance_timeout_s = 8
     stuck = Consumer(consumer_config(bootstrap, group, 6000, rebalance_timeout_s * 1000))
     newcomer = Consumer(consumer_config(bootstrap, group, 6000))
@@ -156,8 +154,7 @@ def test_members_put_out_of_their_group_close(stack: EmbeddedStack) -> None:
     moves its assign out of the window); it closes through close_member all the same."""
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     topic = f"put-out-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    create_topic(bootstrap, topic, 2)
     child = multiprocessing.get_context("spawn").Process(
         target=_put_out_then_close, args=(bootstrap, topic)
     )
