@@ -164,9 +164,8 @@ def test_one_partition_timing_out_while_another_delivers_is_still_a_stuck_produc
             second(timed_out, DeliveredMessage(1))
             await asyncio.sleep(0.3)
             assert publisher._producer is not scripted
-            more(
-                None, DeliveredMessage(1)
-            )  # a late answer from the retired producer is still settled
+            # A late answer from the retired producer is still settled.
+            more(None, DeliveredMessage(1))
             await asyncio.sleep(0.3)
             assert publisher.awaiting == 0
         finally:
