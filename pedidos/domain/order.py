@@ -136,7 +136,6 @@ class OrderDetails:
     @classmethod
     def create(
         cls,
-        *,
         product_name: object,
         price_minor: object,
         currency: object,
@@ -147,6 +146,8 @@ class OrderDetails:
         shipping_address: object,
         customer_email: object,
     ) -> OrderDetails:
+        """Positional too, in the order of the wire formats' field table (`order_fields`), which
+        hands its values over that way: nine keywords through a dict cost ~1 µs per order."""
         gateway = _GATEWAYS.get(str(payment_gateway))
         if gateway is None:
             raise InvalidOrder("payment_gateway", "must be a known payment gateway")

@@ -67,7 +67,9 @@ def flat_values(details: OrderDetails) -> Mapping[str, Value]:
 
 def from_values(values: Sequence[object]) -> OrderDetails:
     """`OrderDetails.create` from values in table order; raises InvalidOrder naming the field."""
-    return OrderDetails.create(**dict(zip(FIELD_NAMES, values, strict=True)))
+    if len(values) != len(FIELD_NAMES):
+        raise ValueError(f"{len(FIELD_NAMES)} values expected, got {len(values)}")
+    return OrderDetails.create(*values)
 
 
 # Only these can be cached: any other type is invalid, and keeping them out means 1.0 or True
