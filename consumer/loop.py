@@ -28,6 +28,10 @@ COMMIT_INTERVAL_S = 0.5
 # Idle, one record is asked for, so an idle consumer wakes twice a second, not a hundred times.
 FETCH_TIMEOUT_S = 0.01
 IDLE_FETCH_TIMEOUT_S = 0.5
+# At a stop, the final commit and leaving the group. librdkafka's close() waits without end for
+# a broker that is up but answers nothing (a network partition; SIGSTOP in the tests), which held
+# stops until the services' 60 s limit killed them. Past this, the stop goes on without it.
+SOURCE_CLOSE_LIMIT_S = 10.0
 
 
 class RecordSource(Protocol):
@@ -58,6 +62,7 @@ class ConsumerLoop:
         max_in_flight: int,
         fetch_batch: int = 500,
         commit_interval_s: float = COMMIT_INTERVAL_S,
+        close_limit_s: float = SOURCE_CLOSE_LIMIT_S,
     ) -> None:
         self._source = source
         self._scheduler = scheduler
@@ -66,6 +71,7 @@ class ConsumerLoop:
         self._max_in_flight = max_in_flight
         self._fetch_batch = fetch_batch
         self._commit_interval_s = commit_interval_s
+        self._close_limit_s = close_limit_s
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -151,5 +157,15 @@ class ConsumerLoop:
             await asyncio.gather(*pending, return_exceptions=True)
         committer.cancel()
         await asyncio.gather(committer, return_exceptions=True)
-        await self._source.commit(self._assignments.to_commit())
-        await self._source.close()
+        try:
+            async with asyncio.timeout(self._close_limit_s):
+                await self._source.commit(self._assignments.to_commit())
+                await self._source.close()
+        except TimeoutError:
+            # As after a crash: the group gives our partitions away once our session expires,
+            # and their next owner reads again what was not committed.
+            log.warning(
+                "kafka consumer: the final commit and close did not finish in %g s (is the "
+                "broker answering?); going on without them: what was not committed is read again",
+                self._close_limit_s,
+            )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.apache_kafka import java_major
 from devkit.credentials import dev_key
 from devkit.net import free_port
 from devkit.processes import Services
@@ -37,6 +38,21 @@ def client_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """The in-process client (`client.cli.main`) reads PRODUCER_API_KEY from the environment,
     like the real one: the devkit key every test's producer accepts (devkit/credentials.py)."""
     monkeypatch.setenv("PRODUCER_API_KEY", dev_key()[0])
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedStack]:
+    """A new Apache Kafka node of its own (not the session's stack), stopped after the test."""
+    if (java_major() or 0) < 17:
+        pytest.skip("Apache Kafka needs Java 17+")
+    node = EmbeddedStack(
+        tmp_path / "broker", StackPorts(free_port(), 1, 1), tied_to_parent=True, kafka="apache"
+    )
+    node.start("kafka")
+    try:
+        yield node
+    finally:
+        node.stop("kafka")
 
 
 class DockerBackedStack(EmbeddedStack):

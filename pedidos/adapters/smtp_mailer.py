@@ -29,6 +29,7 @@ from pedidos.ports import (
 )
 from pedidos.runtime import tracing
 from pedidos.runtime.config import Settings
+from pedidos.runtime.hand_over import settle
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, SizedBuffer
@@ -397,16 +398,6 @@ class SmtpSslConnection(SmtpConnection, smtplib.SMTP_SSL):
 _Job = tuple[OutgoingEmail, asyncio.AbstractEventLoop, "asyncio.Future[None]", Context | None]
 
 
-def _settle(done: asyncio.Future[None], failure: Exception | None) -> None:
-    """On the loop: the sender thread's answer (nobody waits any more if it was cancelled)."""
-    if done.cancelled():
-        return
-    if failure is None:
-        done.set_result(None)
-    else:
-        done.set_exception(failure)
-
-
 def _end_span(span: Span, failure: Exception | None) -> None:
     if failure is not None:
         # What the failure means to us (outage, transient, permanent), low-cardinality.
@@ -613,7 +604,7 @@ class SmtpMailer:
                 _end_span(span, failure)
             # RuntimeError: the loop is closed, nobody awaits this send any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, done, failure)
+                loop.call_soon_threadsafe(settle, done, None, failure)
 
         try:
             # As an executor drops a cancelled call that has not started.

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from admin import setup
 from devkit.apache_kafka import BROKER_ENV, choose_broker, java_major
 from devkit.net import free_port
 from devkit.processes import run_admin
-from devkit.stack import EmbeddedStack, StackPorts
+from devkit.stack import EmbeddedStack
 from devkit.topics import create_topic
 from devkit.waiting import wait_for
 from pedidos.runtime.config import load_settings
@@ -35,21 +34,6 @@ pytestmark = pytest.mark.integration
 
 def admin_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return run_admin(*args, env=env, inherit=False, cwd=cwd)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedStack]:
-    """A new Apache Kafka node of its own, stopped after the test."""
-    if (java_major() or 0) < 17:
-        pytest.skip("Apache Kafka needs Java 17+")
-    node = EmbeddedStack(
-        tmp_path, StackPorts(free_port(), 1, 1), tied_to_parent=True, kafka="apache"
-    )
-    node.start("kafka")
-    try:
-        yield node
-    finally:
-        node.stop("kafka")
 
 
 def test_a_restarted_broker_keeps_topics_records_and_committed_offsets(

@@ -7,10 +7,13 @@ records the consumer publishes come back to it through the fake source, as throu
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+
+import pytest
 
 from consumer.admission import Admission
 from consumer.assignments import Assignments
@@ -64,9 +67,11 @@ class Consumer:
         commit_interval_s: float = 0.005,
         revoke_wait_s: float = 5.0,
         unrecorded_sends: int = 4,
+        close_limit_s: float = 5.0,
+        source: type[FakeRecordSource] = FakeRecordSource,
     ) -> None:
         self.clock = FakeClock()
-        self.source = FakeRecordSource([ORDERS, STATES])
+        self.source = source([ORDERS, STATES])
         self.publisher = FakePublisher(feed=self.source)
         self.mailer = mailer or FakeMailer(delay_s=0)
         self.index = FakeIndex()
@@ -102,6 +107,7 @@ class Consumer:
             self.admission,
             max_in_flight=max_in_flight,
             commit_interval_s=commit_interval_s,
+            close_limit_s=close_limit_s,
         )
         self.stop = asyncio.Event()
         self._orders = 0
@@ -228,6 +234,35 @@ def test_stopping_hands_back_steps_not_yet_e_mailing_and_finishes_those_that_are
     assert [m.recipient for m in mailer.sent] == ["lento@example.cl"]
     assert consumer.index.events  # A's e-mail is in the ledger
     assert consumer.committed(ORDERS, 0) == 1  # A done and committed; B left for the next owner
+
+
+class SilentBrokerSource(FakeRecordSource):
+    """A broker up but answering nothing: leaving the group never ends, as librdkafka's close()
+    waits for it."""
+
+    async def close(self) -> None:
+        await asyncio.Event().wait()
+
+
+def test_a_close_that_never_ends_is_given_up_after_the_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = Consumer(close_limit_s=0.2, source=SilentBrokerSource)
+    order_id = consumer.order()
+    stopped_after: list[float] = []
+
+    async def scenario() -> None:
+        await until(lambda: consumer.finished(order_id))
+        began = time.monotonic()
+        consumer.stop.set()
+        await until(lambda: consumer.loop.in_flight == 0 and "did not finish" in caplog.text)
+        stopped_after.append(time.monotonic() - began)
+
+    with caplog.at_level(logging.WARNING, logger="consumer.loop"):
+        run(consumer.run(scenario))  # fails unless the loop's run() returns
+    assert 0.2 <= stopped_after[0] < 2.0
+    assert consumer.committed(ORDERS, 0) == 1  # the final commit came before the close
+    assert "the final commit and close did not finish in 0.2 s" in caplog.text
 
 
 def test_lost_partitions_are_never_committed() -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pedidos.adapters.kafka.consuming import close_member, consume_available
+from pedidos.runtime.hand_over import settle
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +101,51 @@ def consumer_config(
     }
 
 
+# A call for the consumer thread: the function, its arguments, the loop and future to answer on.
+_Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+class ConsumerThread:
+    """The one thread that runs a consumer's librdkafka calls, in the order they were asked.
+
+    A daemon, unlike an executor's worker (which the interpreter joins at exit): with the broker
+    up but answering nothing, librdkafka's close() waits for it without end, and a stop that gave
+    up on it must still be able to exit."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """`fn(*args)` on the thread; its result or exception, on the running loop."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._calls.put((fn, args, loop, done))
+        return done
+
+    def stop(self) -> None:
+        """The thread ends once the calls already asked for are done."""
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, args, loop, done = call
+            result, failure = None, None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting task, raised there
+                failure = exc
+            # RuntimeError: the loop is closed, nobody awaits this call any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, done, result, failure)
+
+
 class KafkaRecordSource:
     """All calls into librdkafka run on one thread, so rebalance callbacks never race commits."""
 
     def __init__(self, config: dict[str, Any], topics: list[str]) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._thread = ConsumerThread("kafka-consumer")
         self._config = {**config, "error_cb": self._on_error}
         self._topics = topics
         self._topic_set = frozenset(topics)
@@ -121,7 +164,7 @@ class KafkaRecordSource:
         log.warning("kafka consumer: %s", error.str())
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     def _subscribe(self, on_assign: PartitionsCallback, on_revoke: RevokeCallback) -> None:
         self._consumer = Consumer(self._config)
@@ -209,5 +252,8 @@ class KafkaRecordSource:
             self._consumer = None
 
     async def close(self) -> None:
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        """Leave the group. Unbounded: librdkafka waits for a broker that went silent (the
+        consumer loop bounds it); the thread stays behind then, and does not hold the exit."""
+        closed = self._thread.run(self._close)
+        self._thread.stop()
+        await closed
