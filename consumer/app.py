@@ -53,6 +53,9 @@ STATE_PUBLISH_TIMEOUT_S = 30.0
 # each step.
 STATE_LINGER_MS = 5.0
 STATE_BUSY_FROM = 1
+# At a stop, after the loop's (consumer/loop.py: STEPS_GRACE_S, SOURCE_CLOSE_LIMIT_S): the state
+# records still queued get this long to reach the broker.
+STATE_FLUSH_S = 10.0
 
 
 async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -97,7 +100,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         stop_endpoint(endpoint)
         await warm_up  # bounded by SMTP_TIMEOUT_S; its connection must not outlive close()
         await index.close()
-        await asyncio.to_thread(publisher.close, 10)
+        await asyncio.to_thread(publisher.close, STATE_FLUSH_S)
         await asyncio.to_thread(mailer.close)
         log.info("consumer stopped", extra={"processed": consumer.processed})
 

@@ -28,6 +28,8 @@ COMMIT_INTERVAL_S = 0.5
 # Idle, one record is asked for, so an idle consumer wakes twice a second, not a hundred times.
 FETCH_TIMEOUT_S = 0.01
 IDLE_FETCH_TIMEOUT_S = 0.5
+# At a stop, how long steps already e-mailing or indexing get to finish and record it.
+STEPS_GRACE_S = 15.0
 # At a stop, the final commit and leaving the group. librdkafka's close() waits without end for
 # a broker that is up but answers nothing (a network partition; SIGSTOP in the tests), which held
 # stops until the services' 60 s limit killed them. Past this, the stop goes on without it.
@@ -82,7 +84,7 @@ class ConsumerLoop:
     def processed(self) -> int:
         return self._scheduler.processed
 
-    async def run(self, stop: asyncio.Event, grace_s: float = 15.0) -> None:
+    async def run(self, stop: asyncio.Event, grace_s: float = STEPS_GRACE_S) -> None:
         await self._source.start(self._assigned, self._revoked)
         committer = asyncio.create_task(self._commit_periodically(stop))
         try:

@@ -8,7 +8,7 @@ import signal
 
 # Beyond what a stop takes when a dependency is down: the consumer's 15 s for steps in progress,
 # then its commit and closes (the state producer's flush up to 10 s); the producer's 10 s for
-# calls in flight plus its flush. Compose's stop_grace_period (30 s) kills sooner there.
+# calls in flight plus its flush. Compose's stop_grace_period (30 s, 50 s) kills sooner there.
 SHUTDOWN_LIMIT_S = 60.0
 
 

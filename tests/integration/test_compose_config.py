@@ -20,7 +20,12 @@ from typing import Any
 
 import pytest
 
+from consumer.app import STATE_FLUSH_S
+from consumer.loop import SOURCE_CLOSE_LIMIT_S, STEPS_GRACE_S
 from pedidos.runtime.config import Settings
+from pedidos.runtime.shutdown import SHUTDOWN_LIMIT_S
+from pedidos.runtime.supervisor import STOP_GRACE_S
+from producer.server import SHUTDOWN_GRACE_S
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = [
@@ -197,6 +202,28 @@ def test_every_service_has_a_memory_limit(everything: dict[str, Any]) -> None:
     for name, service in everything["services"].items():
         limit = service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
         assert limit or service.get("mem_limit"), f"{name} has no memory limit"
+
+
+def _seconds(duration: str) -> float:
+    """A duration as `config` renders it: "50s", "1m30s"."""
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", duration)
+    assert duration, "an empty duration"
+    assert parts, f"not a duration: {duration!r}"
+    return 60 * int(parts[1] or 0) + float(parts[2] or 0)
+
+
+def test_compose_gives_each_stop_its_time_before_killing(everything: dict[str, Any]) -> None:
+    """stop_grace_period covers what a service's own stop may take (the consumer's with a silent
+    broker included), and ends before the services' own limit, which exits 1 with the stacks."""
+    grace = {
+        name: _seconds(everything["services"][name]["stop_grace_period"])
+        for name in ("producer", "consumer")
+    }
+    producer_stop = 2 * SHUTDOWN_GRACE_S  # the calls in flight, then the flush
+    consumer_stop = STEPS_GRACE_S + SOURCE_CLOSE_LIMIT_S + STATE_FLUSH_S
+    assert producer_stop < grace["producer"] < SHUTDOWN_LIMIT_S
+    # The supervisor of CONSUMER_WORKERS > 1 waits for its workers before compose kills it.
+    assert consumer_stop <= STOP_GRACE_S < grace["consumer"] < SHUTDOWN_LIMIT_S
 
 
 def test_images_are_pinned(everything: dict[str, Any]) -> None:
