@@ -7,8 +7,9 @@ import faulthandler
 import signal
 
 # Beyond what a stop takes when a dependency is down: the consumer's 15 s for steps in progress,
-# then its commit and closes (the state producer's flush up to 10 s); the producer's 10 s for
-# calls in flight plus its flush. Compose's stop_grace_period (30 s, 50 s) kills sooner there.
+# its final commit and close (10 s at most, a silent broker included) and the state producer's
+# flush (10 s); the producer's 10 s for calls in flight plus its flush. Compose's
+# stop_grace_period (producer 30 s, consumer 50 s) kills sooner there.
 SHUTDOWN_LIMIT_S = 60.0
 
 
