@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from consumer.admission import Admission
 from consumer.assignments import Assignments
 from consumer.dead_letters import DeadLetters
-from consumer.loop import ConsumerLoop, RecordSource
+from consumer.loop import SOURCE_CLOSE_LIMIT_S, STEPS_GRACE_S, ConsumerLoop, RecordSource
 from consumer.metrics import ConsumerMetrics
 from consumer.scheduling import StepScheduler
 from pedidos.adapters.elasticsearch import search_index
@@ -53,9 +53,11 @@ STATE_PUBLISH_TIMEOUT_S = 30.0
 # each step.
 STATE_LINGER_MS = 5.0
 STATE_BUSY_FROM = 1
-# At a stop, after the loop's (consumer/loop.py: STEPS_GRACE_S, SOURCE_CLOSE_LIMIT_S): the state
-# records still queued get this long to reach the broker.
+# At a stop, after the loop's grace and bounded close: the state records still queued get this
+# long to reach the broker.
 STATE_FLUSH_S = 10.0
+# The longest a stop may take with a dependency down, the broker silent included.
+LONGEST_STOP_S = STEPS_GRACE_S + SOURCE_CLOSE_LIMIT_S + STATE_FLUSH_S
 
 
 async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 # Set in each child so that it runs the service itself instead of supervising again.
 WORKER_INDEX_ENV = "PEDIDOS_WORKER_INDEX"
-# What a worker's stop may take: the consumer's, with a silent broker, ~35 s (consumer/app.py);
-# under the workers' own 60 s limit, which prints their stacks.
+# What a worker's stop may take (the consumer's, a silent broker included: LONGEST_STOP_S in
+# consumer/app.py, 35 s), under the workers' own 60 s limit, which prints their stacks.
 STOP_GRACE_S = 45.0
 _PR_SET_PDEATHSIG = 1
 

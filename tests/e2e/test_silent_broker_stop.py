@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 from bench.limits import produce_all
-from consumer.loop import SOURCE_CLOSE_LIMIT_S
+from consumer.app import LONGEST_STOP_S
 from devkit.orders import order_records
 from devkit.processes import Services
 from devkit.stack import EmbeddedStack
@@ -24,9 +24,9 @@ from tests.conftest import isolated_env
 
 pytestmark = pytest.mark.e2e
 
-# What the stop may take: the steps' 15 s grace, the bounded close, the state producer's 10 s
-# flush, and slack for this loaded machine; well under the limit that ends a stop with code 1.
-STOP_BUDGET_S = 15 + SOURCE_CLOSE_LIMIT_S + 10 + 5
+# What the stop may take, and slack for this loaded machine; well under the limit that ends a
+# stop with code 1.
+STOP_BUDGET_S = LONGEST_STOP_S + 5
 
 
 def test_a_stop_with_the_broker_silent_ends_in_time_with_exit_0(
