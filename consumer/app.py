@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from consumer.admission import Admission
 from consumer.assignments import Assignments
 from consumer.dead_letters import DeadLetters
-from consumer.loop import SOURCE_CLOSE_LIMIT_S, STEPS_GRACE_S, ConsumerLoop, RecordSource
+from consumer.loop import (
+    BROKER_PATIENCE_S,
+    SOURCE_CLOSE_LIMIT_S,
+    STEPS_GRACE_S,
+    ConsumerLoop,
+    RecordSource,
+)
 from consumer.metrics import ConsumerMetrics
 from consumer.scheduling import StepScheduler
 from pedidos.adapters.elasticsearch import search_index
@@ -54,7 +60,8 @@ STATE_PUBLISH_TIMEOUT_S = 30.0
 STATE_LINGER_MS = 5.0
 STATE_BUSY_FROM = 1
 # At a stop, after the loop's grace and bounded close: the state records still queued get this
-# long to reach the broker.
+# long to reach the broker, and BROKER_PATIENCE_S with none answered (a broker gone). Their
+# steps were handed back: delivering them spares the next owner a publish, nothing more.
 STATE_FLUSH_S = 10.0
 # The longest a stop may take with a dependency down, the broker silent included.
 LONGEST_STOP_S = STEPS_GRACE_S + SOURCE_CLOSE_LIMIT_S + STATE_FLUSH_S
@@ -102,7 +109,7 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         stop_endpoint(endpoint)
         await warm_up  # bounded by SMTP_TIMEOUT_S; its connection must not outlive close()
         await index.close()
-        await asyncio.to_thread(publisher.close, STATE_FLUSH_S)
+        await asyncio.to_thread(publisher.close, STATE_FLUSH_S, BROKER_PATIENCE_S)
         await asyncio.to_thread(mailer.close)
         log.info("consumer stopped", extra={"processed": consumer.processed})
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from consumer.admission import Admission
 from consumer.assignments import Assignments, Commit, TopicPartition
@@ -30,6 +30,10 @@ FETCH_TIMEOUT_S = 0.01
 IDLE_FETCH_TIMEOUT_S = 0.5
 # At a stop, how long steps already e-mailing or indexing get to finish and record it.
 STEPS_GRACE_S = 15.0
+# At a stop, how long a step e-mailed and recorded waits for the broker to take its state record
+# before it is handed back: a broker that answers acks in milliseconds; one that is down or
+# silent would hold the whole grace, and the next owner redoes such a step from the ledger.
+BROKER_PATIENCE_S = 2.0
 # At a stop, the final commit and leaving the group. librdkafka's close() waits without end for
 # a broker that is up but answers nothing (a network partition; SIGSTOP in the tests), which held
 # stops until the services' 60 s limit killed them. Past this, the stop goes on without it.
@@ -65,6 +69,7 @@ class ConsumerLoop:
         fetch_batch: int = 500,
         commit_interval_s: float = COMMIT_INTERVAL_S,
         close_limit_s: float = SOURCE_CLOSE_LIMIT_S,
+        broker_patience_s: float = BROKER_PATIENCE_S,
     ) -> None:
         self._source = source
         self._scheduler = scheduler
@@ -74,6 +79,7 @@ class ConsumerLoop:
         self._fetch_batch = fetch_batch
         self._commit_interval_s = commit_interval_s
         self._close_limit_s = close_limit_s
+        self._broker_patience_s = broker_patience_s
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -144,6 +150,34 @@ class ConsumerLoop:
             # must not hold the consumer thread, or the group drops us for not polling.
             await self._source.commit(self._assignments.to_commit(), wait=False)
 
+    async def _let_steps_finish(self, grace_s: float) -> None:
+        """Waits up to `grace_s` for the steps in flight, then cancels the rest; a step that has
+        waited `broker_patience_s` for the broker to take its state record is handed back
+        sooner (cancelled, so its record is not committed here)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        tick = self._broker_patience_s / 4
+        pending: set[asyncio.Task[Any]] = set(self._tasks)
+        handed_back: set[asyncio.Task[Any]] = set()
+        while pending and (remaining := deadline - loop.time()) > 0:
+            _, pending = await asyncio.wait(pending, timeout=min(remaining, tick))
+            waiting = self._scheduler.waiting_on_broker(self._broker_patience_s)
+            stalled = [task for task in waiting if task not in handed_back]
+            if stalled:
+                log.warning(
+                    "handing back %d steps waiting over %g s for the broker to take their state "
+                    "record; they are e-mailed and recorded: the next owner redoes them from "
+                    "the ledger",
+                    len(stalled),
+                    self._broker_patience_s,
+                )
+                for task in stalled:
+                    task.cancel()
+                handed_back.update(stalled)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def _shutdown(self, committer: asyncio.Task[None], grace_s: float) -> None:
         log.info("consumer stopping", extra={"in_flight": len(self._tasks)})
         # Hand over first, then wait: steps not yet e-mailing give their records back at once
@@ -153,10 +187,7 @@ class ConsumerLoop:
         # (the next owner e-mailed again: seen in the partitions chaos run).
         self._assignments.leave()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await self._let_steps_finish(grace_s)
         committer.cancel()
         await asyncio.gather(committer, return_exceptions=True)
         try:

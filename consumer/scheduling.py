@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Any
 
 from consumer.admission import Admission
 from consumer.assignments import Assignments, Ticket
@@ -53,6 +54,10 @@ class StepScheduler:
         self._sleep = sleep
         self._group = group  # for the process spans
         self.processed = 0
+
+    def waiting_on_broker(self, for_at_least_s: float) -> list[asyncio.Task[Any]]:
+        """The `process` tasks whose step waits only for the broker (`OrderWalk`'s)."""
+        return self._walk.waiting_on_broker(for_at_least_s)
 
     async def process(self, record: ConsumedRecord, ticket: Ticket) -> None:
         worked = False

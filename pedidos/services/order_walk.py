@@ -24,6 +24,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from cachetools import LRUCache
 
@@ -147,6 +148,9 @@ class OrderWalk:
         self._send_slots = asyncio.Semaphore(unrecorded_sends)
         self._unrecorded_sends = unrecorded_sends
         self._awaiting_ledger = 0  # sends done whose ledger entry is being written
+        # Steps e-mailed and recorded in the ledger that wait only for the broker to take their
+        # state record, with the loop time they began: see `waiting_on_broker`.
+        self._publishing: dict[asyncio.Task[Any] | None, float] = {}
 
     async def enter(
         self,
@@ -230,7 +234,12 @@ class OrderWalk:
         # Only a step first done here vouches for its record: a step redone (found in the
         # ledger) may have been walked on from an earlier copy of its record, so the next step
         # must read the ledger (a replayed dead letter, a restart's redelivery).
-        await self._publish_state(event, partition, lease if recorded is None else None)
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        self._publishing[task] = loop.time()
+        try:
+            await self._publish_state(event, partition, lease if recorded is None else None)
+        finally:
+            del self._publishing[task]
         await order_written
         log.info(
             "order state reached",
@@ -241,6 +250,14 @@ class OrderWalk:
                 "customer": mask_email(order.details.customer_email),
             },
         )
+
+    def waiting_on_broker(self, for_at_least_s: float) -> list[asyncio.Task[Any]]:
+        """The steps that have waited `for_at_least_s` for the broker to take their state record.
+        Their e-mail and ledger entry are done, so one cancelled and left uncommitted costs the
+        partition's next owner a ledger read and a publish, never a second e-mail (a stop hands
+        them back rather than hold its grace for a broker that is gone)."""
+        since = asyncio.get_running_loop().time() - for_at_least_s
+        return [t for t, began in self._publishing.items() if t is not None and began <= since]
 
     def _hurry_if_alone(self, hurry: Callable[[], None]) -> None:
         """With no other step in progress here, nothing will join what this step just asked

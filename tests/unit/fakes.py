@@ -117,13 +117,19 @@ class FakePublisher:
 
     With `feed`, records on the topics it reads are queued on it too, as a broker would deliver
     them (a record without a partition goes to partition 0), so a consumer reads back its own
-    state records."""
+    state records. Records on the `unanswered` topics are never answered (a broker gone)."""
 
-    def __init__(self, *fail_with: Exception, feed: FakeRecordSource | None = None) -> None:
+    def __init__(
+        self,
+        *fail_with: Exception,
+        feed: FakeRecordSource | None = None,
+        unanswered: frozenset[str] = frozenset(),
+    ) -> None:
         self.records: list[tuple[str, str, bytes, list[tuple[str, bytes]]]] = []
         self.partitions: list[int | None] = []
         self.fail_with = list(fail_with)
         self.feed = feed
+        self.unanswered = unanswered
 
     def publish(
         self,
@@ -133,6 +139,8 @@ class FakePublisher:
         headers: list[tuple[str, bytes]],
         partition: int | None = None,
     ) -> asyncio.Future[Any]:
+        if topic in self.unanswered:
+            return asyncio.get_running_loop().create_future()
         if self.fail_with:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             future.set_exception(self.fail_with.pop(0))

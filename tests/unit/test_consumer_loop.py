@@ -68,13 +68,18 @@ class Consumer:
         revoke_wait_s: float = 5.0,
         unrecorded_sends: int = 4,
         close_limit_s: float = 5.0,
+        broker_patience_s: float = 2.0,
+        grace_s: float = 1.0,
         source: type[FakeRecordSource] = FakeRecordSource,
+        unanswered: frozenset[str] = frozenset(),
+        index: FakeIndex | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.source = source([ORDERS, STATES])
-        self.publisher = FakePublisher(feed=self.source)
+        self.publisher = FakePublisher(feed=self.source, unanswered=unanswered)
         self.mailer = mailer or FakeMailer(delay_s=0)
-        self.index = FakeIndex()
+        self.index = index or FakeIndex()
+        self.grace_s = grace_s
         outage = MailOutage()
         dead_letters = DeadLetters(self.publisher, DLQ, FAST)
         walk = OrderWalk(
@@ -108,6 +113,7 @@ class Consumer:
             max_in_flight=max_in_flight,
             commit_interval_s=commit_interval_s,
             close_limit_s=close_limit_s,
+            broker_patience_s=broker_patience_s,
         )
         self.stop = asyncio.Event()
         self._orders = 0
@@ -132,7 +138,7 @@ class Consumer:
         return self.source.committed.get((topic, partition))
 
     async def run(self, scenario: Callable[[], Awaitable[None]]) -> None:
-        task = asyncio.create_task(self.loop.run(self.stop, grace_s=1.0))
+        task = asyncio.create_task(self.loop.run(self.stop, grace_s=self.grace_s))
         await until(lambda: self.source.started)
         await self.source.assign(PARTITIONS)
         try:
@@ -263,6 +269,46 @@ def test_a_close_that_never_ends_is_given_up_after_the_limit(
     assert 0.2 <= stopped_after[0] < 2.0
     assert consumer.committed(ORDERS, 0) == 1  # the final commit came before the close
     assert "the final commit and close did not finish in 0.2 s" in caplog.text
+
+
+def test_a_stop_hands_back_steps_waiting_only_for_the_broker_without_a_second_e_mail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A step e-mailed and recorded whose state record the broker never takes is handed back
+    after the patience, not held for the whole grace; left uncommitted, it is redone by the next
+    owner from the ledger, without a second e-mail."""
+    index = FakeIndex()
+    consumer = Consumer(
+        grace_s=3.0, broker_patience_s=0.1, unanswered=frozenset({STATES}), index=index
+    )
+    order_id = consumer.order()
+    stopped_after: list[float] = []
+
+    async def scenario() -> None:
+        await until(lambda: bool(consumer.mailer.sent) and bool(index.events))
+        began = time.monotonic()
+        consumer.stop.set()
+        await until(lambda: consumer.loop.in_flight == 0, timeout_s=5)
+        stopped_after.append(time.monotonic() - began)
+
+    with caplog.at_level(logging.WARNING, logger="consumer.loop"):
+        run(consumer.run(scenario))
+    assert 0.1 <= stopped_after[0] < 1.0  # the patience, not the 3 s grace
+    assert "handing back 1 steps waiting over 0.1 s for the broker" in caplog.text
+    assert consumer.committed(ORDERS, 0) is None  # left for the next owner
+    assert len(consumer.mailer.sent) == 1
+
+    # The next owner, with the broker back, reads the order again: the ledger has its first
+    # step, so that step is published without e-mailing, and the walk goes on.
+    next_owner = Consumer(mailer=consumer.mailer, index=index)
+    next_owner.order()  # the same record: the same id, on the same partition
+
+    async def redo() -> None:
+        await until(lambda: next_owner.finished(order_id))
+
+    run(next_owner.run(redo))
+    states = [m.message_id for m in consumer.mailer.sent]
+    assert len(states) == len(set(states)) == len(OrderState)  # one e-mail per state
 
 
 def test_lost_partitions_are_never_committed() -> None:

@@ -49,6 +49,23 @@ def test_a_delivery_that_times_out_fails_quietly_when_nobody_awaits_it(
     assert "never retrieved" not in caplog.text
 
 
+def test_a_flush_gives_up_once_no_record_is_answered_for_the_stall_time() -> None:
+    """A stop's flush with the broker gone waits `stall_s`, not its whole timeout: nothing
+    listens at the address, and the records would live for 30 s (message.timeout.ms)."""
+
+    async def run() -> tuple[float, int]:
+        publisher = KafkaPublisher(producer_config(f"127.0.0.1:{free_port()}", "test", 30))
+        for n in range(3):
+            publisher.publish("Pedidos", f"k{n}", b"{}", [])
+        began = time.monotonic()
+        remaining = await asyncio.to_thread(publisher.close, 10, 0.3)
+        return time.monotonic() - began, remaining
+
+    took, remaining = asyncio.run(run())
+    assert 0.3 <= took < 3
+    assert remaining == 3
+
+
 class Observer:
     def __init__(self) -> None:
         self.answers: list[tuple[str, float, bool]] = []

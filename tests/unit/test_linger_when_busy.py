@@ -22,7 +22,7 @@ class Producer(FakePendingPublisher):
     def awaiting(self) -> int:
         return sum(not delivery.done() for delivery in self.deliveries)
 
-    def close(self, timeout_s: float = 10) -> int:
+    def close(self, timeout_s: float = 10, stall_s: float | None = None) -> int:
         self.closed_with = timeout_s
         return self.undelivered
 

@@ -254,14 +254,22 @@ class KafkaPublisher:
             self._observer.settled(topic, 0.0, True)
         _fail(future, error, span)
 
-    def flush(self, timeout_s: float) -> int:
-        """Wait for queued records; returns how many are still undelivered."""
-        remaining = int(self._producer.flush(timeout_s))
-        self._hand_over()
-        return remaining
+    def flush(self, timeout_s: float, stall_s: float | None = None) -> int:
+        """Wait for queued records, up to `timeout_s`, or until `stall_s` pass with none of them
+        answered (a broker down or silent); returns how many are still undelivered."""
+        deadline = time.monotonic() + timeout_s
+        remaining = len(self._producer)
+        while True:
+            left = deadline - time.monotonic()
+            wait = left if stall_s is None else min(left, stall_s)
+            now = int(self._producer.flush(max(wait, 0.0)))
+            self._hand_over()
+            if now == 0 or wait >= left or now >= remaining:
+                return now
+            remaining = now
 
-    def close(self, timeout_s: float = 10) -> int:
-        remaining = self.flush(timeout_s)
+    def close(self, timeout_s: float = 10, stall_s: float | None = None) -> int:
+        remaining = self.flush(timeout_s, stall_s)
         self._stop.set()
         self._poller.join(timeout=1)
         # A producer replaced just before holds purged records whose failure is reported only
@@ -335,7 +343,7 @@ class _Producer(Publisher, Protocol):
         """Records published and not answered yet."""
         ...
 
-    def close(self, timeout_s: float = 10) -> int: ...
+    def close(self, timeout_s: float = 10, stall_s: float | None = None) -> int: ...
 
 
 class LingerWhenBusy:
@@ -363,11 +371,12 @@ class LingerWhenBusy:
         publisher = self._busy if awaiting >= self._busy_from else self._at_once
         return publisher.publish(topic, key, value, headers, partition)
 
-    def close(self, timeout_s: float = 10) -> int:
-        """Both producers, within `timeout_s` together; how many records are undelivered."""
+    def close(self, timeout_s: float = 10, stall_s: float | None = None) -> int:
+        """Both producers, within `timeout_s` together (see `KafkaPublisher.flush` for
+        `stall_s`); how many records are undelivered."""
         deadline = time.monotonic() + timeout_s
-        remaining = self._at_once.close(timeout_s)
-        return remaining + self._busy.close(max(deadline - time.monotonic(), 0.0))
+        remaining = self._at_once.close(timeout_s, stall_s)
+        return remaining + self._busy.close(max(deadline - time.monotonic(), 0.0), stall_s)
 
 
 def linger_when_busy(
