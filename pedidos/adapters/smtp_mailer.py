@@ -29,7 +29,7 @@ from pedidos.ports import (
 )
 from pedidos.runtime import tracing
 from pedidos.runtime.config import Settings
-from pedidos.runtime.hand_over import settle
+from pedidos.runtime.hand_over import answer_from_thread
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, SizedBuffer
@@ -602,9 +602,7 @@ class SmtpMailer:
             _, loop, done, _ = jobs[n]
             if (span := spans[n]) is not None:
                 _end_span(span, failure)
-            # RuntimeError: the loop is closed, nobody awaits this send any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, done, None, failure)
+            answer_from_thread(loop, done, None, failure)
 
         try:
             # As an executor drops a cancelled call that has not started.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 
@@ -15,3 +16,14 @@ def settle(done: asyncio.Future[Any], result: Any, failure: BaseException | None
         done.set_result(result)
     else:
         done.set_exception(failure)
+
+
+def answer_from_thread(
+    loop: asyncio.AbstractEventLoop,
+    done: asyncio.Future[Any],
+    result: Any,
+    failure: BaseException | None,
+) -> None:
+    """From the thread: `settle` on `loop`; nothing once the loop is closed (nobody awaits)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle, done, result, failure)

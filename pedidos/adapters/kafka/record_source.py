@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
@@ -14,7 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pedidos.adapters.kafka.consuming import close_member, consume_available
-from pedidos.runtime.hand_over import settle
+from pedidos.runtime.hand_over import answer_from_thread
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +135,7 @@ class ConsumerThread:
                 result = fn(*args)
             except BaseException as exc:  # handed to the awaiting task, raised there
                 failure = exc
-            # RuntimeError: the loop is closed, nobody awaits this call any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, done, result, failure)
+            answer_from_thread(loop, done, result, failure)
 
 
 class KafkaRecordSource:
