@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from pedidos.adapters.email.chromium import dump_dom, find_chromium, screenshot
-from pedidos.adapters.email.preview import SCREENSHOT_HEIGHT, body, sample_email
+from pedidos.adapters.email.preview import (
+    SAMPLE_SENDER,
+    SCREENSHOT_HEIGHT,
+    body,
+    sample_email,
+    sample_order,
+)
+from pedidos.adapters.email.render import EmailRenderer
 from pedidos.domain.states import ALL_STATES, OrderState
 
 pytestmark = [
@@ -40,7 +47,15 @@ def _paeth(left: int, up: int, up_left: int) -> int:
 
 
 def png_colours(data: bytes) -> set[tuple[int, ...]]:
-    """Distinct RGB colours of an 8-bit RGB/RGBA, non-interlaced PNG (Chromium's screenshots).
+    """Distinct RGB colours of an 8-bit RGB/RGBA, non-interlaced PNG (Chromium's screenshots)."""
+    colours: set[tuple[int, ...]] = set()
+    for line, bpp in png_rows(data):
+        colours.update(tuple(line[i : i + 3]) for i in range(0, len(line), bpp))
+    return colours
+
+
+def png_rows(data: bytes) -> list[tuple[bytes, int]]:
+    """The pixel rows of an 8-bit RGB/RGBA, non-interlaced PNG, each with its bytes per pixel.
 
     Decoded with the standard library, since Pillow is not among the project's dependencies.
     """
@@ -61,7 +76,7 @@ def png_colours(data: bytes) -> set[tuple[int, ...]]:
     raw = zlib.decompress(b"".join(compressed))
     stride = width * bpp
     previous = bytearray(stride)
-    colours: set[tuple[int, ...]] = set()
+    rows: list[tuple[bytes, int]] = []
     for row in range(height):
         start = row * (stride + 1)
         method, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
@@ -76,9 +91,9 @@ def png_colours(data: bytes) -> set[tuple[int, ...]]:
             elif method == 4:
                 up_left = previous[i - bpp] if i >= bpp else 0
                 line[i] = (line[i] + _paeth(left, previous[i], up_left)) & 0xFF
-        colours.update(tuple(line[i : i + 3]) for i in range(0, stride, bpp))
+        rows.append((bytes(line), bpp))
         previous = line
-    return colours
+    return rows
 
 
 class _Steps(HTMLParser):
@@ -116,3 +131,29 @@ def test_chromium_renders_the_tracker_of_each_state(state: OrderState, tmp_path:
     assert BRAND in colours
     # Green bars and dots only once a step before the current one was reached.
     assert (DONE in colours) == (state.position > 0)
+
+
+def test_the_html_sent_in_long_lines_draws_the_very_pixels_of_the_template(
+    tmp_path: Path,
+) -> None:
+    """The HTML part goes in a quarter of the template's lines (`compact_html`); at the
+    snapshot's width and at a phone's (the narrow layout's media query), Chromium must draw
+    exactly what it draws for the template's own text. (Enviado: done, current and pending
+    steps.)"""
+    state = OrderState.ENVIADO
+    order = sample_order()
+    renderer = EmailRenderer(SAMPLE_SENDER)
+    template = renderer.bodies_from_templates(
+        state, renderer.values(order, state, order.reached[state])
+    )[1]
+    sent = body(sample_email(state), "html")
+    assert sent.count("\n") * 4 <= template.count("\n")
+    pictures: dict[str, list[list[tuple[bytes, int]]]] = {}
+    for name, html in (("template", template), ("sent", sent)):
+        page = tmp_path / f"{name}.html"
+        page.write_text(html, encoding="utf-8")
+        for width in (680, 400):
+            png = tmp_path / f"{name}-{width}.png"
+            screenshot(page, png, SCREENSHOT_HEIGHT, width=width)
+            pictures.setdefault(name, []).append(png_rows(png.read_bytes()))
+    assert pictures["sent"] == pictures["template"]

@@ -1,4 +1,5 @@
 import os
+import re
 from base64 import encodebytes
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -20,12 +21,14 @@ from devkit.inbox import part_text, transfer_encodings
 from devkit.orders import make_details
 from pedidos.adapters.email.preview import parsed_email
 from pedidos.adapters.email.render import (
+    HTML_LINE_BUDGET,
     SUBJECTS,
     EmailRenderer,
     _base64_crlf,
     _fold,
     _Skeleton,
     _text_part,
+    compact_html,
     message_id,
 )
 from pedidos.domain.money import Money
@@ -357,7 +360,9 @@ def test_layout_is_a_600px_table_with_light_and_dark_colour_schemes() -> None:
 def test_filled_skeletons_are_what_the_templates_render(
     product_name: str, shipping_address: str, state: OrderState, reached: int
 ) -> None:
-    """render() fills per-state skeletons for speed; it must write what Jinja2 renders."""
+    """render() fills per-state skeletons for speed; it must write what Jinja2 renders, the
+    HTML in fewer lines (`compact_html`): the same but for runs of whitespace holding a line
+    break, which a browser shows as one space either way."""
     try:
         details = make_details(product_name=product_name, shipping_address=shipping_address)
     except InvalidOrder:
@@ -369,7 +374,71 @@ def test_filled_skeletons_are_what_the_templates_render(
     parsed = message_from_bytes(renderer.render(order, state, T0).data, policy=policy.default)
     expected = renderer.bodies_from_templates(state, renderer.values(order, state, T0))
     assert part_text(parsed, "plain") == expected[0]
-    assert part_text(parsed, "html") == expected[1]
+    assert same_page(part_text(parsed, "html")) == same_page(expected[1])
+
+
+def same_page(html: str) -> str:
+    """`html` with each run of whitespace holding a line break made one space, as HTML
+    displays it (outside preformatted text)."""
+    return re.sub(r"\s*\n\s*", " ", html)
+
+
+def test_the_html_goes_in_few_long_lines_that_show_the_same_page() -> None:
+    order = Order(ORDER_ID, make_details(), T0)
+    renderer = EmailRenderer("Tienda <ventas@tienda.cl>")
+    for state in ALL_STATES:
+        html = part_text(parsed_email(renderer.render(order, state, T0).data), "html")
+        template = renderer.bodies_from_templates(state, renderer.values(order, state, T0))[1]
+        assert same_page(html) == same_page(template)
+        assert html.count("\n") <= template.count("\n") / 4
+        assert max(map(len, html.encode().split(b"\n"))) <= 998
+
+
+def test_compact_html_joins_lines_up_to_its_budget_and_keeps_a_longer_piece_whole() -> None:
+    html = "<p>uno</p>\n    <p>dos</p>\n\n  <p>\x1fproduct\x1f</p>\n" + "<b>x</b>" * 4 + "\n"
+    compact = compact_html(html, budget=24)
+    # The mark counts for nothing: "<p>uno</p> <p>dos</p> <p></p>" is 28 octets.
+    assert compact == (
+        "<p>uno</p> <p>dos</p>\n<p>\x1fproduct\x1f</p>\n<b>x</b><b>x</b><b>x</b><b>x</b>\n"
+    )
+    assert same_page(compact) == same_page(html)
+    assert compact_html(html, budget=HTML_LINE_BUDGET).count("\n") == 1
+
+
+@pytest.mark.parametrize("budget", [10, 50, 200, 400, HTML_LINE_BUDGET, 900])
+def test_no_compact_line_starts_with_a_dot_or_a_value(budget: int) -> None:
+    """SMTP doubles a line's leading dot, and the renderer vouches that its lines have none
+    (`WireMessage`): CSS rules (".fg { … }") and values stay on the line before."""
+    renderer = EmailRenderer("Tienda <ventas@tienda.cl>")
+    values = renderer.values(Order(ORDER_ID, make_details(), T0), OrderState.ENVIADO, T0)
+    marks = {slot: f"\x1f{slot}\x1f" for slot in values}
+    html = renderer.bodies_from_templates(OrderState.ENVIADO, marks)[1]
+    lines = compact_html(html, budget).split("\n")
+    assert not [line for line in lines if line.startswith((".", "\x1f"))]
+    assert same_page("\n".join(lines)) == same_page(html)
+
+
+@pytest.mark.parametrize(
+    "html",
+    ["<pre>a\n  b</pre>\n", "<textarea>a\nb</textarea>", '<p style="white-space: pre">a</p>'],
+)
+def test_compact_html_refuses_text_whose_line_breaks_show(html: str) -> None:
+    with pytest.raises(ValueError, match="preformatted"):
+        compact_html(html)
+
+
+def test_values_too_long_for_the_long_lines_fall_back_to_the_template_lines_not_base64() -> None:
+    # 200 characters in the bank and the address (400 octets of UTF-8): the compact line
+    # holding both (payment and shipping) would pass SMTP's 998 octets; the template's own
+    # short lines hold them.
+    order = Order(ORDER_ID, make_details(bank="B" * 200, shipping_address="Ñ" * 200), T0)
+    data = EmailRenderer("Tienda <ventas@tienda.cl>").render(order, OrderState.ENVIADO, T0).data
+    assert encodings(data) == ["8bit", "8bit"]
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    html = part_text(parsed_email(data), "html")
+    assert "B" * 200 in html
+    assert "Ñ" * 200 in html
+    assert html.count("\n") > 100
 
 
 @pytest.mark.parametrize("size", [*range(0, 240), 57 * 260 - 1, 57 * 260, 57 * 260 + 1, 19_000])
