@@ -160,6 +160,9 @@ class MemoryIndex:
     def hurry(self) -> None:
         return None
 
+    def hurry_ledger(self) -> None:
+        return None
+
     def hurry_lookups(self) -> None:
         return None
 
@@ -191,6 +194,9 @@ class CountedIndex:
 
     def hurry(self) -> None:
         self.inner.hurry()
+
+    def hurry_ledger(self) -> None:
+        self.inner.hurry_ledger()
 
     def hurry_lookups(self) -> None:
         self.inner.hurry_lookups()

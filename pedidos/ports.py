@@ -84,6 +84,11 @@ class OrderIndex(Protocol):
         """Write what waits now, without waiting to batch it with more: nothing is coming."""
         ...
 
+    def hurry_ledger(self) -> None:
+        """Write the events that wait now (`write_event`, the ledger), likewise: no e-mail can
+        go out until one is stored."""
+        ...
+
     def hurry_lookups(self) -> None:
         """Look up what waits now (`recorded_event`), likewise."""
         ...

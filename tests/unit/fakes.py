@@ -83,6 +83,8 @@ class FakeIndex:
         self.hurried_lookups = 0  # calls to hurry_lookups()
         self.pending_events = 0  # slow event writes not yet stored
         self.hurried_pending: list[int] = []  # `pending_events` at each call to hurry()
+        # `pending_events` at each call to hurry_ledger()
+        self.hurried_ledger_pending: list[int] = []
 
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
         return done(self.events.get(f"{order_id}:{state}"))
@@ -107,6 +109,9 @@ class FakeIndex:
     def hurry(self) -> None:
         self.hurried += 1
         self.hurried_pending.append(self.pending_events)
+
+    def hurry_ledger(self) -> None:
+        self.hurried_ledger_pending.append(self.pending_events)
 
     def hurry_lookups(self) -> None:
         self.hurried_lookups += 1

@@ -1,6 +1,7 @@
 """OrderSearchIndex against a fake client: the current-state document never moves back (the
-domain's rank is its version, a batch keeps the later state), and bulk items Elasticsearch
-could not take now are retried while refused ones fail alone."""
+domain's rank is its version, a batch keeps the later state), the ledger's events go in
+requests of their own, and bulk items Elasticsearch could not take now are retried while refused
+ones fail alone."""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def test_busy_items_are_retried_and_a_refused_one_fails_alone() -> None:
     assert [len(request) // 2 for request in client.requests] == [3, 1, 1]
 
 
-def test_events_and_current_states_share_one_request_and_get_their_own_outcome() -> None:
+def test_events_and_current_states_go_in_requests_of_their_own_with_their_own_outcome() -> None:
     order = document("o-1", OrderState.PROCESANDO)
     event = {**order, "email_status": "sent"}
     client = FakeBulkClient({"o-1": [400]})
@@ -114,11 +115,48 @@ def test_events_and_current_states_share_one_request_and_get_their_own_outcome()
         return list(outcomes)
 
     event_outcome, order_outcome = asyncio.run(scenario())
-    [[create, _, index_action, _]] = client.requests
+    [[create, _], [index_action, _]] = client.requests
     assert create["create"]["_index"] == "events"
     assert index_action["index"]["_index"] == "orders"
     assert event_outcome is None
     assert isinstance(order_outcome, PermanentIndexError)
+
+
+class SlowOrdersClient(FakeBulkClient):
+    """Takes `delay_s` over a request that writes current states, as the stand-in does (an
+    overwrite costs it several times a create)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    async def bulk(self, body: bytes, refresh: bool, filter_path: str) -> dict[str, Any]:
+        if b'{"index"' in body:
+            await asyncio.sleep(self.delay_s)
+        return await super().bulk(body, refresh, filter_path)
+
+
+def test_a_ledger_entry_is_stored_without_waiting_for_current_states_being_written() -> None:
+    """A send slot is held until its ledger entry is stored: a slow request of current states
+    must not hold it, nor the ledger entries submitted while that request runs."""
+    client = SlowOrdersClient(delay_s=0.3)
+    order_done_when_events_were: list[bool] = []
+
+    async def scenario() -> None:
+        index = OrderSearchIndex(client, "events", "orders")  # type: ignore[arg-type]
+        first = document("o-1", OrderState.PROCESANDO)
+        orders = [index.write_order(first), index.write_order(document("o-2", OrderState.ENVIADO))]
+        await asyncio.sleep(0.01)  # the current states' request is under way
+        events = [index.write_event({**first, "email_status": "sent"})]
+        index.hurry_ledger()
+        await asyncio.wait_for(asyncio.gather(*events), timeout=0.2)
+        order_done_when_events_were.append(all(o.done() for o in orders))
+        await asyncio.gather(*orders)
+        await index.close()
+
+    asyncio.run(scenario())
+    assert order_done_when_events_were == [False]
+    assert [len(request) // 2 for request in client.requests] == [1, 2]  # the event's came first
 
 
 def test_an_earlier_state_written_after_a_later_one_is_sent_with_its_lower_version() -> None:

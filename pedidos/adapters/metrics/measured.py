@@ -128,6 +128,9 @@ class MeasuredIndex:
     def hurry(self) -> None:
         self._index.hurry()
 
+    def hurry_ledger(self) -> None:
+        self._index.hurry_ledger()
+
     def hurry_lookups(self) -> None:
         self._index.hurry_lookups()
 
