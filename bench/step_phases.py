@@ -1,6 +1,7 @@
 """Where an end-to-end run's steps spent their time, read from the consumer's /metrics at the
-end of the run: the mean SMTP attempt (waiting for a connection included), the mean document
-write (batched: a send slot waits for its ledger entry's) and the mean state record publish."""
+end of the run: the mean SMTP attempt (waiting for a connection included), the mean ledger write
+(batched: a send slot waits for it), the mean current-state write (batched apart, over a longer
+interval) and the mean state record publish."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 PHASES = "pedidos_step_phase_duration_seconds"
-NAMES = {"email": "SMTP attempt", "index": "ES document write", "publish": "state record publish"}
+NAMES = {
+    "email": "SMTP attempt",
+    "ledger": "ledger write",
+    "current_state": "current-state write",
+    "publish": "state record publish",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class StepPhases:
-    mean_ms: dict[str, float]  # by phase: email, index, publish
+    mean_ms: dict[str, float]  # by phase: email, ledger, current_state, publish
     slots: int  # CONSUMER_MAX_UNRECORDED_EMAILS, per worker
     workers: int
 

@@ -40,8 +40,9 @@ class ConsumerMetrics:
         )
         self._phase = Histogram(
             "pedidos_step_phase_duration_seconds",
-            "Each part of a step: email (one SMTP attempt), index (one document write, "
-            "batched), publish (the state record to broker acknowledgement).",
+            "Each part of a step: email (one SMTP attempt), ledger (its event document "
+            "written, batched), current_state (the order's document written, batched), publish "
+            "(the state record to broker acknowledgement).",
             ["phase"],
             buckets=FAST_BUCKETS,
             registry=self.registry,
@@ -80,7 +81,8 @@ class ConsumerMetrics:
         return MeasuredMailer(mailer, self._phase.labels("email"), self._emails)
 
     def index(self, index: OrderIndex) -> MeasuredIndex:
-        return MeasuredIndex(index, self._phase.labels("index"), self._index_failures)
+        phase = self._phase.labels
+        return MeasuredIndex(index, phase("ledger"), phase("current_state"), self._index_failures)
 
     # -- events ------------------------------------------------------------------------------
     def step(self, state: OrderState | None, outcome: str) -> None:

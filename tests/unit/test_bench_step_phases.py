@@ -35,9 +35,9 @@ def worker_exposition(emails: int, index_delay_s: float) -> str:
 def test_the_phases_are_read_from_the_consumers_own_metrics() -> None:
     phases = step_phases([worker_exposition(3, 0.03)], slots=32, workers=1)
     assert phases is not None
-    assert set(phases.mean_ms) == {"email", "index"}  # nothing published
+    assert set(phases.mean_ms) == {"email", "ledger"}  # nothing published
     assert phases.mean_ms["email"] >= 10  # FakeMailer: 10 ms a send
-    assert phases.mean_ms["index"] >= 30
+    assert phases.mean_ms["ledger"] >= 30
     assert "SMTP attempt" in phases.describe()
     assert "(32 slots)" in phases.describe()
 
@@ -55,12 +55,12 @@ def histogram(**phases: tuple[float, int]) -> str:
 
 
 def test_workers_are_pooled_by_their_sums_and_counts() -> None:
-    one = histogram(email=(0.2, 10), index=(0.3, 10), publish=(0.05, 10))
-    two = histogram(email=(0.6, 20), index=(0.3, 20), publish=(0.1, 20))
+    one = histogram(email=(0.2, 10), ledger=(0.3, 10), publish=(0.05, 10))
+    two = histogram(email=(0.6, 20), ledger=(0.3, 20), publish=(0.1, 20))
     phases = step_phases([one, two], slots=32, workers=2)
     assert phases is not None
     assert phases.mean_ms["email"] == pytest.approx(800 / 30)  # not the mean of means (25)
-    assert phases.mean_ms["index"] == pytest.approx(20.0)
+    assert phases.mean_ms["ledger"] == pytest.approx(20.0)
     assert phases.mean_ms["publish"] == pytest.approx(5.0)
     assert "(32 slots per worker × 2)" in phases.describe()
     assert step_phases([histogram(email=(0.0, 0))], slots=32, workers=1) is None

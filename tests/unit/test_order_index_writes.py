@@ -182,3 +182,34 @@ def test_a_busy_current_state_is_retried_with_the_same_version() -> None:
     assert len(client.requests) == 3
     assert {r[0]["index"]["version"] for r in client.requests} == {OrderState.ENTREGADO.rank}
     assert {r[1]["state"] for r in client.requests} == {OrderState.ENTREGADO.value}
+
+
+def test_an_orders_current_states_over_its_walk_are_written_once_not_once_a_step() -> None:
+    """Steps 40 ms apart, as under load: each step's event goes in a request of its own (a send
+    slot waits for it), while the current states wait out their stream's longer interval and
+    reach Elasticsearch as one document, the latest state, after the first."""
+    client = FakeBulkClient()
+    order_requests_before_the_last_step: list[int] = []
+
+    async def scenario() -> None:
+        index = OrderSearchIndex(client, "events", "orders")  # type: ignore[arg-type]
+        writes = []
+        for state in ALL_STATES:
+            doc = document("o-1", state)
+            writes += [index.write_event({**doc, "email_status": "sent"}), index.write_order(doc)]
+            await asyncio.sleep(0.04)
+        order_requests_before_the_last_step.append(
+            sum(1 for request in client.requests if "index" in request[0])
+        )
+        await asyncio.gather(*writes)
+        await index.close()
+
+    asyncio.run(scenario())
+    events = [r for r in client.requests if "create" in r[0]]
+    orders = [r for r in client.requests if "index" in r[0]]
+    assert len(events) == len(ALL_STATES)
+    assert order_requests_before_the_last_step == [1]  # the first state went at once
+    assert [[doc["state"] for doc in request[1::2]] for request in orders] == [
+        [OrderState.PROCESANDO.value],
+        [OrderState.FINALIZADO.value],
+    ]

@@ -153,6 +153,10 @@ _FLUSH_INTERVAL_PER_ITEM_S = 0.002
 # request per step (4.5 an order, ~0.45 ms of its CPU each). An order alone does not wait for
 # it: the walk says it is alone (`hurry`).
 _MIN_FLUSH_INTERVAL_S = 0.02
+# Current states, a quarter second apart: nobody waits for them but the step's end (an order
+# alone hurries them), and an order walks several steps in that time, which its one document
+# then carries together (coalesced). With the events' 20-50 ms, every step wrote its own.
+_ORDERS_FLUSH_INTERVAL_S = 0.25
 
 
 class _Write(NamedTuple):
@@ -191,26 +195,21 @@ class OrderSearchIndex:
         self.orders_index = orders_index
         # Events (the ledger) and current states go in two streams of bulk requests. A request
         # starts at once when none of its stream started within the interval, else at the end
-        # of the interval with everything that arrived meanwhile. The interval follows the last
-        # batch's size, from 20 to 50 ms: under load one request per 50 ms, its cost shared by
-        # ever more documents; cut short by `hurry` (an order alone) and, for the ledger, by
-        # `hurry_ledger` (every send slot waiting for its entry). Apart, a send slot waits only
-        # for the events: overwriting current states took the stand-in three quarters of a
-        # shared request's time (32 of each: 11.6 ms, the events alone 3.0).
+        # of the interval with everything that arrived meanwhile. The events' interval follows
+        # the last batch's size, from 20 to 50 ms: under load one request per 50 ms, its cost
+        # shared by ever more documents; the current states' is 250 ms. Cut short by `hurry`
+        # (an order alone) and, for the ledger, by `hurry_ledger` (every send slot waiting for
+        # its entry). Apart, a send slot waits only for the events: overwriting current states
+        # took the stand-in three quarters of a shared request's time (32 of each: 11.6 ms, the
+        # events alone 3.0).
         # One request at a time per stream: an order's documents are written in the order they
         # came (and a current state carries its version: a late one cannot win).
-        self._events, self._orders = (
-            MicroBatcher[_Write, PermanentIndexError | None](
-                self._write,
-                max_size=2000,
-                max_delay_s=0.0,
-                concurrency=1,
-                interval_s=_FLUSH_INTERVAL_S,
-                interval_per_item_s=_FLUSH_INTERVAL_PER_ITEM_S,
-                min_interval_s=_MIN_FLUSH_INTERVAL_S,
-            )
-            for _ in range(2)
+        self._events = self._write_stream(
+            interval_s=_FLUSH_INTERVAL_S,
+            interval_per_item_s=_FLUSH_INTERVAL_PER_ITEM_S,
+            min_interval_s=_MIN_FLUSH_INTERVAL_S,
         )
+        self._orders = self._write_stream(interval_s=_ORDERS_FLUSH_INTERVAL_S)
         # The ledger lookups likewise (one is on the path of every step).
         self._lookups = MicroBatcher(
             self._lookup_events,
@@ -220,6 +219,9 @@ class OrderSearchIndex:
             interval_per_item_s=_FLUSH_INTERVAL_PER_ITEM_S,
             min_interval_s=_MIN_FLUSH_INTERVAL_S,
         )
+
+    def _write_stream(self, **interval: float) -> MicroBatcher[_Write, PermanentIndexError | None]:
+        return MicroBatcher(self._write, max_size=2000, max_delay_s=0.0, concurrency=1, **interval)
 
     # -- public, one item each; batched underneath -----------------------------------------
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[Doc | None]:

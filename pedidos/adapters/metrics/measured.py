@@ -105,11 +105,14 @@ class MeasuredMailer:
 
 class MeasuredIndex:
     """The duration of each document write as the step waits for it (batched writes included),
-    and the writes that failed."""
+    the ledger's events apart from the current states, and the writes that failed."""
 
-    def __init__(self, index: OrderIndex, duration: Histogram, failures: Counter) -> None:
+    def __init__(
+        self, index: OrderIndex, ledger: Histogram, current_state: Histogram, failures: Counter
+    ) -> None:
         self._index = index
-        self._duration = duration
+        self._ledger = ledger
+        self._current_state = current_state
         self._failures = failures
 
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[dict[str, Any] | None]:
@@ -117,12 +120,12 @@ class MeasuredIndex:
 
     def write_event(self, doc: dict[str, Any]) -> asyncio.Future[None]:
         future = self._index.write_event(doc)
-        _timed(future, self._duration, self._failures)
+        _timed(future, self._ledger, self._failures)
         return future
 
     def write_order(self, doc: dict[str, Any]) -> asyncio.Future[None]:
         future = self._index.write_order(doc)
-        _timed(future, self._duration, self._failures)
+        _timed(future, self._current_state, self._failures)
         return future
 
     def hurry(self) -> None:
