@@ -160,12 +160,14 @@ _ORDERS_FLUSH_INTERVAL_S = 0.25
 
 
 class _Write(NamedTuple):
-    """One document for the shared bulk request: an event (create) or a current state, and the
-    span of the step waiting for it (None when tracing is off)."""
+    """One document for a shared bulk request (its stream says which kind), and the span of the
+    step waiting for it (None when tracing is off)."""
 
-    is_event: bool
     doc: Doc
     span: Span | None = None
+
+
+_BatchWriter = Callable[[list[_Write]], Awaitable[list[PermanentIndexError | None]]]
 
 
 class _Entry(NamedTuple):
@@ -205,11 +207,12 @@ class OrderSearchIndex:
         # One request at a time per stream: an order's documents are written in the order they
         # came (and a current state carries its version: a late one cannot win).
         self._events = self._write_stream(
+            self._write_events,
             interval_s=_FLUSH_INTERVAL_S,
             interval_per_item_s=_FLUSH_INTERVAL_PER_ITEM_S,
             min_interval_s=_MIN_FLUSH_INTERVAL_S,
         )
-        self._orders = self._write_stream(interval_s=_ORDERS_FLUSH_INTERVAL_S)
+        self._orders = self._write_stream(self._write_orders, interval_s=_ORDERS_FLUSH_INTERVAL_S)
         # The ledger lookups likewise (one is on the path of every step).
         self._lookups = MicroBatcher(
             self._lookup_events,
@@ -220,8 +223,17 @@ class OrderSearchIndex:
             min_interval_s=_MIN_FLUSH_INTERVAL_S,
         )
 
-    def _write_stream(self, **interval: float) -> MicroBatcher[_Write, PermanentIndexError | None]:
-        return MicroBatcher(self._write, max_size=2000, max_delay_s=0.0, concurrency=1, **interval)
+    def _write_stream(
+        self, write_batch: _BatchWriter, **interval: float
+    ) -> MicroBatcher[_Write, PermanentIndexError | None]:
+        async def write(writes: list[_Write]) -> list[PermanentIndexError | None]:
+            spans = [w.span for w in writes if w.span is not None]
+            if not spans:
+                return await write_batch(writes)
+            with _batch_span("index bulk", spans, len(writes)):
+                return await write_batch(writes)
+
+        return MicroBatcher(write, max_size=2000, max_delay_s=0.0, concurrency=1, **interval)
 
     # -- public, one item each; batched underneath -----------------------------------------
     def recorded_event(self, order_id: str, state: str) -> asyncio.Future[Doc | None]:
@@ -255,7 +267,7 @@ class OrderSearchIndex:
     def _submit_write(self, is_event: bool, doc: Doc) -> asyncio.Future[None]:
         batcher = self._events if is_event else self._orders
         if not tracing.enabled():
-            return batcher.submit(_Write(is_event, doc))  # type: ignore[return-value]
+            return batcher.submit(_Write(doc))  # type: ignore[return-value]
         # The step's own span for its document, from submit to the bulk's answer (a child of
         # the step); the shared bulk request has a span of its own, linked (`_batch_span`).
         trace_id = tracing.current_trace_id()
@@ -268,7 +280,7 @@ class OrderSearchIndex:
                 "db.namespace": self.events_index if is_event else self.orders_index,
             },
         )
-        future = batcher.submit(_Write(is_event, doc, span))
+        future = batcher.submit(_Write(doc, span))
         future.add_done_callback(partial(_end_item_span, span))
         return future  # type: ignore[return-value]
 
@@ -356,33 +368,21 @@ class OrderSearchIndex:
             f"order {doc['order_id']}", b"%b\n%b\n" % (orjson.dumps(action), orjson.dumps(doc))
         )
 
-    async def _write(self, writes: list[_Write]) -> list[PermanentIndexError | None]:
-        spans = [w.span for w in writes if w.span is not None]
-        if not spans:
-            return await self._write_batch(writes)
-        with _batch_span("index bulk", spans, len(writes)):
-            return await self._write_batch(writes)
+    async def _write_events(self, writes: list[_Write]) -> list[PermanentIndexError | None]:
+        return await self._bulk_until_settled([self._event_entry(w.doc) for w in writes])
 
-    async def _write_batch(self, writes: list[_Write]) -> list[PermanentIndexError | None]:
+    async def _write_orders(self, writes: list[_Write]) -> list[PermanentIndexError | None]:
         # An order's current-state documents in one batch become one: only the latest state
         # is written (with every state's timestamp), so the batch writes each order once.
         coalesced: dict[str, Doc] = {}
         for write in writes:
-            if not write.is_event:
-                order_id = write.doc["order_id"]
-                previous = coalesced.get(order_id)
-                coalesced[order_id] = (
-                    write.doc if previous is None else _merge_order_docs(previous, write.doc)
-                )
-        entries = [self._event_entry(w.doc) for w in writes if w.is_event]
-        order_at = {order_id: len(entries) + n for n, order_id in enumerate(coalesced)}
-        entries += [self._order_entry(doc) for doc in coalesced.values()]
-        outcomes = await self._bulk_until_settled(entries)
-        results: list[PermanentIndexError | None] = []
-        events = iter(outcomes)
-        for write in writes:
-            if write.is_event:
-                results.append(next(events))
-            else:
-                results.append(outcomes[order_at[write.doc["order_id"]]])
-        return results
+            order_id = write.doc["order_id"]
+            previous = coalesced.get(order_id)
+            coalesced[order_id] = (
+                write.doc if previous is None else _merge_order_docs(previous, write.doc)
+            )
+        outcomes = await self._bulk_until_settled(
+            [self._order_entry(doc) for doc in coalesced.values()]
+        )
+        outcome_of = dict(zip(coalesced, outcomes, strict=True))
+        return [outcome_of[write.doc["order_id"]] for write in writes]
