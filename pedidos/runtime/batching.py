@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from pedidos.runtime.event_loop import BoundLoop
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -55,9 +57,10 @@ class MicroBatcher(Generic[Item, Result]):
         self._deadline = 0.0  # when `_timer` fires
         self._last_start = float("-inf")
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = BoundLoop()
 
     def submit(self, item: Item) -> asyncio.Future[Result]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._items.append(item)
         self._futures.append(future)
@@ -74,7 +77,7 @@ class MicroBatcher(Generic[Item, Result]):
                 return
             self._timer.cancel()
         self._deadline = deadline
-        self._timer = asyncio.get_running_loop().call_at(deadline, self._make_due)
+        self._timer = self._loop().call_at(deadline, self._make_due)
 
     def _make_due(self) -> None:
         if self._timer is not None:
@@ -84,7 +87,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._start()
 
     def _start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         while self._due and self._items and self._running < self._concurrency:
             next_start = self._last_start + self._interval_s
             if len(self._items) < self._max_size and next_start > loop.time():

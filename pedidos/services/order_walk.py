@@ -41,6 +41,7 @@ from pedidos.ports import (
     Renderer,
     TransientMailError,
 )
+from pedidos.runtime.event_loop import BoundLoop
 from pedidos.runtime.logs import mask_email
 from pedidos.runtime.retry import Backoff, retry_async
 from pedidos.services.mail_outage import MailOutage
@@ -151,6 +152,7 @@ class OrderWalk:
         # Steps e-mailed and recorded in the ledger that wait only for the broker to take their
         # state record, with the loop time they began: see `waiting_on_broker`.
         self._publishing: dict[asyncio.Task[Any] | None, float] = {}
+        self._loop = BoundLoop()
 
     async def enter(
         self,
@@ -181,7 +183,7 @@ class OrderWalk:
             # The same step triggered twice at once (a duplicate record): let the first finish.
             await asyncio.shield(running)
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._loop().create_future()
         self._running[key] = future
         try:
             await self._enter(order, state, correlation_id, partition, still_ours, lease)
@@ -234,7 +236,8 @@ class OrderWalk:
         # Only a step first done here vouches for its record: a step redone (found in the
         # ledger) may have been walked on from an earlier copy of its record, so the next step
         # must read the ledger (a replayed dead letter, a restart's redelivery).
-        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        loop = self._loop()
+        task = asyncio.current_task(loop)
         self._publishing[task] = loop.time()
         try:
             await self._publish_state(event, partition, lease if recorded is None else None)
@@ -256,7 +259,7 @@ class OrderWalk:
         Their e-mail and ledger entry are done, so one cancelled and left uncommitted costs the
         partition's next owner a ledger read and a publish, never a second e-mail (a stop hands
         them back rather than hold its grace for a broker that is gone)."""
-        since = asyncio.get_running_loop().time() - for_at_least_s
+        since = self._loop().time() - for_at_least_s
         return [t for t, began in self._publishing.items() if t is not None and began <= since]
 
     def _hurry_if_alone(self, hurry: Callable[[], None]) -> None:
@@ -268,7 +271,7 @@ class OrderWalk:
 
         Judged once the steps already scheduled have started: the first record of a fetch
         runs before the others of its batch have begun theirs, and would count as alone."""
-        asyncio.get_running_loop().call_soon(self._hurry_while_alone, hurry)
+        self._loop().call_soon(self._hurry_while_alone, hurry)
 
     def _hurry_while_alone(self, hurry: Callable[[], None]) -> None:
         if len(self._running) <= 1:
