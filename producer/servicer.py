@@ -18,6 +18,7 @@ import grpc
 
 from pedidos.domain.order import InvalidOrder, random_uuid
 from pedidos.domain.states import FIRST_STATE
+from pedidos.runtime.event_loop import BoundLoop
 from pedidos.runtime.logs import mask_email
 from pedidos.runtime.tracing import own_trace
 from pedidos.services.errors import OrderRejected, Reason, ServiceError
@@ -78,6 +79,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         metrics: ProducerMetrics | None = None,
     ) -> None:
         self._metrics = metrics or ProducerMetrics()
+        self._loop = BoundLoop()
         self._intake = intake
         self._publish_timeout_s = publish_timeout_s
         self._tracker = tracker
@@ -108,7 +110,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
             await context.abort(status_of(failure), failure.message)
         # Written once the answer is on its way (the next turn of the loop): one call at a time,
         # the line's ~40 µs was part of every CreateOrder's latency.
-        asyncio.get_running_loop().call_soon(
+        self._loop().call_soon(
             _log_accepted, submission.order_id, request.order.customer_email, correlation
         )
         return _answer(submission)

@@ -29,6 +29,7 @@ from pedidos.ports import (
 )
 from pedidos.runtime import tracing
 from pedidos.runtime.config import Settings
+from pedidos.runtime.event_loop import BoundLoop
 from pedidos.runtime.hand_over import answer_from_thread
 
 if TYPE_CHECKING:
@@ -455,6 +456,7 @@ class SmtpMailer:
         # one call_soon_threadsafe, not an executor's work item, concurrent future and chaining.
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._senders: list[threading.Thread] = []
+        self._loop = BoundLoop()
         self._senders_lock = threading.Lock()
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -554,7 +556,7 @@ class SmtpMailer:
         """`send` on a sender thread; the loop is free meanwhile."""
         if not self._senders:
             self._start_senders()
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         done: asyncio.Future[None] = loop.create_future()
         parent = otel_context.get_current() if tracing.enabled() else None
         self._jobs.put((message, loop, done, parent))

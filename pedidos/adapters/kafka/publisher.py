@@ -16,6 +16,7 @@ from opentelemetry.trace import Span
 
 from pedidos.adapters.kafka import messaging_spans
 from pedidos.ports import Publisher, PublishError
+from pedidos.runtime.event_loop import BoundLoop
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class KafkaPublisher:
         self._observer = observer
         # Records published here whose answer is not settled yet (read on the event loop).
         self.awaiting = 0
+        self._loop = BoundLoop()
         self._stop = threading.Event()
         # Filled by delivery callbacks on whichever thread runs poll()/flush().
         self._reports: list[_Report] = []
@@ -180,7 +182,7 @@ class KafkaPublisher:
     ) -> asyncio.Future[Delivery]:
         """Queue one record; the future resolves when the broker acknowledged it (acks=all).
         Without `partition` the key picks it (murmur2, like every Java client)."""
-        future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Delivery] = self._loop().create_future()
         # The send span lasts until the broker's answer (None when tracing is off).
         span, sent_headers = messaging_spans.start_send(topic, key, headers, partition)
         started = perf_counter()
