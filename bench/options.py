@@ -144,10 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("tracing", "own-code", "steady"),
+        choices=("tracing", "own-code", "steady", "alone"),
         help="run only this section: tracing = issue #14's CPU per order with tracing off, "
         "on at 100 %% and on at 10 %% sampling; own-code = the consumer's own code in memory "
-        "(5d); steady = the consumer's CPU per order with orders arriving at 40/s (10)",
+        "(5d); steady = the consumer's CPU per order with orders arriving at 40/s (10); "
+        "alone = one order alone (8) beside its limit's parts (4, 5, 5c)",
     )
     parser.add_argument(
         "--kafka",

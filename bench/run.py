@@ -345,6 +345,11 @@ class BenchRun:
             self.own_code()
         elif self.options.only == "steady":
             self.steady_load()
+        elif self.options.only == "alone":
+            self.broker_limit()  # also warms the broker's JVM, as the full run's order does
+            self.mail_limit()
+            self.latency_limits()
+            self.one_order_alone()
         else:
             self.grpc_scenarios(workers)
             self.broker_limit()

@@ -262,7 +262,7 @@ class OrderWalk:
         since = self._loop().time() - for_at_least_s
         return [t for t, began in self._publishing.items() if t is not None and began <= since]
 
-    def _hurry_if_alone(self, hurry: Callable[[], None]) -> None:
+    def _hurry_if_alone(self, hurry: Callable[[], None], hurried: list[bool] | None = None) -> None:
         """With no other step in progress here, nothing will join what this step just asked
         of the index: `hurry` (the index's for that request) sends it now instead of waiting
         out the batching interval (an order alone would wait at every step). With others in
@@ -270,12 +270,15 @@ class OrderWalk:
         them is what keeps a request per step away.
 
         Judged once the steps already scheduled have started: the first record of a fetch
-        runs before the others of its batch have begun theirs, and would count as alone."""
-        self._loop().call_soon(self._hurry_while_alone, hurry)
+        runs before the others of its batch have begun theirs, and would count as alone.
+        `hurried` gets True if it hurried."""
+        self._loop().call_soon(self._hurry_while_alone, hurry, hurried)
 
-    def _hurry_while_alone(self, hurry: Callable[[], None]) -> None:
+    def _hurry_while_alone(self, hurry: Callable[[], None], hurried: list[bool] | None) -> None:
         if len(self._running) <= 1:
             hurry()
+            if hurried is not None:
+                hurried.append(True)
 
     async def _publish_state(
         self, event: StateReached, partition: int | None, lease: object
@@ -353,6 +356,7 @@ class OrderWalk:
         send slot is held only until the ledger entry is stored."""
         message = self._renderer.render(order, state, order.reached[state])
         status, error = EMAIL_SENT, None
+        hurried_alone: list[bool] = []
         async with self._send_slots:
             try:
                 await self._send(message, still_ours)
@@ -381,9 +385,14 @@ class OrderWalk:
                 # e-mails to the bound's worth per interval (32 per 50 ms: ~110 orders/s).
                 self._index.hurry_ledger()
             else:
-                self._hurry_if_alone(self._index.hurry)
+                self._hurry_if_alone(self._index.hurry_ledger, hurried_alone)
             try:
                 await written
+                if hurried_alone:
+                    # Alone, its current state goes once the ledger entry is stored, while the
+                    # state record is published: sent beside the ledger's request, it delayed
+                    # the ledger's answer (and so the step) by a request's worth of CPU.
+                    self._hurry_if_alone(self._index.hurry)
             except BaseException:
                 order_written.add_done_callback(_retrieved)  # the step failed; nobody awaits it
                 raise
