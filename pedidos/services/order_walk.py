@@ -62,6 +62,8 @@ EMAIL_REJECTED = "rejected"
 # A stage ending further away than this is treated as due now (clock skew, bad data).
 MAX_STAGE_WAIT_S = 60.0
 DeadLetter = Callable[[str, str, bytes, str], Awaitable[None]]
+# Waits until the broker acknowledged a state record already sent (`OrderWalk._publish_state`).
+Acknowledged = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,26 +223,27 @@ class OrderWalk:
             email_status = str(recorded["email_status"])
             order_written = self._index.write_order(order_document(order))
             self._hurry_if_alone(self._index.hurry)
+            # Only a step first done here vouches for its record: a step redone (found in the
+            # ledger) may have been walked on from an earlier copy of its record, so the next
+            # step must read the ledger (a replayed dead letter, a restart's redelivery).
+            acknowledged = self._publish_state(
+                self._state_reached(order, state, email_status, correlation_id), partition, None
+            )
         else:
             order.enter(state, self._clock())
-            email_status, order_written = await self._notify_and_record(
-                order, state, correlation_id, still_ours
+
+            def publish(email_status: str) -> Acknowledged:
+                event = self._state_reached(order, state, email_status, correlation_id)
+                return self._publish_state(event, partition, lease)
+
+            email_status, order_written, acknowledged = await self._notify_and_record(
+                order, state, correlation_id, still_ours, publish
             )
-        event = StateReached(
-            order=order,
-            state=state,
-            stage_ends_at=order.reached[state] + self._delays.draw(state),
-            email_status=email_status,
-            correlation_id=correlation_id,
-        )
-        # Only a step first done here vouches for its record: a step redone (found in the
-        # ledger) may have been walked on from an earlier copy of its record, so the next step
-        # must read the ledger (a replayed dead letter, a restart's redelivery).
         loop = self._loop()
         task = asyncio.current_task(loop)
         self._publishing[task] = loop.time()
         try:
-            await self._publish_state(event, partition, lease if recorded is None else None)
+            await acknowledged()
         finally:
             del self._publishing[task]
         await order_written
@@ -263,7 +266,7 @@ class OrderWalk:
         return [t for t, began in self._publishing.items() if t is not None and began <= since]
 
     def _hurry_if_alone(self, hurry: Callable[[], None], hurried: list[bool] | None = None) -> None:
-        """With no other step in progress here, nothing will join what this step just asked
+        """With no other order's step in progress here, nothing will join what this step asked
         of the index: `hurry` (the index's for that request) sends it now instead of waiting
         out the batching interval (an order alone would wait at every step). With others in
         progress it waits for them: at a steady 40 orders/s the steps overlap, and batching
@@ -274,16 +277,35 @@ class OrderWalk:
         `hurried` gets True if it hurried."""
         self._loop().call_soon(self._hurry_while_alone, hurry, hurried)
 
+    def _alone(self) -> bool:
+        """No other order has a step in progress here. Two steps of one order overlap while
+        the first waits for its ledger entry and its state record, sent meanwhile, has
+        triggered the second."""
+        running = self._running
+        return len(running) <= 1 or (len(running) == 2 and len({o for o, _ in running}) == 1)
+
     def _hurry_while_alone(self, hurry: Callable[[], None], hurried: list[bool] | None) -> None:
-        if len(self._running) <= 1:
+        if self._alone():
             hurry()
             if hurried is not None:
                 hurried.append(True)
 
-    async def _publish_state(
+    def _state_reached(
+        self, order: Order, state: OrderState, email_status: str, correlation_id: str
+    ) -> StateReached:
+        return StateReached(
+            order=order,
+            state=state,
+            stage_ends_at=order.reached[state] + self._delays.draw(state),
+            email_status=email_status,
+            correlation_id=correlation_id,
+        )
+
+    def _publish_state(
         self, event: StateReached, partition: int | None, lease: object
-    ) -> None:
-        """Publishes "X reached S" until the broker acknowledges it."""
+    ) -> Acknowledged:
+        """Sends "X reached S" now; the function returned waits until the broker acknowledged
+        it, sending it again until it does."""
         order_id = event.order.order_id
         value = encode_state_reached(event)
         headers = headers_for(STATE_SCHEMA, event.correlation_id)
@@ -293,11 +315,14 @@ class OrderWalk:
         if next_step_key is not None and partition is not None and lease is not None:
             self._own_triggers[next_step_key] = (partition, lease)
 
+        def send() -> asyncio.Future[Any]:
+            return self._publisher.publish(self._states_topic, order_id, value, headers, pinned[0])
+
+        sent = [send()]
+
         async def publish() -> None:
             try:
-                await self._publisher.publish(
-                    self._states_topic, order_id, value, headers, pinned[0]
-                )
+                await (sent.pop() if sent else send())
             except PublishError as exc:
                 if exc.unknown_partition and pinned[0] is not None:
                     # The states topic has fewer partitions than the one the order came from
@@ -308,13 +333,16 @@ class OrderWalk:
                         self._own_triggers.pop(next_step_key, None)
                 raise
 
-        await retry_async(
-            "publishing state",
-            publish,
-            retry_on=(PublishError,),
-            backoff=self._backoff,
-            logger=log,
-        )
+        def acknowledged() -> Awaitable[None]:
+            return retry_async(
+                "publishing state",
+                publish,
+                retry_on=(PublishError,),
+                backoff=self._backoff,
+                logger=log,
+            )
+
+        return acknowledged
 
     async def _send(self, message: OutgoingEmail, still_ours: Callable[[], bool]) -> None:
         """Sends until the server takes `message`; PermanentMailError if it refuses it for good.
@@ -350,10 +378,13 @@ class OrderWalk:
         state: OrderState,
         correlation_id: str,
         still_ours: Callable[[], bool],
-    ) -> tuple[str, asyncio.Future[None]]:
-        """The e-mail's status, and the write of the order's current-state document: submitted
-        with the ledger entry, not after it (an order alone waited ~1 ms a step for it); the
-        send slot is held only until the ledger entry is stored."""
+        publish: Callable[[str], Acknowledged],
+    ) -> tuple[str, asyncio.Future[None], Acknowledged]:
+        """The e-mail's status; the write of the order's current-state document, submitted
+        with the ledger entry, not after it (an order alone waited ~1 ms a step for it); and
+        the state record `publish` sent: beside the ledger write for an order alone, else once
+        the ledger entry is stored. The send slot is held only until the ledger entry is
+        stored."""
         message = self._renderer.render(order, state, order.reached[state])
         status, error = EMAIL_SENT, None
         hurried_alone: list[bool] = []
@@ -386,6 +417,11 @@ class OrderWalk:
                 self._index.hurry_ledger()
             else:
                 self._hurry_if_alone(self._index.hurry_ledger, hurried_alone)
+            # Alone, its state record goes now, beside the ledger write: its next step starts
+            # as the record comes back, not a ledger write later. With others walking, once
+            # the slot is free: sent as each e-mail was taken, a loaded consumer's records
+            # went out in many small requests instead of one per batch of ledger entries.
+            acknowledged = publish(status) if self._alone() else None
             try:
                 await written
                 if hurried_alone:
@@ -398,7 +434,7 @@ class OrderWalk:
                 raise
             finally:
                 self._awaiting_ledger -= 1
-        return status, order_written
+        return status, order_written, acknowledged or publish(status)
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:

@@ -306,6 +306,65 @@ def test_the_current_state_document_is_submitted_with_the_ledger_entry() -> None
     assert [r.state for r in harness.states_published()] == [OrderState.PROCESANDO]
 
 
+@pytest.mark.parametrize("others", [0, 1])
+def test_an_order_alone_sends_its_state_record_while_its_ledger_entry_is_stored(
+    others: int,
+) -> None:
+    """Alone, the state record goes once the e-mail is taken, beside the ledger write, so the
+    next step need not wait for both in turn; the step still ends only once both are done, and
+    its send slot is held until the ledger entry is stored. With another order walking, the
+    record waits for the ledger entry (records sent one by one as e-mails were taken cost a
+    loaded consumer more)."""
+    index = FakeIndex(write_delay_s=0.2)
+    harness = Harness(index=index, unrecorded_sends=1)
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        orders = [fresh_order(), *numbered_orders(others)]
+        steps = [
+            asyncio.ensure_future(harness.walk.enter(o, OrderState.PROCESANDO, "c")) for o in orders
+        ]
+        await asyncio.sleep(0.05)  # the first e-mailed at once; its ledger write (0.2 s) goes on
+        seen["sent"] = len(harness.mailer.sent)
+        seen["published"] = [(r.order.order_id, r.state) for r in harness.states_published()]
+        seen["stored"] = len(index.events)
+        seen["done"] = sum(step.done() for step in steps)
+        await asyncio.gather(*steps)
+
+    asyncio.run(scenario())
+    assert seen["sent"] == 1  # the one send slot is held until the ledger entry is stored
+    assert seen["stored"] == 0
+    assert seen["done"] == 0
+    assert seen["published"] == ([] if others else [(ORDER_ID, OrderState.PROCESANDO)])
+    assert len(harness.states_published()) == 1 + others
+
+
+@pytest.mark.parametrize(("same_order", "hurried_lookups"), [(True, 2), (False, 1)])
+def test_an_orders_next_step_beside_its_unfinished_step_is_still_alone(
+    same_order: bool, hurried_lookups: int
+) -> None:
+    """An order alone's next step can start while its step waits for its ledger entry (the
+    state record, sent meanwhile, came back): the two are still one order alone, so the next
+    step's requests are hurried too. Another order's step is not alone."""
+    index = FakeIndex(write_delay_s=0.1)
+    harness = Harness(index=index)
+
+    async def scenario() -> None:
+        order = fresh_order()
+        first = asyncio.ensure_future(harness.walk.enter(order, OrderState.PROCESANDO, "c"))
+        await asyncio.sleep(0.02)  # e-mailed; the ledger write goes on
+        assert not first.done()
+        if same_order:
+            second = harness.walk.enter(order, OrderState.PREPARACION, "c")
+        else:
+            second = harness.walk.enter(numbered_orders(1)[0], OrderState.PROCESANDO, "c")
+        await asyncio.gather(first, second)
+
+    asyncio.run(scenario())
+    assert len(index.events) == 2
+    assert index.hurried_lookups == hurried_lookups
+
+
 def test_an_accepted_order_enters_the_first_state_at_once() -> None:
     step = next_step(OrderAccepted(fresh_order(), "corr"))
     assert step is not None
