@@ -29,7 +29,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from pedidos.domain.order import Order, utc_now
-from pedidos.domain.states import FIRST_STATE, OrderState
+from pedidos.domain.states import ALL_STATES, FIRST_STATE, OrderState
 from pedidos.ports import (
     Mailer,
     MailOutageError,
@@ -278,11 +278,13 @@ class OrderWalk:
         self._loop().call_soon(self._hurry_while_alone, hurry, hurried)
 
     def _alone(self) -> bool:
-        """No other order has a step in progress here. Two steps of one order overlap while
-        the first waits for its ledger entry and its state record, sent meanwhile, has
-        triggered the second."""
+        """No other order has a step in progress here. Steps of one order overlap while one
+        waits for its ledger entry and its state record, sent meanwhile, has triggered the
+        next."""
         running = self._running
-        return len(running) <= 1 or (len(running) == 2 and len({o for o, _ in running}) == 1)
+        if len(running) <= 1:
+            return True
+        return len(running) <= len(ALL_STATES) and len({o for o, _ in running}) == 1
 
     def _hurry_while_alone(self, hurry: Callable[[], None], hurried: list[bool] | None) -> None:
         if self._alone():

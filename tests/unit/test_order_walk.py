@@ -339,29 +339,32 @@ def test_an_order_alone_sends_its_state_record_while_its_ledger_entry_is_stored(
     assert len(harness.states_published()) == 1 + others
 
 
-@pytest.mark.parametrize(("same_order", "hurried_lookups"), [(True, 2), (False, 1)])
-def test_an_orders_next_step_beside_its_unfinished_step_is_still_alone(
+@pytest.mark.parametrize(("same_order", "hurried_lookups"), [(True, 3), (False, 1)])
+def test_an_orders_next_steps_beside_its_unfinished_step_are_still_alone(
     same_order: bool, hurried_lookups: int
 ) -> None:
     """An order alone's next step can start while its step waits for its ledger entry (the
-    state record, sent meanwhile, came back): the two are still one order alone, so the next
-    step's requests are hurried too. Another order's step is not alone."""
+    state record, sent meanwhile, came back), and the one after it too: they are still one
+    order alone, so their requests are hurried as well. Other orders' steps are not alone."""
     index = FakeIndex(write_delay_s=0.1)
     harness = Harness(index=index)
+    order = fresh_order()
+    if same_order:
+        steps = [(order, state) for state in list(OrderState)[:3]]
+    else:
+        steps = [(order, OrderState.PROCESANDO)]
+        steps += [(other, OrderState.PROCESANDO) for other in numbered_orders(2)]
 
     async def scenario() -> None:
-        order = fresh_order()
-        first = asyncio.ensure_future(harness.walk.enter(order, OrderState.PROCESANDO, "c"))
-        await asyncio.sleep(0.02)  # e-mailed; the ledger write goes on
-        assert not first.done()
-        if same_order:
-            second = harness.walk.enter(order, OrderState.PREPARACION, "c")
-        else:
-            second = harness.walk.enter(numbered_orders(1)[0], OrderState.PROCESANDO, "c")
-        await asyncio.gather(first, second)
+        started = []
+        for walking, state in steps:
+            started.append(asyncio.ensure_future(harness.walk.enter(walking, state, "c")))
+            await asyncio.sleep(0.02)  # e-mailed; its ledger write goes on
+        assert not any(step.done() for step in started)
+        await asyncio.gather(*started)
 
     asyncio.run(scenario())
-    assert len(index.events) == 2
+    assert len(index.events) == 3
     assert index.hurried_lookups == hurried_lookups
 
 
