@@ -62,8 +62,6 @@ EMAIL_REJECTED = "rejected"
 # A stage ending further away than this is treated as due now (clock skew, bad data).
 MAX_STAGE_WAIT_S = 60.0
 DeadLetter = Callable[[str, str, bytes, str], Awaitable[None]]
-# Waits until the broker acknowledged a state record already sent (`OrderWalk._publish_state`).
-Acknowledged = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,27 +221,26 @@ class OrderWalk:
             email_status = str(recorded["email_status"])
             order_written = self._index.write_order(order_document(order))
             self._hurry_if_alone(self._index.hurry)
-            # Only a step first done here vouches for its record: a step redone (found in the
-            # ledger) may have been walked on from an earlier copy of its record, so the next
-            # step must read the ledger (a replayed dead letter, a restart's redelivery).
-            acknowledged = self._publish_state(
-                self._state_reached(order, state, email_status, correlation_id), partition, None
-            )
         else:
             order.enter(state, self._clock())
-
-            def publish(email_status: str) -> Acknowledged:
-                event = self._state_reached(order, state, email_status, correlation_id)
-                return self._publish_state(event, partition, lease)
-
-            email_status, order_written, acknowledged = await self._notify_and_record(
-                order, state, correlation_id, still_ours, publish
+            email_status, order_written = await self._notify_and_record(
+                order, state, correlation_id, still_ours
             )
+        event = StateReached(
+            order=order,
+            state=state,
+            stage_ends_at=order.reached[state] + self._delays.draw(state),
+            email_status=email_status,
+            correlation_id=correlation_id,
+        )
+        # Only a step first done here vouches for its record: a step redone (found in the
+        # ledger) may have been walked on from an earlier copy of its record, so the next step
+        # must read the ledger (a replayed dead letter, a restart's redelivery).
         loop = self._loop()
         task = asyncio.current_task(loop)
         self._publishing[task] = loop.time()
         try:
-            await acknowledged()
+            await self._publish_state(event, partition, lease if recorded is None else None)
         finally:
             del self._publishing[task]
         await order_written
@@ -278,9 +275,9 @@ class OrderWalk:
         self._loop().call_soon(self._hurry_while_alone, hurry, hurried)
 
     def _alone(self) -> bool:
-        """No other order has a step in progress here. Steps of one order overlap while one
-        waits for its ledger entry and its state record, sent meanwhile, has triggered the
-        next."""
+        """No other order has a step in progress here. Steps of one order overlap: the next
+        one starts as the record that triggers it comes back, which can be before the broker's
+        acknowledgement of that record, or the current state's write, ended the step before."""
         running = self._running
         if len(running) <= 1:
             return True
@@ -292,22 +289,10 @@ class OrderWalk:
             if hurried is not None:
                 hurried.append(True)
 
-    def _state_reached(
-        self, order: Order, state: OrderState, email_status: str, correlation_id: str
-    ) -> StateReached:
-        return StateReached(
-            order=order,
-            state=state,
-            stage_ends_at=order.reached[state] + self._delays.draw(state),
-            email_status=email_status,
-            correlation_id=correlation_id,
-        )
-
-    def _publish_state(
+    async def _publish_state(
         self, event: StateReached, partition: int | None, lease: object
-    ) -> Acknowledged:
-        """Sends "X reached S" now; the function returned waits until the broker acknowledged
-        it, sending it again until it does."""
+    ) -> None:
+        """Publishes "X reached S" until the broker acknowledges it."""
         order_id = event.order.order_id
         value = encode_state_reached(event)
         headers = headers_for(STATE_SCHEMA, event.correlation_id)
@@ -317,14 +302,11 @@ class OrderWalk:
         if next_step_key is not None and partition is not None and lease is not None:
             self._own_triggers[next_step_key] = (partition, lease)
 
-        def send() -> asyncio.Future[Any]:
-            return self._publisher.publish(self._states_topic, order_id, value, headers, pinned[0])
-
-        sent = [send()]
-
         async def publish() -> None:
             try:
-                await (sent.pop() if sent else send())
+                await self._publisher.publish(
+                    self._states_topic, order_id, value, headers, pinned[0]
+                )
             except PublishError as exc:
                 if exc.unknown_partition and pinned[0] is not None:
                     # The states topic has fewer partitions than the one the order came from
@@ -335,16 +317,13 @@ class OrderWalk:
                         self._own_triggers.pop(next_step_key, None)
                 raise
 
-        def acknowledged() -> Awaitable[None]:
-            return retry_async(
-                "publishing state",
-                publish,
-                retry_on=(PublishError,),
-                backoff=self._backoff,
-                logger=log,
-            )
-
-        return acknowledged
+        await retry_async(
+            "publishing state",
+            publish,
+            retry_on=(PublishError,),
+            backoff=self._backoff,
+            logger=log,
+        )
 
     async def _send(self, message: OutgoingEmail, still_ours: Callable[[], bool]) -> None:
         """Sends until the server takes `message`; PermanentMailError if it refuses it for good.
@@ -380,13 +359,10 @@ class OrderWalk:
         state: OrderState,
         correlation_id: str,
         still_ours: Callable[[], bool],
-        publish: Callable[[str], Acknowledged],
-    ) -> tuple[str, asyncio.Future[None], Acknowledged]:
-        """The e-mail's status; the write of the order's current-state document, submitted
-        with the ledger entry, not after it (an order alone waited ~1 ms a step for it); and
-        the state record `publish` sent: beside the ledger write for an order alone, else once
-        the ledger entry is stored. The send slot is held only until the ledger entry is
-        stored."""
+    ) -> tuple[str, asyncio.Future[None]]:
+        """The e-mail's status, and the write of the order's current-state document: submitted
+        with the ledger entry, not after it (an order alone waited ~1 ms a step for it); the
+        send slot is held only until the ledger entry is stored."""
         message = self._renderer.render(order, state, order.reached[state])
         status, error = EMAIL_SENT, None
         hurried_alone: list[bool] = []
@@ -419,11 +395,6 @@ class OrderWalk:
                 self._index.hurry_ledger()
             else:
                 self._hurry_if_alone(self._index.hurry_ledger, hurried_alone)
-            # Alone, its state record goes now, beside the ledger write: its next step starts
-            # as the record comes back, not a ledger write later. With others walking, once
-            # the slot is free: sent as each e-mail was taken, a loaded consumer's records
-            # went out in many small requests instead of one per batch of ledger entries.
-            acknowledged = publish(status) if self._alone() else None
             try:
                 await written
                 if hurried_alone:
@@ -436,7 +407,7 @@ class OrderWalk:
                 raise
             finally:
                 self._awaiting_ledger -= 1
-        return status, order_written, acknowledged or publish(status)
+        return status, order_written
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:
