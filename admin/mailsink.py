@@ -234,13 +234,21 @@ def main(argv: list[str] | None = None) -> None:
         auth_password=os.environ.get("MAILSINK_AUTH_PASSWORD"),
     )
     controller.start()
+    stopped_by: list[str] = []
+
+    def on_signal(number: int, _: object) -> None:
+        stopped_by.append(signal.Signals(number).name)
+        stop.set()
+
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     print(
         f"mailsink listening on {args.host}:{args.port} → {args.maildir or 'discard'}", flush=True
     )
     stop.wait()
+    # Which stop it was, in the log: a sink that vanished without this line was killed.
+    print(f"mailsink stopping on {stopped_by[0]}", flush=True)
     controller.stop()
 
 

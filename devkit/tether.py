@@ -38,7 +38,11 @@ def spawn(argv: list[str], tied: bool, **popen: Any) -> subprocess.Popen[bytes]:
 def _watch_parent(child: subprocess.Popen[bytes]) -> None:
     while os.read(0, 4096):
         pass
-    child.kill()
+    if child.poll() is None:
+        # Said in the server's log, so a server gone mid-run tells why (a CI run once lost its
+        # mail sink without a line).
+        print(f"tether: the process that started pid {child.pid} is gone; killing it", flush=True)
+        child.kill()
 
 
 def main(argv: list[str]) -> int:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.net import free_port
 from devkit.processes import REPO
+from devkit.stack import EmbeddedStack, StackPorts
 from devkit.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -68,5 +70,15 @@ def test_a_server_outlives_the_starting_thread_and_dies_with_the_process(tmp_pat
         starter.send_signal(signal.SIGKILL)
         starter.wait(10)
         wait_for(lambda: not alive(server) and not alive(sink), 10, "the sink and its tether gone")
+        # And its log says why, as a server gone mid-run should.
+        log = (tmp_path / "logs" / "smtp.log").read_text()
+        assert f"tether: the process that started pid {server} is gone; killing it" in log, log
     finally:
         starter.kill()
+
+
+def test_a_stopped_mail_sink_says_which_signal_stopped_it(tmp_path: Path) -> None:
+    stack = EmbeddedStack(tmp_path, StackPorts(1, 1, free_port()), tied_to_parent=True)
+    stack.start("smtp")
+    stack.stop("smtp")
+    assert "mailsink stopping on SIGTERM" in stack.log_path("smtp").read_text()
