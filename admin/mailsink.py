@@ -234,13 +234,13 @@ def main(argv: list[str] | None = None) -> None:
         auth_password=os.environ.get("MAILSINK_AUTH_PASSWORD"),
     )
     controller.start()
+    stop = threading.Event()
     stopped_by: list[str] = []
 
     def on_signal(number: int, _: object) -> None:
         stopped_by.append(signal.Signals(number).name)
         stop.set()
 
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(
