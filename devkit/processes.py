@@ -122,6 +122,11 @@ class ServiceProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it exited (negative: the signal that ended it), else None."""
+        return self.process.poll() if self.process is not None else None
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -161,6 +166,16 @@ class ServiceProcess:
                 os.killpg(self.process.pid, sig)  # the tether ignores it; the service gets it
             else:
                 self.process.send_signal(sig)
+
+    def log_stacks(self) -> None:
+        """A producer or consumer writes every thread's stack to its log (see run_service)."""
+        if self.running:
+            self.signal(signal.SIGUSR1)
+
+    def log_tail(self, lines: int, skip: str | None = None) -> str:
+        """The last `lines` lines of the log, without those containing `skip`."""
+        kept = [line for line in self.log().splitlines() if skip is None or skip not in line]
+        return "\n".join(kept[-lines:])
 
     def stop(self, timeout: float = 30, kill_late: bool = False) -> int | None:
         """SIGTERM and its exit code. Not stopped within `timeout`: killed, then `ServiceError`,

@@ -219,15 +219,18 @@ class EmbeddedStack:
         return None
 
     def pid(self, name: str) -> int | None:
+        """The running service's pid (its process group's), or None: none was started, it is
+        gone, or its pid now belongs to another process."""
+        found = self._recorded(name)
+        return found[0] if found is not None and _alive(*found) else None
+
+    def _recorded(self, name: str) -> tuple[int, str | None] | None:
+        """The pid and start time the pidfile holds (a pidfile without one: None)."""
         try:
-            pid = int(self._pidfile(name).read_text())
-        except (OSError, ValueError):
+            pid, *started = self._pidfile(name).read_text().split()
+            return int(pid), started[0] if started else None
+        except (OSError, ValueError, IndexError):
             return None
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return None
-        return pid
 
     # -- lifecycle -------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -272,7 +275,7 @@ class EmbeddedStack:
             )
         if self.tied_to_parent:
             self._tethered[name] = process  # its stdin pipe must stay open while we live
-        self._pidfile(name).write_text(str(process.pid))
+        self._pidfile(name).write_text(f"{process.pid} {_started_at(process.pid) or ''}".strip())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -288,38 +291,26 @@ class EmbeddedStack:
         self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float | None = None
     ) -> None:
         timeout = self._services[name].stop_timeout if timeout is None else timeout
-        pid = self.pid(name)
-        if pid is None:
+        found = self._recorded(name)
+        if found is None or not _alive(*found):
             self._pidfile(name).unlink(missing_ok=True)
             return
+        pid = found[0]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._alive(pid):
+        while time.monotonic() < deadline and _alive(*found):
             time.sleep(0.05)
-        if self._alive(pid):
+        if _alive(*found):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            while self._alive(pid):
+            while _alive(*found):
                 time.sleep(0.05)
         self._pidfile(name).unlink(missing_ok=True)
         tethered = self._tethered.pop(name, None)
         if tethered is not None and tethered.stdin is not None:
             tethered.stdin.close()
             tethered.poll()  # already reaped by _alive: records it, so Popen does not warn
-
-    @staticmethod
-    def _alive(pid: int) -> bool:
-        # Reap it if it is our child, so a zombie does not look alive.
-        with contextlib.suppress(ChildProcessError):
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                return False
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
 
     def up(self) -> None:
         for name in self.SERVICES:
@@ -343,3 +334,32 @@ class EmbeddedStack:
             label = "Apache Kafka" if broker == "apache" else "Tansu"
             result["kafka"] += f" {label}"
         return result
+
+
+def _started_at(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat);
+    None where there is no /proc or no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    """Process `pid` runs and is the one started at `started` (if known). A pid is reused once
+    its process is gone: pid_max is 32768 on small machines, and a test run wraps it. Signalled
+    by pid alone, a stale pidfile's process group was a stranger's (a killpg on a reused pid
+    kills a whole service that leads its own session)."""
+    if started is not None and _started_at(pid) != started:
+        return False  # before waitpid: that could reap another child of ours with this pid
+    # Reap it if it is our child, so a zombie does not look alive.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

@@ -51,6 +51,8 @@ def main(argv: list[str]) -> int:
     # leaves with it. Ignored only now, since an ignored signal stays ignored across exec.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGUSR1 asks the services for their stacks; by default it would end the tether.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(child,), daemon=True).start()
     code = child.wait()
     return 128 - code if code < 0 else code

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,6 +23,10 @@ def run_service(
     """Run `serve` in this process, or supervise `workers(settings)` copies of it when > 1."""
     settings = settings_or_exit(component)
     configure_logging(component, settings.log_level)
+    # `kill -USR1 <pid>`: every thread's stack to the log, the process goes on. faulthandler
+    # writes it from the signal handler, so it answers even with the GIL held by a thread stuck
+    # in C, where a Python handler would never run.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     count = workers(settings)
     if count > 1 and not is_worker():
         raise SystemExit(supervise(component, count))

@@ -120,6 +120,24 @@ def stall_report(services: Services, stack: EmbeddedStack, order_ids: list[str])
         f"{len(stuck)} orders unfinished, by e-mails sent: "
         f"{dict(Counter(len(set(s)) for s in stuck.values()))}; committed/end: {offsets}; "
         + "; ".join(examples[:5])
+        + consumers_now(services.started)
+    )
+
+
+def consumers_now(processes: Iterable[ServiceProcess]) -> str:
+    """Whether each consumer runs (else its exit code: -9 is a SIGKILL), its stacks if it does,
+    and the end of its log without the per-step lines: where a stalled consumer waits or why it
+    is gone (a CI run stalled once after a broker restart, and its logs were gone with it)."""
+    consumers = [p for p in processes if p.module == "consumer"]
+    for process in consumers:
+        process.log_stacks()
+    time.sleep(1.0)  # faulthandler writes at once; the log file is read back here
+    return "".join(
+        f"\n--- consumer {p.log_path.name}: "
+        + ("running" if p.running else f"exited with {p.returncode}")
+        + ", end of its log ---\n"
+        + p.log_tail(200, skip='"order state reached"')
+        for p in consumers
     )
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -143,6 +144,27 @@ def test_health_and_reflection_answer(services: Services) -> None:
     )
     names = {s.name for reply in replies for s in reply.list_services_response.service}
     assert {"pedidos.v1.OrderService", "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["alone", "tethered"])
+def test_sigusr1_logs_every_threads_stack_and_the_service_goes_on(
+    pipeline_env: dict[str, str], tmp_path: Path, tied: bool
+) -> None:
+    """What the chaos suite asks of a stalled consumer: where each thread waits. Tethered, the
+    signal reaches the tether too, which must not die of it."""
+    services = Services(pipeline_env, tmp_path, tied=tied)
+    try:
+        producer = services.producer()
+        producer.log_stacks()
+        # Threads one by one, the one the signal interrupted last: the main thread, at its start.
+        producer.wait_log(" in run_service", timeout=10)
+        assert producer.log().count("(most recent call first)") > 3  # gRPC's, Kafka's threads
+        assert producer.running
+        health = health_pb2_grpc.HealthStub(producer_channel(services.env["PRODUCER_ADDRESS"]))
+        answer = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        services.cleanup()
 
 
 def test_broker_down_gives_unavailable_within_the_deadline_then_recovers(

@@ -3,6 +3,8 @@ timeout, a tied service dies with its starter, and waiting fails naming what it 
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from devkit.cache import fill_once
 from devkit.processes import ServiceError, ServiceProcess
+from devkit.stack import EmbeddedStack, StackPorts
 from devkit.waiting import WaitTimeout, wait_for
 
 
@@ -97,3 +100,31 @@ def test_waiting_in_vain_names_what_it_waited_for() -> None:
     with pytest.raises(WaitTimeout, match="timed out after 0s waiting for the impossible"):
         wait_for(lambda: False, 0.2, "the impossible", 0.05)
     assert wait_for(lambda: "found", 1, "something") == "found"
+
+
+def test_a_stack_never_signals_a_process_that_took_over_its_services_pid(tmp_path: Path) -> None:
+    """A pidfile left by a service that died names a pid the system may give to any new
+    process: the stack must not take it for its service, nor stop its process group."""
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    try:
+        stack = EmbeddedStack(tmp_path, StackPorts(1, 1, 1))
+        pidfile = tmp_path / "run" / "smtp.pid"
+        pidfile.parent.mkdir(parents=True)
+        started = Path(f"/proc/{stranger.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        # The service that wrote it started at another time than the process now at that pid.
+        pidfile.write_text(f"{stranger.pid} {int(started) - 1}")
+        assert stack.pid("smtp") is None
+        stack.stop("smtp", signal.SIGKILL, timeout=1)
+        assert stranger.poll() is None, "the stack signalled a stranger's process group"
+        assert not pidfile.exists()
+        # Its own process (the same start time) is found and stopped.
+        pidfile.write_text(f"{stranger.pid} {started}")
+        assert stack.pid("smtp") == stranger.pid
+        stack.stop("smtp", signal.SIGTERM, timeout=10)
+        stranger.wait(5)  # gone (reaped by the stack, which waits for its own children)
+        assert stack.pid("smtp") is None
+    finally:
+        stranger.kill()
+        stranger.wait()
