@@ -111,6 +111,9 @@ class MemoryTopics:
     async def commit(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
         return None
 
+    def busy(self) -> tuple[str, float] | None:
+        return None  # never stuck: no thread
+
     async def pause_topics(self, topics: frozenset[str]) -> None:
         self._paused = topics
         self._arrived.set()

@@ -22,6 +22,7 @@ from consumer.loop import (
 )
 from consumer.metrics import ConsumerMetrics
 from consumer.scheduling import StepScheduler
+from consumer.stuck import EXIT_STUCK, BusyThread, stuck_call
 from pedidos.adapters.elasticsearch import search_index
 from pedidos.adapters.email.render import EmailRenderer
 from pedidos.adapters.kafka.broker_probe import BrokerProbe
@@ -95,7 +96,9 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         settings,
         metrics.registry,
         _readiness(
-            assignments, BrokerProbe(settings.kafka_bootstrap_servers, settings.pedidos_topic)
+            assignments,
+            BrokerProbe(settings.kafka_bootstrap_servers, settings.pedidos_topic),
+            source,
         ),
     )
     settle_heap()
@@ -112,6 +115,8 @@ async def run_consumer(settings: Settings, stop: asyncio.Event | None = None) ->
         await asyncio.to_thread(publisher.close, STATE_FLUSH_S, BROKER_PATIENCE_S)
         await asyncio.to_thread(mailer.close)
         log.info("consumer stopped", extra={"processed": consumer.processed})
+    if consumer.stuck is not None:
+        raise SystemExit(EXIT_STUCK)
 
 
 async def warm_up_mail(mailer: SmtpMailer, relay: str) -> None:
@@ -219,10 +224,19 @@ def wire_consumer(
     return ConsumerParts(loop, assignments, admission)
 
 
-def _readiness(assignments: Assignments, broker: BrokerProbe) -> Callable[[], tuple[bool, str]]:
-    """Ready once the broker answers and the group gave this process partitions to work."""
+def _readiness(
+    assignments: Assignments,
+    broker: BrokerProbe,
+    source: BusyThread,
+    stuck_limit_s: float | None = None,
+) -> Callable[[], tuple[bool, str]]:
+    """Ready once the broker answers and the group gave this process partitions to work, and
+    while its Kafka thread is not stuck in one call."""
 
     def ready() -> tuple[bool, str]:
+        stuck = stuck_call(source, stuck_limit_s)
+        if stuck is not None:
+            return False, stuck
         reachable, why = broker()
         if not reachable:
             return False, why

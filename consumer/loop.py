@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from consumer.admission import Admission
 from consumer.assignments import Assignments, Commit, TopicPartition
 from consumer.scheduling import StepScheduler
+from consumer.stuck import wait_until_stuck
 from pedidos.adapters.kafka.record_source import ConsumedRecord
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class RecordSource(Protocol):
     async def commit(self, offsets: list[Commit], wait: bool = True) -> None: ...
     async def pause_topics(self, topics: frozenset[str]) -> None: ...
     async def close(self) -> None: ...
+    def busy(self) -> tuple[str, float] | None: ...
 
 
 class ConsumerLoop:
@@ -81,6 +83,8 @@ class ConsumerLoop:
         self._close_limit_s = close_limit_s
         self._broker_patience_s = broker_patience_s
         self._tasks: set[asyncio.Task[None]] = set()
+        # What the source's thread was stuck in when the loop gave up on it (see consumer.stuck).
+        self.stuck: str | None = None
 
     @property
     def in_flight(self) -> int:
@@ -93,19 +97,36 @@ class ConsumerLoop:
     async def run(self, stop: asyncio.Event, grace_s: float = STEPS_GRACE_S) -> None:
         await self._source.start(self._assigned, self._revoked)
         committer = asyncio.create_task(self._commit_periodically(stop))
+        # No deadline unless the source's thread is stuck: then the watch ends the wait for a
+        # call that will not return (one timeout for the whole loop, nothing per fetch).
+        fetching = asyncio.timeout(None)
+        watch = asyncio.create_task(self._give_up_when_stuck(stop, fetching))
         try:
-            while not stop.is_set():
-                free = self._max_in_flight - len(self._tasks)
-                await self._pause_or_resume(free)
-                if self._tasks:
-                    wanted = min(free, self._fetch_batch, self._admission.room(self._fetch_batch))
-                    fetched = await self._source.fetch(max(1, wanted), FETCH_TIMEOUT_S)
-                else:
-                    fetched = await self._source.fetch(1, IDLE_FETCH_TIMEOUT_S)
-                for record in fetched:
-                    self._schedule(record)
+            async with fetching:
+                while not stop.is_set():
+                    free = self._max_in_flight - len(self._tasks)
+                    await self._pause_or_resume(free)
+                    if self._tasks:
+                        room = self._admission.room(self._fetch_batch)
+                        wanted = min(free, self._fetch_batch, room)
+                        fetched = await self._source.fetch(max(1, wanted), FETCH_TIMEOUT_S)
+                    else:
+                        fetched = await self._source.fetch(1, IDLE_FETCH_TIMEOUT_S)
+                    for record in fetched:
+                        self._schedule(record)
+        except TimeoutError:
+            if self.stuck is None:
+                raise
         finally:
+            watch.cancel()
             await self._shutdown(committer, grace_s)
+
+    async def _give_up_when_stuck(self, stop: asyncio.Event, fetching: asyncio.Timeout) -> None:
+        self.stuck = await wait_until_stuck(self._source, stop)
+        if self.stuck is not None:
+            stop.set()
+            with contextlib.suppress(RuntimeError):  # the loop already left the `async with`
+                fetching.reschedule(asyncio.get_running_loop().time())
 
     async def _pause_or_resume(self, free: int) -> None:
         paused = self._admission.update(free, self._source.topics)

@@ -240,6 +240,9 @@ class FakeRecordSource:
     async def commit(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
         self.commit_now(offsets, wait)
 
+    def busy(self) -> tuple[str, float] | None:
+        return None  # never stuck: no thread
+
     async def pause_topics(self, topics: frozenset[str]) -> None:
         self.paused = topics
         self.pauses.append(topics)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from consumer import stuck
 from consumer.admission import Admission
 from consumer.assignments import Assignments
 from consumer.dead_letters import DeadLetters
@@ -22,6 +23,7 @@ from consumer.loop import ConsumerLoop
 from consumer.scheduling import StepScheduler
 from devkit.orders import make_details
 from pedidos.adapters.email.render import EmailRenderer
+from pedidos.adapters.kafka.record_source import ConsumedRecord
 from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 from pedidos.ports import MailOutageError, OutgoingEmail, PublishError, TransientMailError
@@ -269,6 +271,56 @@ def test_a_close_that_never_ends_is_given_up_after_the_limit(
     assert 0.2 <= stopped_after[0] < 2.0
     assert consumer.committed(ORDERS, 0) == 1  # the final commit came before the close
     assert "the final commit and close did not finish in 0.2 s" in caplog.text
+
+
+class StuckThreadSource(FakeRecordSource):
+    """A consumer thread stuck in one librdkafka call once an order has walked: the fetch after
+    that never returns, nor do the commits queued behind it."""
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(topics)
+        self.hang = False
+        self.hung_since: float | None = None
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
+        if self.hang:
+            self.hung_since = time.monotonic()
+            await asyncio.Event().wait()
+        return await super().fetch(max_records, timeout_s)
+
+    async def commit(self, offsets: list[tuple[str, int, int]], wait: bool = True) -> None:
+        if self.hung_since is not None:
+            await asyncio.Event().wait()
+        await super().commit(offsets, wait)
+
+    def busy(self) -> tuple[str, float] | None:
+        if self.hung_since is None:
+            return None
+        return "consume", time.monotonic() - self.hung_since
+
+
+def test_a_stuck_source_thread_is_given_up_and_the_loop_stops_with_its_steps_done(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(stuck, "STUCK_LIMIT_S", 0.3)
+    monkeypatch.setattr(stuck, "CHECK_EVERY_S", 0.05)
+    consumer = Consumer(close_limit_s=0.2, source=StuckThreadSource)
+    source = consumer.source
+    assert isinstance(source, StuckThreadSource)
+    first = consumer.order()
+
+    async def scenario() -> None:
+        await until(lambda: consumer.finished(first))
+        source.hang = True
+        # Nobody sets stop: the loop sets it once the fetch is past the limit.
+        await until(lambda: consumer.stop.is_set(), 5)
+
+    with caplog.at_level(logging.WARNING):
+        run(consumer.run(scenario))
+    assert consumer.loop.stuck is not None
+    assert consumer.loop.stuck.startswith("the Kafka consumer thread has been in consume() for")
+    assert "librdkafka has left the group" in caplog.text
+    assert "did not finish in 0.2 s" in caplog.text  # the final commit, queued behind it
 
 
 def test_a_stop_hands_back_steps_waiting_only_for_the_broker_without_a_second_e_mail(

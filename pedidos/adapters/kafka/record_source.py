@@ -6,6 +6,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -113,8 +114,18 @@ class ConsumerThread:
 
     def __init__(self, name: str) -> None:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        # The call running now and when it began (monotonic): see `busy`.
+        self._current: tuple[str, float] | None = None
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
+
+    def busy(self) -> tuple[str, float] | None:
+        """The call running now and for how many seconds it has run; None while idle."""
+        current = self._current
+        if current is None:
+            return None
+        name, began = current
+        return name, time.monotonic() - began
 
     def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """`fn(*args)` on the thread; its result or exception, on the running loop."""
@@ -131,10 +142,13 @@ class ConsumerThread:
         while (call := self._calls.get()) is not None:
             fn, args, loop, done = call
             result, failure = None, None
+            self._current = (getattr(fn, "__name__", repr(fn)), time.monotonic())
             try:
                 result = fn(*args)
             except BaseException as exc:  # handed to the awaiting task, raised there
                 failure = exc
+            finally:
+                self._current = None
             answer_from_thread(loop, done, result, failure)
 
 
@@ -155,6 +169,16 @@ class KafkaRecordSource:
     @property
     def topics(self) -> frozenset[str]:
         return self._topic_set
+
+    @property
+    def open(self) -> bool:
+        """Subscribed and not yet closed."""
+        return self._consumer is not None
+
+    def busy(self) -> tuple[str, float] | None:
+        """The librdkafka call running now (rebalance callbacks run inside `_consume`) and how
+        long it has run; None while idle."""
+        return self._thread.busy()
 
     @staticmethod
     def _on_error(error: KafkaError) -> None:
