@@ -221,16 +221,18 @@ class EmbeddedStack:
     def pid(self, name: str) -> int | None:
         """The running service's pid (its process group's), or None: none was started, it is
         gone, or its pid now belongs to another process."""
-        found = self._recorded(name)
-        return found[0] if found is not None and _alive(*found) else None
+        found = self._running(name)
+        return found[0] if found is not None else None
 
-    def _recorded(self, name: str) -> tuple[int, str | None] | None:
-        """The pid and start time the pidfile holds (a pidfile without one: None)."""
+    def _running(self, name: str) -> tuple[int, str | None] | None:
+        """The pid and start time the pidfile holds (a pidfile without one: None), if that
+        process still runs."""
         try:
             pid, *started = self._pidfile(name).read_text().split()
-            return int(pid), started[0] if started else None
+            found = int(pid), started[0] if started else None
         except (OSError, ValueError, IndexError):
             return None
+        return found if _alive(*found) else None
 
     # -- lifecycle -------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -291,8 +293,8 @@ class EmbeddedStack:
         self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float | None = None
     ) -> None:
         timeout = self._services[name].stop_timeout if timeout is None else timeout
-        found = self._recorded(name)
-        if found is None or not _alive(*found):
+        found = self._running(name)
+        if found is None:
             self._pidfile(name).unlink(missing_ok=True)
             return
         pid = found[0]

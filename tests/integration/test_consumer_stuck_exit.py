@@ -1,6 +1,6 @@
 """A consumer whose Kafka thread stays in one call past the limit stops with EXIT_STUCK, its log
 naming the call, so that its orchestrator starts it afresh. `run_consumer` runs in this process
-on the session's broker, mail sink and Elasticsearch; the call that never returns is its first
+on the session's broker, mail sink and Elasticsearch; the call that never returns is its third
 fetch, made to wait here (a hung librdkafka call cannot be caused on demand)."""
 
 from __future__ import annotations
