@@ -136,7 +136,9 @@ def _awaited(
     tail: TransitionTail, order_id: str, deadline: float
 ) -> dict[str, float]:  # state → time.time() it was logged
     reached: dict[str, float] = {}
-    while "Finalizado" not in reached:
+    # Every state, not only the last: a step taken ahead of its state record (no stage delay)
+    # logs once its record is acknowledged, which can be after the next step logged.
+    while len(reached) < len(ALL_STATES):
         for seen, state, at in tail.transitions():
             if seen == order_id:
                 reached[state] = at

@@ -216,6 +216,7 @@ def wire_consumer(
             dead_letters,
             metrics=metrics,
             group=settings.kafka_consumer_group,
+            states_topic=settings.pedidos_states_topic,
         ),
         assignments,
         admission,

@@ -178,7 +178,7 @@ class ConsumerLoop:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         tick = self._broker_patience_s / 4
-        pending: set[asyncio.Task[Any]] = set(self._tasks)
+        pending: set[asyncio.Task[Any]] = self._tasks | self._scheduler.ahead
         handed_back: set[asyncio.Task[Any]] = set()
         while pending and (remaining := deadline - loop.time()) > 0:
             _, pending = await asyncio.wait(pending, timeout=min(remaining, tick))
@@ -207,7 +207,7 @@ class ConsumerLoop:
         # for a send slot that e-mailed and was cancelled before its ledger entry was written
         # (the next owner e-mailed again: seen in the partitions chaos run).
         self._assignments.leave()
-        if self._tasks:
+        if self._tasks or self._scheduler.ahead:
             await self._let_steps_finish(grace_s)
         committer.cancel()
         await asyncio.gather(committer, return_exceptions=True)

@@ -20,10 +20,11 @@ from consumer.dead_letters import DeadLetters
 from consumer.metrics import ConsumerMetrics
 from pedidos.adapters.kafka import messaging_spans
 from pedidos.adapters.kafka.record_source import ConsumedRecord
-from pedidos.domain.order import utc_now
-from pedidos.domain.states import IllegalTransition
+from pedidos.domain.order import Order, utc_now
+from pedidos.domain.states import IllegalTransition, OrderState
 from pedidos.ports import PermanentIndexError
-from pedidos.services.order_walk import NextStep, OrderWalk, StepHandedBack, next_step
+from pedidos.runtime import tracing
+from pedidos.services.order_walk import NextStep, OrderWalk, StepDue, StepHandedBack, next_step
 from pedidos.wire.records import PoisonRecord, decode
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,14 @@ class StepScheduler:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: ConsumerMetrics | None = None,
         group: str = "",
+        states_topic: str | None = None,
     ) -> None:
+        """With `states_topic`, a step due at once is taken as soon as the step before it is
+        recorded, ahead of the state record that triggers it (`OrderWalk.enter`); not while
+        tracing, whose trace has one process span per record."""
+        self._states_topic = states_topic
+        # The steps taken ahead, in flight: a stop waits for them as for the records' own.
+        self.ahead: set[asyncio.Task[None]] = set()
         self._metrics = metrics or ConsumerMetrics()
         self._walk = walk
         self._assignments = assignments
@@ -84,6 +92,7 @@ class StepScheduler:
                         lambda: self._assignments.still_ours(ticket),
                         # Partitions assigned together share a generation; see Assignments.
                         lease=ticket.generation,
+                        then=self._then(),
                     )
                 metrics.step(step.state, "done")
                 if step.state.is_final:
@@ -105,6 +114,55 @@ class StepScheduler:
             await self._dead_letter(record, ticket, exc)
         self._assignments.finish(ticket, worked)
         self.processed += 1
+
+    def _then(self) -> StepDue | None:
+        if self._states_topic is None or tracing.enabled():
+            return None
+        return self._take_ahead
+
+    def _take_ahead(
+        self, order: Order, state: OrderState, correlation_id: str, partition: int, lease: object
+    ) -> None:
+        """Starts `order`'s step into `state` before its trigger, a state record on `partition`
+        of the states topic, is read: only while that partition is ours under `lease` (it was
+        assigned with the trigger's) and not leaving. Claimed like the record's own step, so a
+        revoke waits for it; the record, when read, finds it done or running."""
+        if self._states_topic is None or not isinstance(lease, int):
+            return
+        ticket = Ticket(self._states_topic, partition, -1, lease)  # never finished: no offset
+        if not self._assignments.claim(ticket):
+            return
+        task = asyncio.create_task(self._step_ahead(order, state, correlation_id, ticket))
+        self.ahead.add(task)
+        task.add_done_callback(self.ahead.discard)
+
+    async def _step_ahead(
+        self, order: Order, state: OrderState, correlation_id: str, ticket: Ticket
+    ) -> None:
+        try:
+            await self._walk.enter(
+                order,
+                state,
+                correlation_id,
+                ticket.partition,
+                lambda: self._assignments.still_ours(ticket),
+                lease=ticket.generation,
+                then=self._then(),
+                ahead=True,
+            )
+            if state.is_final:  # its record finds the step done, with no time of its own
+                self._metrics.finished(order, state)
+        except StepHandedBack:
+            pass  # the partition is leaving: its next owner takes the step from the record
+        except Exception:
+            # The record, when read here, fails the same way and is dead-lettered then.
+            log.warning(
+                "step taken ahead of its record failed",
+                extra={"order_id": order.order_id, "state": state.value},
+                exc_info=True,
+            )
+        finally:
+            self._assignments.release(ticket)
 
     def _process_span(
         self, record: ConsumedRecord, step: NextStep

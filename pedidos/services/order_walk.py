@@ -62,6 +62,9 @@ EMAIL_REJECTED = "rejected"
 # A stage ending further away than this is treated as due now (clock skew, bad data).
 MAX_STAGE_WAIT_S = 60.0
 DeadLetter = Callable[[str, str, bytes, str], Awaitable[None]]
+# Told that `order` may enter `state` here now, before its trigger comes back: (order, state,
+# correlation id, partition, lease). See `OrderWalk.enter`.
+StepDue = Callable[[Order, OrderState, str, int, object], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,9 @@ class OrderWalk:
         # Steps this process completed: a duplicate trigger is skipped without a lookup.
         self._completed: LRUCache[tuple[str, OrderState], bool] = LRUCache(remembered_steps)
         self._running: dict[tuple[str, OrderState], asyncio.Future[None]] = {}
+        # A step taken ahead of its trigger that failed: the trigger, once read, fails the same
+        # way (dead-lettered) instead of taking the step again, as if it had taken it itself.
+        self._failed_ahead: LRUCache[tuple[str, OrderState], BaseException] = LRUCache(1000)
         # The next step of each state record this process published: (order, state) ->
         # (partition, lease) it went to. Taken once, by the record it was published as.
         self._own_triggers: LRUCache[tuple[str, OrderState], tuple[int, object]] = LRUCache(
@@ -162,6 +168,8 @@ class OrderWalk:
         partition: int | None = None,
         still_ours: Callable[[], bool] = lambda: True,
         lease: object = None,
+        then: StepDue | None = None,
+        ahead: bool = False,
     ) -> None:
         """Move `order` (as last recorded) into `state` with all effects, exactly once in effect.
 
@@ -174,22 +182,35 @@ class OrderWalk:
         both topics assigned together, new whenever a partition is assigned again (None:
         unknown). A trigger this walk published, after first doing the step before it, with the
         same partition and lease needs no ledger read: the partition was this consumer's
-        throughout, from before the record existed until now."""
+        throughout, from before the record existed until now.
+
+        `then` is told when the next step is due at once (no stage delay) and may be taken here
+        before its trigger comes back: this step was first done here, its state record is about
+        to be published to `partition` under `lease`, so no other consumer can take the next
+        step while that partition stays ours. It is taken with `ahead` true; the trigger then
+        finds it running or done (and fails as it failed), so an order alone does not wait for
+        the broker's acknowledgement and the record's round trip at every step."""
         key = (order.order_id, state)
         if key in self._completed:
             return
         running = self._running.get(key)
         if running is not None:
-            # The same step triggered twice at once (a duplicate record): let the first finish.
+            # The same step triggered twice at once (a duplicate record, or the trigger of a
+            # step taken ahead): let the first finish.
             await asyncio.shield(running)
             return
+        failed = self._failed_ahead.pop(key, None)
+        if failed is not None:
+            raise failed
         future: asyncio.Future[None] = self._loop().create_future()
         self._running[key] = future
         try:
-            await self._enter(order, state, correlation_id, partition, still_ours, lease)
+            await self._enter(order, state, correlation_id, partition, still_ours, lease, then)
             self._completed[key] = True
             future.set_result(None)
         except BaseException as exc:
+            if ahead and not isinstance(exc, StepHandedBack | asyncio.CancelledError):
+                self._failed_ahead[key] = exc
             future.set_exception(exc)
             future.exception()  # a waiter may not exist; do not warn
             raise
@@ -204,6 +225,7 @@ class OrderWalk:
         partition: int | None,
         still_ours: Callable[[], bool],
         lease: object,
+        then: StepDue | None,
     ) -> None:
         published_here = self._own_triggers.pop((order.order_id, state), None)
         if lease is not None and published_here == (partition, lease):
@@ -233,6 +255,19 @@ class OrderWalk:
             email_status=email_status,
             correlation_id=correlation_id,
         )
+        if (
+            then is not None
+            and recorded is None
+            and partition is not None
+            and lease is not None
+            and not state.is_final
+            and event.stage_ends_at <= order.reached[state]
+        ):
+            # Only after a step first done here, as below. The next step walks a copy: this
+            # step's record is yet to be encoded from `order`.
+            walker = Order(order.order_id, order.details, order.accepted_at, dict(order.reached))
+            walker.trace_id = order.trace_id
+            then(walker, state.next(), correlation_id, partition, lease)
         # Only a step first done here vouches for its record: a step redone (found in the
         # ledger) may have been walked on from an earlier copy of its record, so the next step
         # must read the ledger (a replayed dead letter, a restart's redelivery).

@@ -41,13 +41,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section("chaos")
     header = (
-        f"{'scenario':40} {'orders':>6} {'lost':>4} {'dup e-mails':>11} {'redone steps':>12} "
+        f"{'scenario':48} {'orders':>6} {'lost':>4} {'dup e-mails':>11} {'redone steps':>12} "
         f"{'dup states':>10} {'dup orders':>10} {'faults':>6} {'recover s':>9}"
     )
     terminalreporter.write_line(header)
     for row in ROWS:
         terminalreporter.write_line(
-            f"{row.scenario:40} {row.orders:6d} {row.lost:4d} {row.duplicate_emails:11d} "
+            f"{row.scenario:48} {row.orders:6d} {row.lost:4d} {row.duplicate_emails:11d} "
             f"{row.redone_steps:12d} {row.repeated_states:10d} {row.repeated_orders:10d} "
             f"{row.faults:6d} {row.recovery_s:9.1f}"
         )

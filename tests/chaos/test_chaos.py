@@ -142,12 +142,19 @@ async def send_counted(
 TIMED_OUT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+# No stage delay: each step is taken ahead of its state record (README, "Steps taken ahead").
+NO_STAGE_DELAY: dict[str, Any] = {"STAGE_DELAY_MIN_S": 0, "STAGE_DELAY_MAX_S": 0}
+
+
+@pytest.mark.parametrize(
+    "stages", [CHAOS_CONSUMER, NO_STAGE_DELAY], ids=["short stages", "no stage delay"]
+)
 def test_consumer_sigkilled_three_times(
-    services: Services, stack: EmbeddedStack, orders: int
+    services: Services, stack: EmbeddedStack, orders: int, stages: dict[str, Any]
 ) -> None:
     env = services.env
     services.producer()
-    consumer = services.consumer(**CHAOS_CONSUMER, **CHAOS_CONSUMER_SMTP)
+    consumer = services.consumer(**stages, **CHAOS_CONSUMER_SMTP)
     order_ids = send(env["PRODUCER_ADDRESS"], orders)
     inbox = Inbox(stack.maildir)
     rng = random.Random()
@@ -164,10 +171,11 @@ def test_consumer_sigkilled_three_times(
         if progress(inbox, order_ids) < 5 * orders:
             interrupted += 1
         kills.append(group_offsets(env, settle_s=1.0))
-        consumer = services.consumer(**CHAOS_CONSUMER, **CHAOS_CONSUMER_SMTP)
+        consumer = services.consumer(**stages, **CHAOS_CONSUMER_SMTP)
     assert interrupted >= 1, "every kill came too late to prove anything"
     recovery = wait_complete(inbox, order_ids, 600)
-    row = account("consumer SIGKILL x3", services, stack, order_ids, recovery, interrupted)
+    name = "consumer SIGKILL x3" + (", no stage delay" if stages is NO_STAGE_DELAY else "")
+    row = account(name, services, stack, order_ids, recovery, interrupted)
     redeliverable = redeliverable_steps(kills, env)
     print(f"steps done but not committed at the kills: {redeliverable}")
     assert row.lost == 0
@@ -179,13 +187,16 @@ def test_consumer_sigkilled_three_times(
     assert row.repeated_orders == 0
 
 
+@pytest.mark.parametrize(
+    "stages", [CHAOS_CONSUMER, NO_STAGE_DELAY], ids=["short stages", "no stage delay"]
+)
 def test_rebalance_with_a_member_killed_and_one_added(
-    services: Services, stack: EmbeddedStack, orders: int
+    services: Services, stack: EmbeddedStack, orders: int, stages: dict[str, Any]
 ) -> None:
     env = services.env
     services.producer()
-    first = services.consumer(**CHAOS_CONSUMER, **CHAOS_CONSUMER_SMTP)
-    second = services.consumer(wait_assigned=False, **CHAOS_CONSUMER, **CHAOS_CONSUMER_SMTP)
+    first = services.consumer(**stages, **CHAOS_CONSUMER_SMTP)
+    second = services.consumer(wait_assigned=False, **stages, **CHAOS_CONSUMER_SMTP)
     second.wait_log("partitions assigned", timeout=60)
     order_ids = send(env["PRODUCER_ADDRESS"], orders)
     inbox = Inbox(stack.maildir)
@@ -193,7 +204,7 @@ def test_rebalance_with_a_member_killed_and_one_added(
     first.kill()
     assert progress(inbox, order_ids) < 5 * orders, "the kill came too late to prove anything"
     snapshots = [group_offsets(env, settle_s=1.0)]
-    third = services.consumer(wait_assigned=False, **CHAOS_CONSUMER, **CHAOS_CONSUMER_SMTP)
+    third = services.consumer(wait_assigned=False, **stages, **CHAOS_CONSUMER_SMTP)
     third.wait_log("partitions assigned", timeout=60)
     # The second member handed partitions over to the third: what it had not committed then
     # may be redone too.
@@ -201,7 +212,10 @@ def test_rebalance_with_a_member_killed_and_one_added(
     # Orders sent after the new member joined land on its partitions too, so it must take part.
     order_ids += send(env["PRODUCER_ADDRESS"], max(30, orders // 10))
     recovery = wait_complete(inbox, order_ids, 600)
-    row = account("2 consumers, 1 killed, 1 added", services, stack, order_ids, recovery, 1)
+    name = "2 consumers, 1 killed, 1 added" + (
+        ", no stage delay" if stages is NO_STAGE_DELAY else ""
+    )
+    row = account(name, services, stack, order_ids, recovery, 1)
     redeliverable = redeliverable_steps(snapshots, env)
     print(f"steps done but not committed at the kill and the hand-over: {redeliverable}")
     assert row.lost == 0

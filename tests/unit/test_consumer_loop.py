@@ -20,6 +20,7 @@ from consumer.admission import Admission
 from consumer.assignments import Assignments
 from consumer.dead_letters import DeadLetters
 from consumer.loop import ConsumerLoop
+from consumer.metrics import ConsumerMetrics
 from consumer.scheduling import StepScheduler
 from devkit.orders import make_details
 from pedidos.adapters.email.render import EmailRenderer
@@ -75,6 +76,7 @@ class Consumer:
         source: type[FakeRecordSource] = FakeRecordSource,
         unanswered: frozenset[str] = frozenset(),
         index: FakeIndex | None = None,
+        delays: StageDelays | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.source = source([ORDERS, STATES])
@@ -90,7 +92,7 @@ class Consumer:
             publisher=self.publisher,
             renderer=EmailRenderer("Tienda <ventas@tienda.cl>"),
             states_topic=STATES,
-            delays=StageDelays(1.0, 2.0, random.Random(7)),
+            delays=delays or StageDelays(1.0, 2.0, random.Random(7)),
             dead_letter=dead_letters.for_walk,
             backoff=FAST,
             clock=self.clock,
@@ -99,6 +101,7 @@ class Consumer:
         )
         self.assignments = Assignments(revoke_wait_s)
         self.admission = Admission(ORDERS, max_open_orders, outage)
+        self.metrics = ConsumerMetrics()
         scheduler = StepScheduler(
             walk,
             self.assignments,
@@ -106,6 +109,8 @@ class Consumer:
             dead_letters,
             clock=self.clock,
             sleep=self.clock.sleep,
+            metrics=self.metrics,
+            states_topic=STATES,
         )
         self.loop = ConsumerLoop(
             self.source,
