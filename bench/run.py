@@ -242,7 +242,7 @@ class BenchRun:
         parts_ms = {name: p50.get(key) for name, key in ALONE_PARTS.items()}
         with self._producer_and_consumer("alone") as (address, consumer):
             tail = TransitionTail(consumer.log_path)
-            self._attempt(figure, measure_one_order, address, tail, count, parts_ms)
+            self._attempt(figure, measure_one_order, address, tail, consumer.env, count, parts_ms)
 
     def steady_load(self) -> None:
         """10: orders arriving at a steady rate, not all at once; the consumer's CPU per order,

@@ -234,6 +234,16 @@ class OrderWalk:
             lookup = self._index.recorded_event(order.order_id, state.value)
             self._hurry_if_alone(self._index.hurry_lookups)
             recorded = await lookup
+        stage = self._delays.draw(state)
+        # The next step may be taken here at once (`then`, below), and then writes the order's
+        # current state again within milliseconds: an order alone need not hurry this one's.
+        next_at_once = (
+            then is not None
+            and partition is not None
+            and lease is not None
+            and not state.is_final
+            and not stage
+        )
         if recorded is not None:
             # An earlier attempt e-mailed and indexed this step; its Kafka record may be missing.
             order.enter(state, datetime.fromisoformat(recorded["@timestamp"]))
@@ -246,23 +256,16 @@ class OrderWalk:
         else:
             order.enter(state, self._clock())
             email_status, order_written = await self._notify_and_record(
-                order, state, correlation_id, still_ours
+                order, state, correlation_id, still_ours, hurry_current=not next_at_once
             )
         event = StateReached(
             order=order,
             state=state,
-            stage_ends_at=order.reached[state] + self._delays.draw(state),
+            stage_ends_at=order.reached[state] + stage,
             email_status=email_status,
             correlation_id=correlation_id,
         )
-        if (
-            then is not None
-            and recorded is None
-            and partition is not None
-            and lease is not None
-            and not state.is_final
-            and event.stage_ends_at <= order.reached[state]
-        ):
+        if next_at_once and recorded is None and then is not None and partition is not None:
             # Only after a step first done here, as below. The next step walks a copy: this
             # step's record is yet to be encoded from `order`.
             walker = Order(order.order_id, order.details, order.accepted_at, dict(order.reached))
@@ -394,10 +397,12 @@ class OrderWalk:
         state: OrderState,
         correlation_id: str,
         still_ours: Callable[[], bool],
+        hurry_current: bool = True,
     ) -> tuple[str, asyncio.Future[None]]:
         """The e-mail's status, and the write of the order's current-state document: submitted
         with the ledger entry, not after it (an order alone waited ~1 ms a step for it); the
-        send slot is held only until the ledger entry is stored."""
+        send slot is held only until the ledger entry is stored. Without `hurry_current`, an
+        order alone's current state waits for its batch like any other."""
         message = self._renderer.render(order, state, order.reached[state])
         status, error = EMAIL_SENT, None
         hurried_alone: list[bool] = []
@@ -428,11 +433,15 @@ class OrderWalk:
                 # can join the bulk while it waits out its batching interval. Waiting held the
                 # e-mails to the bound's worth per interval (32 per 50 ms: ~110 orders/s).
                 self._index.hurry_ledger()
+            elif state.is_final and hurry_current:
+                # No step follows that the ledger's answer would hold: alone, the order's last
+                # current state goes beside it, not one request after it.
+                self._hurry_if_alone(self._index.hurry)
             else:
                 self._hurry_if_alone(self._index.hurry_ledger, hurried_alone)
             try:
                 await written
-                if hurried_alone:
+                if hurried_alone and hurry_current:
                     # Alone, its current state goes once the ledger entry is stored, while the
                     # state record is published: sent beside the ledger's request, it delayed
                     # the ledger's answer (and so the step) by a request's worth of CPU.

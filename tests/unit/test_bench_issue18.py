@@ -14,7 +14,7 @@ from bench.figures import (
     short,
 )
 from bench.issue18 import cores_at_rate, issue_figures
-from bench.latency import alone_limit, step_times
+from bench.latency import STEPS, alone_limit, step_times
 from bench.logscan import transition
 from bench.options import parse_options
 from bench.resources import CpuUsage, bottleneck, cpu_ms_per_unit
@@ -185,10 +185,12 @@ def test_a_missing_or_failed_source_leaves_the_verdict_open() -> None:
 
 
 def test_one_order_alone_is_split_into_steps_and_judged_against_five_operations() -> None:
-    states = ["Procesando", "Preparación", "Enviado", "Entregado", "Finalizado"]
-    reached = {state: 10.0 + n for n, state in enumerate(states, start=1)}
-    steps = step_times(sent=9.0, acked=10.0, reached=reached)
-    assert steps == [1.0] * 6
+    slugs = ["procesando", "preparacion", "enviado", "entregado", "finalizado"]
+    entered = {slug: 10.0 + n for n, slug in enumerate(slugs, start=1)}
+    # The states' own lines need not come in order: only the last one's time counts.
+    steps = step_times(sent=9.0, acked=10.0, entered=entered, finished=15.5)
+    assert steps == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5]
+    assert STEPS[1:3] == ("to Procesando", "Procesando")
     assert alone_limit({"smtp": 1.0, "es": 2.0, "kafka": 3.0}) == 30.0
     assert alone_limit({"smtp": 1.0, "es": None}) is None
 

@@ -176,3 +176,20 @@ def test_while_tracing_each_step_waits_for_its_record(monkeypatch: pytest.Monkey
 
     run(consumer.run(scenario))
     assert slugs(consumer.mailer) == [OrderState.PROCESANDO.slug]
+
+
+def test_an_order_alone_hurries_only_its_last_current_state() -> None:
+    """Alone, a step sends the order's current state at once instead of after its batching
+    interval; a step whose next one is taken ahead need not: that one writes it again within
+    milliseconds (the writes are coalesced per order), so only the last state is hurried, and
+    beside its ledger entry (nothing follows that the ledger's answer would hold)."""
+    consumer = Consumer(delays=NO_DELAY, index=FakeIndex(write_delay_s=0.001))
+    order_id = consumer.order()
+
+    async def scenario() -> None:
+        await until(lambda: consumer.finished(order_id))
+
+    run(consumer.run(scenario))
+    assert consumer.index.hurried == 1
+    assert consumer.index.hurried_pending == [1]  # Finalizado's ledger entry not yet stored
+    assert len(consumer.index.events) == len(OrderState)
