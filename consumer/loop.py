@@ -141,6 +141,8 @@ class ConsumerLoop:
         if ticket is None:
             return  # revoked between fetch and here; the new owner reads it again
         self._admission.admitted(record.topic, (record.key or b"").decode(errors="replace"))
+        if self._scheduler.done_already(record, ticket):
+            return
         task = asyncio.create_task(self._scheduler.process(record, ticket))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

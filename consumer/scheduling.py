@@ -25,7 +25,7 @@ from pedidos.domain.states import IllegalTransition, OrderState
 from pedidos.ports import PermanentIndexError
 from pedidos.runtime import tracing
 from pedidos.services.order_walk import NextStep, OrderWalk, StepDue, StepHandedBack, next_step
-from pedidos.wire.records import PoisonRecord, decode
+from pedidos.wire.records import PoisonRecord, decode, state_in_headers
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,24 @@ class StepScheduler:
     def waiting_on_broker(self, for_at_least_s: float) -> list[asyncio.Task[Any]]:
         """The `process` tasks whose step waits only for the broker (`OrderWalk`'s)."""
         return self._walk.waiting_on_broker(for_at_least_s)
+
+    def done_already(self, record: ConsumedRecord, ticket: Ticket) -> bool:
+        """Marks done a state record whose step this process already took (ahead of it), as
+        `process` would, without a task or decoding the record; False for any other record."""
+        if record.topic != self._states_topic or record.key is None or tracing.enabled():
+            return False  # while tracing, every record has its process span
+        state = state_in_headers(record.headers)
+        if state is None or state.is_final:
+            return False
+        step, order_id = state.next(), record.key.decode(errors="replace")
+        if not self._walk.done(order_id, step):
+            return False
+        self._metrics.step(step, "done")
+        if step.is_final:
+            self._admission.closed(order_id)
+        self._assignments.finish(ticket)
+        self.processed += 1
+        return True
 
     async def process(self, record: ConsumedRecord, ticket: Ticket) -> None:
         worked = False

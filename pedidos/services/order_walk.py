@@ -46,14 +46,14 @@ from pedidos.runtime.logs import mask_email
 from pedidos.runtime.retry import Backoff, retry_async
 from pedidos.services.mail_outage import MailOutage
 from pedidos.wire.records import (
-    STATE_SCHEMA,
     OrderAccepted,
     Record,
     StateReached,
     encode_state_reached,
-    headers_for,
+    state_headers,
 )
 from pedidos.wire.search_documents import event_document, order_document
+from pedidos.wire.timestamps import stamped
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,9 @@ class OrderWalk:
             order_written = self._index.write_order(order_document(order))
             self._hurry_if_alone(self._index.hurry)
         else:
-            order.enter(state, self._clock())
+            # Stamped: the step taken ahead walks on with this very value, not one read back
+            # from the record (which keeps its text), and writes it at every later state.
+            order.enter(state, stamped(self._clock()))
             email_status, order_written = await self._notify_and_record(
                 order, state, correlation_id, still_ours, hurry_current=not next_at_once
             )
@@ -291,6 +293,10 @@ class OrderWalk:
                 "customer": mask_email(order.details.customer_email),
             },
         )
+
+    def done(self, order_id: str, state: OrderState) -> bool:
+        """This process took the step, with every effect (a trigger of it needs nothing)."""
+        return (order_id, state) in self._completed
 
     def waiting_on_broker(self, for_at_least_s: float) -> list[asyncio.Task[Any]]:
         """The steps that have waited `for_at_least_s` for the broker to take their state record.
@@ -333,7 +339,7 @@ class OrderWalk:
         """Publishes "X reached S" until the broker acknowledges it."""
         order_id = event.order.order_id
         value = encode_state_reached(event)
-        headers = headers_for(STATE_SCHEMA, event.correlation_id)
+        headers = state_headers(event.state, event.correlation_id)
         pinned = [partition]
         # Remembered before the record exists: it may be read back before its ack arrives.
         next_step_key = (order_id, event.state.next()) if not event.state.is_final else None

@@ -152,6 +152,24 @@ def encode_state_reached(event: StateReached) -> bytes:
     )
 
 
+# The state a state record says was reached, beside its body: a consumer that already took
+# the step it triggers (ahead of it) tells so without decoding the record.
+STATE_HEADER = "pedidos-state"
+_STATE_BY_HEADER = {state.value.encode(): state for state in OrderState}
+
+
+def state_headers(state: OrderState, correlation_id: str) -> Headers:
+    return [*headers_for(STATE_SCHEMA, correlation_id), (STATE_HEADER, state.value.encode())]
+
+
+def state_in_headers(headers: Headers | None) -> OrderState | None:
+    """The `STATE_HEADER` of a record, None without a known one."""
+    for key, value in headers or ():
+        if key == STATE_HEADER:
+            return _STATE_BY_HEADER.get(value) if value is not None else None
+    return None
+
+
 def header_value(headers: Headers | None, name: str) -> str | None:
     for key, value in headers or ():
         if key == name:

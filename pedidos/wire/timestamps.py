@@ -51,6 +51,15 @@ def parse_iso(text: str) -> datetime:
     return parsed
 
 
+def stamped(value: datetime) -> datetime:
+    """`value` with its text made once, now, for a timestamp this process makes and writes
+    again and again (a state entered: its e-mail, documents and record, and every later
+    state's); as `parse_iso` gives. Values not in UTC are returned as they are."""
+    if value.tzinfo is not UTC:
+        return value
+    return parse_iso(iso_z_uncached(value, "microseconds"))
+
+
 def iso_z_uncached(value: datetime, timespec: str) -> str:
     """`iso_z` for a timestamp formatted once (a new order's acceptance)."""
     return value.isoformat(timespec=timespec).replace("+00:00", "Z")

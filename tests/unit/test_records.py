@@ -11,6 +11,7 @@ from pedidos.domain.states import OrderState
 from pedidos.wire import order_fields
 from pedidos.wire.records import (
     MAX_RECORD_BYTES,
+    ORDER_SCHEMA,
     OrderAccepted,
     PoisonRecord,
     StateReached,
@@ -19,6 +20,8 @@ from pedidos.wire.records import (
     encode_state_reached,
     header_value,
     headers_for,
+    state_headers,
+    state_in_headers,
 )
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -270,3 +273,14 @@ def test_a_record_s_order_carries_its_sampled_trace_id(
         headers.append(("traceparent", traceparent.encode()))
     decoded = decode(encode_order_accepted(order), headers)
     assert decoded.order.trace_id == trace_id
+
+
+def test_a_state_record_names_its_state_in_a_header_read_without_its_body() -> None:
+    headers = state_headers(OrderState.PREPARACION, "corr-1")
+    assert state_in_headers(headers) is OrderState.PREPARACION
+    assert header_value(headers, "correlation-id") == "corr-1"
+    # An order record, an older state record without it, or a value no state has: unknown.
+    assert state_in_headers(headers_for(ORDER_SCHEMA, "corr-1")) is None
+    assert state_in_headers([("pedidos-state", b"Perdido")]) is None
+    assert state_in_headers([("pedidos-state", None)]) is None  # type: ignore[list-item]
+    assert state_in_headers(None) is None

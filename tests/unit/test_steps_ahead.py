@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from consumer import scheduling
 from pedidos.domain.states import OrderState
 from pedidos.ports import OutgoingEmail, PermanentIndexError
 from pedidos.runtime import tracing
@@ -193,3 +194,45 @@ def test_an_order_alone_hurries_only_its_last_current_state() -> None:
     assert consumer.index.hurried == 1
     assert consumer.index.hurried_pending == [1]  # Finalizado's ledger entry not yet stored
     assert len(consumer.index.events) == len(OrderState)
+
+
+def test_a_record_of_a_step_already_taken_is_done_without_decoding_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its header names the state it records: a record whose next step this process already
+    took is marked done at once, counted and committed as if its task had found the step done.
+    Here the state records reach the consumer only after the whole walk (taken ahead)."""
+    decoded: list[str] = []
+    real_decode = scheduling.decode
+
+    def counting_decode(value: bytes | None, headers: Any = None) -> Any:
+        record = real_decode(value, headers)
+        decoded.append(record.state.value if isinstance(record, StateReached) else "order")
+        return record
+
+    monkeypatch.setattr(scheduling, "decode", counting_decode)
+    consumer = Consumer(delays=NO_DELAY, max_open_orders=10)
+    consumer.publisher.feed = None
+    order_id = consumer.order()
+
+    async def scenario() -> None:
+        await until(lambda: consumer.finished(order_id))
+        await until(lambda: len(consumer.publisher.on(STATES)) == len(OrderState))
+        for _, key, value, headers in consumer.publisher.on(STATES):
+            consumer.source.add(STATES, 0, value, key, headers)
+        await until(lambda: consumer.committed(STATES, 0) == len(OrderState))
+
+    run(consumer.run(scenario))
+    # The order's own record was decoded, and Finalizado's (which leads nowhere); the four
+    # records whose steps were taken were not.
+    assert decoded == ["order", OrderState.FINALIZADO.value]
+    registry = consumer.metrics.registry
+    for state in OrderState:
+        assert (
+            registry.get_sample_value(
+                "pedidos_steps_total", {"state": state.value, "outcome": "done"}
+            )
+            == 1
+        ), state
+    assert consumer.admission.open_orders == 0  # Finalizado's trigger closed the walk
+    assert len(consumer.mailer.sent) == len(OrderState)

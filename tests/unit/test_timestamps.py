@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pedidos.wire.timestamps import ParsedTimestamp, iso_z, iso_z_uncached, parse_iso
+from pedidos.wire import timestamps
+from pedidos.wire.timestamps import ParsedTimestamp, iso_z, iso_z_uncached, parse_iso, stamped
 
 SPECS = ("microseconds", "milliseconds")
 UTC_TIMES = st.datetimes(
@@ -59,3 +61,24 @@ def test_other_offsets_and_shapes_are_parsed_as_before() -> None:
     )
     assert parse_iso("2026-11-23T12:00:00.000000Z") == datetime(2026, 11, 23, 12, tzinfo=UTC)
     assert parse_iso("2026-11-23T12:00:00.000000Z").tzinfo is UTC
+
+
+def test_a_stamped_time_is_the_same_time_and_writes_as_a_slice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = datetime(2026, 12, 6, 8, 30, 1, 234567, tzinfo=UTC)
+    expected = {spec: iso_z(now, spec) for spec in SPECS}
+    at = stamped(now)
+    assert at == now
+    assert type(at) is ParsedTimestamp
+    assert at + timedelta(seconds=1) == now + timedelta(seconds=1)
+
+    def no_formatting(*_: object) -> str:
+        raise AssertionError("formatted again")
+
+    monkeypatch.setattr(timestamps, "_format_utc", no_formatting)
+    monkeypatch.setattr(timestamps, "iso_z_uncached", no_formatting)
+    assert {spec: iso_z(at, spec) for spec in expected} == expected
+    # Another offset is left alone (it would format differently).
+    chile = datetime(2026, 12, 6, 5, 30, tzinfo=timezone(timedelta(hours=-3)))
+    assert stamped(chile) is chile
