@@ -21,7 +21,7 @@ from pedidos.runtime import tracing
 from pedidos.services.order_walk import StageDelays
 from pedidos.wire.records import StateReached, decode
 from tests.unit.fakes import FakeIndex, FakeMailer
-from tests.unit.test_consumer_loop import DLQ, ORDERS, STATES, Consumer, run, until
+from tests.unit.test_consumer_loop import DLQ, ORDERS, STATES, Consumer, HeldMailer, run, until
 
 NO_DELAY = StageDelays(0.0, 0.0)
 STATES_IN_ORDER = list(OrderState)
@@ -236,3 +236,25 @@ def test_a_record_of_a_step_already_taken_is_done_without_decoding_it(
         ), state
     assert consumer.admission.open_orders == 0  # Finalizado's trigger closed the walk
     assert len(consumer.mailer.sent) == len(OrderState)
+
+
+def test_with_other_orders_in_progress_steps_wait_for_their_records() -> None:
+    """Steps are taken ahead only for an order alone: under load the records' fetches start the
+    next steps together, and taking them ahead cost an end-to-end run 4-20 % of its rate."""
+    mailer = HeldMailer("lento@example.cl")
+    consumer = Consumer(
+        mailer, delays=NO_DELAY, unanswered=frozenset({STATES}), broker_patience_s=0.05
+    )
+    consumer.order(email="lento@example.cl")  # in progress (e-mailing) throughout
+    consumer.order(email="rapido@example.cl")
+
+    async def scenario() -> None:
+        await until(lambda: len(mailer.sent) == 1 and bool(mailer.waiting))
+        await asyncio.sleep(0.05)  # no step of the second order is taken ahead
+        mailer.release()
+        await until(lambda: len(mailer.sent) == 2)
+        await asyncio.sleep(0.05)  # nor of the first: the second's step awaits its broker
+
+    run(consumer.run(scenario))
+    assert sorted(m.recipient for m in mailer.sent) == ["lento@example.cl", "rapido@example.cl"]
+    assert slugs(mailer) == [OrderState.PROCESANDO.slug] * 2
