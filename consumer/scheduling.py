@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from consumer.admission import Admission
@@ -51,7 +52,8 @@ class StepScheduler:
         recorded, ahead of the state record that triggers it (`OrderWalk.enter`); not while
         tracing, whose trace has one process span per record."""
         self._states_topic = states_topic
-        # The steps taken ahead, in flight: a stop waits for them as for the records' own.
+        # The steps taken ahead in flight (and records whose step ahead failed, going to the
+        # dead-letter topic): a stop waits for them as for the records' own.
         self.ahead: set[asyncio.Task[None]] = set()
         self._metrics = metrics or ConsumerMetrics()
         self._walk = walk
@@ -68,22 +70,49 @@ class StepScheduler:
         return self._walk.waiting_on_broker(for_at_least_s)
 
     def done_already(self, record: ConsumedRecord, ticket: Ticket) -> bool:
-        """Marks done a state record whose step this process already took (ahead of it), as
-        `process` would, without a task or decoding the record; False for any other record."""
+        """Takes care of a state record whose step this process took or is taking ahead of it,
+        as `process` would, without a task or decoding the record: done at once, or once the
+        step ends (or, if the step failed, by `process`, which fails the same way). False for
+        any other record."""
         if record.topic != self._states_topic or record.key is None or tracing.enabled():
             return False  # while tracing, every record has its process span
         state = state_in_headers(record.headers)
         if state is None or state.is_final:
             return False
         step, order_id = state.next(), record.key.decode(errors="replace")
-        if not self._walk.done(order_id, step):
+        if self._walk.done(order_id, step):
+            self._done(step, order_id, ticket)
+            return True
+        running = self._walk.running_ahead(order_id, step)
+        if running is None:
             return False
+        running.add_done_callback(partial(self._step_ended, record, ticket, step, order_id))
+        return True
+
+    def _step_ended(
+        self,
+        record: ConsumedRecord,
+        ticket: Ticket,
+        step: OrderState,
+        order_id: str,
+        outcome: asyncio.Future[None],
+    ) -> None:
+        error = None if outcome.cancelled() else outcome.exception()
+        if outcome.cancelled() or isinstance(error, StepHandedBack | asyncio.CancelledError):
+            return  # not done here: left uncommitted for the partition's next owner
+        if error is None:
+            self._done(step, order_id, ticket)
+            return
+        task = asyncio.create_task(self.process(record, ticket))  # dead-letters it
+        self.ahead.add(task)
+        task.add_done_callback(self.ahead.discard)
+
+    def _done(self, step: OrderState, order_id: str, ticket: Ticket) -> None:
         self._metrics.step(step, "done")
         if step.is_final:
             self._admission.closed(order_id)
         self._assignments.finish(ticket)
         self.processed += 1
-        return True
 
     async def process(self, record: ConsumedRecord, ticket: Ticket) -> None:
         worked = False

@@ -145,6 +145,7 @@ class OrderWalk:
         # A step taken ahead of its trigger that failed: the trigger, once read, fails the same
         # way (dead-lettered) instead of taking the step again, as if it had taken it itself.
         self._failed_ahead: LRUCache[tuple[str, OrderState], BaseException] = LRUCache(1000)
+        self._running_ahead: set[tuple[str, OrderState]] = set()
         # The next step of each state record this process published: (order, state) ->
         # (partition, lease) it went to. Taken once, by the record it was published as.
         self._own_triggers: LRUCache[tuple[str, OrderState], tuple[int, object]] = LRUCache(
@@ -204,6 +205,8 @@ class OrderWalk:
             raise failed
         future: asyncio.Future[None] = self._loop().create_future()
         self._running[key] = future
+        if ahead:
+            self._running_ahead.add(key)
         try:
             await self._enter(order, state, correlation_id, partition, still_ours, lease, then)
             self._completed[key] = True
@@ -216,6 +219,7 @@ class OrderWalk:
             raise
         finally:
             del self._running[key]
+            self._running_ahead.discard(key)
 
     async def _enter(
         self,
@@ -306,6 +310,12 @@ class OrderWalk:
     def done(self, order_id: str, state: OrderState) -> bool:
         """This process took the step, with every effect (a trigger of it needs nothing)."""
         return (order_id, state) in self._completed
+
+    def running_ahead(self, order_id: str, state: OrderState) -> asyncio.Future[None] | None:
+        """The outcome to come of the step, while it is being taken here ahead of its trigger
+        (None otherwise): what the trigger, once read, would wait for."""
+        key = (order_id, state)
+        return self._running.get(key) if key in self._running_ahead else None
 
     def waiting_on_broker(self, for_at_least_s: float) -> list[asyncio.Task[Any]]:
         """The steps that have waited `for_at_least_s` for the broker to take their state record.

@@ -258,3 +258,49 @@ def test_with_other_orders_in_progress_steps_wait_for_their_records() -> None:
     run(consumer.run(scenario))
     assert sorted(m.recipient for m in mailer.sent) == ["lento@example.cl", "rapido@example.cl"]
     assert slugs(mailer) == [OrderState.PROCESANDO.slug] * 2
+
+
+def test_a_record_read_while_its_step_runs_ahead_is_done_when_the_step_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An order alone's record usually comes back while the step it triggers, taken ahead, is
+    still e-mailing: it is not decoded nor given a task, and is committed once the step ends."""
+    decoded: list[str] = []
+    real_decode = scheduling.decode
+
+    def counting_decode(value: bytes | None, headers: Any = None) -> Any:
+        record = real_decode(value, headers)
+        decoded.append(record.state.value if isinstance(record, StateReached) else "order")
+        return record
+
+    monkeypatch.setattr(scheduling, "decode", counting_decode)
+    mailer = HeldStateMailer(OrderState.PREPARACION)
+    consumer = Consumer(mailer, delays=NO_DELAY)
+    consumer.publisher.feed = None
+    order_id = consumer.order()
+
+    def read_back(count: int) -> None:
+        for _, key, value, headers in consumer.publisher.on(STATES)[:count]:
+            consumer.source.add(STATES, 0, value, key, headers)
+
+    async def scenario() -> None:
+        await asyncio.wait_for(mailer.waiting.wait(), 3)  # Preparación, ahead, held
+        await until(lambda: len(consumer.publisher.on(STATES)) == 1)
+        read_back(1)  # "Procesando reached": its step is the one held
+        await until(lambda: not consumer.source.queued)
+        await asyncio.sleep(0.05)
+        assert consumer.committed(STATES, 0) is None  # not before its step ends
+        assert consumer.loop.in_flight == 0  # no task waits for it
+        mailer.release()
+        await until(lambda: consumer.committed(STATES, 0) == 1)
+        await until(lambda: consumer.finished(order_id))
+
+    run(consumer.run(scenario))
+    assert decoded == ["order"]
+    assert slugs(mailer) == [s.slug for s in OrderState]
+    assert (
+        consumer.metrics.registry.get_sample_value(
+            "pedidos_steps_total", {"state": "Preparación", "outcome": "done"}
+        )
+        == 1
+    )
