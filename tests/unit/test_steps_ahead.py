@@ -196,21 +196,25 @@ def test_an_order_alone_hurries_only_its_last_current_state() -> None:
     assert len(consumer.index.events) == len(OrderState)
 
 
-def test_a_record_of_a_step_already_taken_is_done_without_decoding_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Its header names the state it records: a record whose next step this process already
-    took is marked done at once, counted and committed as if its task had found the step done.
-    Here the state records reach the consumer only after the whole walk (taken ahead)."""
-    decoded: list[str] = []
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the consumer's scheduler decodes, in order: "order", or a state record's state."""
+    seen: list[str] = []
     real_decode = scheduling.decode
 
     def counting_decode(value: bytes | None, headers: Any = None) -> Any:
         record = real_decode(value, headers)
-        decoded.append(record.state.value if isinstance(record, StateReached) else "order")
+        seen.append(record.state.value if isinstance(record, StateReached) else "order")
         return record
 
     monkeypatch.setattr(scheduling, "decode", counting_decode)
+    return seen
+
+
+def test_a_record_of_a_step_already_taken_is_done_without_decoding_it(decoded: list[str]) -> None:
+    """Its header names the state it records: a record whose next step this process already
+    took is marked done at once, counted and committed as if its task had found the step done.
+    Here the state records reach the consumer only after the whole walk (taken ahead)."""
     consumer = Consumer(delays=NO_DELAY, max_open_orders=10)
     consumer.publisher.feed = None
     order_id = consumer.order()
@@ -261,19 +265,10 @@ def test_with_other_orders_in_progress_steps_wait_for_their_records() -> None:
 
 
 def test_a_record_read_while_its_step_runs_ahead_is_done_when_the_step_ends(
-    monkeypatch: pytest.MonkeyPatch,
+    decoded: list[str],
 ) -> None:
     """An order alone's record usually comes back while the step it triggers, taken ahead, is
     still e-mailing: it is not decoded nor given a task, and is committed once the step ends."""
-    decoded: list[str] = []
-    real_decode = scheduling.decode
-
-    def counting_decode(value: bytes | None, headers: Any = None) -> Any:
-        record = real_decode(value, headers)
-        decoded.append(record.state.value if isinstance(record, StateReached) else "order")
-        return record
-
-    monkeypatch.setattr(scheduling, "decode", counting_decode)
     mailer = HeldStateMailer(OrderState.PREPARACION)
     consumer = Consumer(mailer, delays=NO_DELAY)
     consumer.publisher.feed = None
