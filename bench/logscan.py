@@ -112,9 +112,9 @@ class LogTail:
 
 
 TRANSITION_NEEDLE = '"order state reached"'
-FINALIZADO_NEEDLE = '"state": "Finalizado"'
-EMAIL_SENT_NEEDLE = '"email": "sent"'
-_TRANSITION_TS = re.compile(rb'^\{"ts": "([0-9-]+ [0-9:]+),([0-9]+)".*"order state reached"')
+FINALIZADO_NEEDLE = '"state":"Finalizado"'
+EMAIL_SENT_NEEDLE = '"email":"sent"'
+_TRANSITION_TS = re.compile(rb'^\{"ts":"([0-9-]+ [0-9:]+),([0-9]+)".*"order state reached"')
 
 
 def _stamp(match: re.Match[bytes]) -> float:

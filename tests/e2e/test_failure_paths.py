@@ -124,7 +124,7 @@ def test_records_that_can_never_be_processed_are_dead_lettered_with_their_reason
         assert json.loads(value)["order_id"] == order_id  # the record itself, for a replay
     log = consumer.log()
     assert log.count("unexpected error; record dead-lettered") == 1
-    assert log.count('"message": "record dead-lettered"') == 2
+    assert log.count('"message":"record dead-lettered"') == 2
     assert consumer.running
 
 

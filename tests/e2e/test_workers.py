@@ -33,7 +33,7 @@ CHANNELS = 16
 def log_pids(process: ServiceProcess, message: str) -> set[int]:
     pids = set()
     for line in process.log().splitlines():
-        if line.startswith("{") and f'"message": "{message}"' in line:
+        if line.startswith("{") and f'"message":"{message}"' in line:
             pids.add(json.loads(line)["pid"])
     return pids
 
@@ -113,7 +113,7 @@ def test_a_dying_worker_takes_its_supervisor_down_with_it(services: Services) ->
     code = consumer.process.wait(timeout=40)
     # The orchestrator sees a failure and restarts the unit rather than running short.
     assert code != 0
-    assert '"message": "a worker exited; stopping the others"' in consumer.log()
+    assert '"message":"a worker exited; stopping the others"' in consumer.log()
     wait_for(lambda: not second.is_running() or second.status() == "zombie", 10, "the other")
 
 

@@ -104,14 +104,14 @@ def test_log_scan_counts_levels_and_keeps_what_looks_wrong() -> None:
 def test_log_tail_counts_matching_lines_once_even_when_cut_mid_line(tmp_path: Path) -> None:
     log = tmp_path / "consumer.log"
     tail = LogTail(
-        log, {"sent": ['"order state reached"', '"email": "sent"'], "any": ['"order state']}
+        log, {"sent": ['"order state reached"', '"email":"sent"'], "any": ['"order state']}
     )
     assert tail.poll() == {"sent": 0, "any": 0}
-    sent = '{"message": "order state reached", "email": "sent"}\n'
+    sent = '{"message":"order state reached","email":"sent"}\n'
     log.write_text(sent + sent[:20])
     assert tail.poll() == {"sent": 1, "any": 1}
     with open(log, "a") as handle:
-        handle.write(sent[20:] + '{"message": "order state reached", "email": "rejected"}\n')
+        handle.write(sent[20:] + '{"message":"order state reached","email":"rejected"}\n')
     assert tail.poll() == {"sent": 2, "any": 3}
     assert tail.poll() == {"sent": 2, "any": 3}
 
@@ -119,8 +119,8 @@ def test_log_tail_counts_matching_lines_once_even_when_cut_mid_line(tmp_path: Pa
 def test_consumer_pace_finds_the_longest_pause_between_transitions(tmp_path: Path) -> None:
     log = tmp_path / "consumer.log"
     line = (
-        '{{"ts": "2026-01-01 10:00:{s},{ms:03d}", "level": "INFO", "message": "{m}", '
-        '"state": "{state}"}}\n'
+        '{{"ts":"2026-01-01 10:00:{s},{ms:03d}","level":"INFO","message":"{m}",'
+        '"state":"{state}"}}\n'
     )
     log.write_text(
         line.format(s="00", ms=0, m="order state reached", state="Procesando")

@@ -197,14 +197,14 @@ def test_one_order_alone_is_split_into_steps_and_judged_against_five_operations(
 
 def test_a_consumer_transition_line_gives_order_state_and_time() -> None:
     line = (
-        b'{"ts": "2026-12-01 16:21:54,123", "level": "INFO", "message": "order state reached", '
-        b'"order_id": "abc", "state": "Enviado", "email": "sent"}'
+        b'{"ts":"2026-12-01 16:21:54,123","level":"INFO","message":"order state reached",'
+        b'"order_id":"abc","state":"Enviado","email":"sent"}'
     )
     found = transition(line)
     assert found is not None
     assert found[:2] == ("abc", "Enviado")
     assert found[2] % 1 == pytest.approx(0.123, abs=1e-6)
-    assert transition(b'{"ts": "2026-12-01 16:21:54,123", "message": "other"}') is None
+    assert transition(b'{"ts":"2026-12-01 16:21:54,123","message":"other"}') is None
 
 
 def test_small_numbers_keep_their_digits() -> None:

@@ -217,7 +217,7 @@ def test_settle_shares_one_deadline_among_its_deliveries() -> None:
         now = loop.time()
         waits: list[float] = []
 
-        async def fake_wait(futures: object, timeout: float) -> None:  # noqa: ASYNC109
+        async def fake_wait(future: object, timeout: float, _: object) -> None:  # noqa: ASYNC109
             # Each wait runs out its whole timeout: the broker never answers.
             nonlocal now
             waits.append(timeout)
@@ -225,12 +225,32 @@ def test_settle_shares_one_deadline_among_its_deliveries() -> None:
 
         with (
             patch.object(loop, "time", lambda: now),
-            patch("pedidos.services.intake.asyncio.wait", fake_wait),
+            patch("pedidos.services.intake._resolved_within", fake_wait),
         ):
             await settle(submissions, 1.0)
         # The first wait used the whole budget; nothing was left for the others.
         assert waits == [pytest.approx(1.0)]
         assert all(isinstance(s.failure(), NotAcknowledged) for s in submissions)
+
+    run(scenario)
+
+
+def test_a_call_cancelled_while_it_waits_leaves_the_delivery_alone() -> None:
+    async def scenario() -> None:
+        publisher = FakePendingPublisher()
+        orders = intake(publisher)
+        first = orders.submit(make_details(), "k-1", "a")
+        waiting = asyncio.create_task(settle((first,), 5.0))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # Not cancelled with the call: a retry shares it.
+        assert not first.delivery.done()
+        assert orders.submit(make_details(), "k-1", "b") is first
+        publisher.ack()
+        await asyncio.sleep(0)
+        assert first.failure() is None
 
     run(scenario)
 
