@@ -13,7 +13,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from time import monotonic
 from typing import Any, Generic, TypeVar
 
@@ -75,8 +74,8 @@ async def settle(submissions: Iterable[Submission], timeout_s: float) -> None:
     One delivery at a time: most are settled by the time their turn comes (the broker acks them
     in batches), and a delivery nobody waits on schedules no callback when it resolves, where
     asyncio.wait() on a whole batch added and removed a callback on each of its futures and
-    scheduled one per ack. The wait neither cancels a delivery (retries of the same key share
-    it) nor needs the extra hops of wait_for(shield(...))."""
+    scheduled one per ack. asyncio.wait() neither cancels a delivery (retries of the same key
+    share it) nor needs the extra hops of wait_for(shield(...))."""
     loop: asyncio.AbstractEventLoop | None = None
     deadline = 0.0
     for submission in submissions:
@@ -89,28 +88,7 @@ async def settle(submissions: Iterable[Submission], timeout_s: float) -> None:
         remaining = deadline - loop.time()
         if remaining <= 0:
             return
-        await _resolved_within(delivery, remaining, loop)
-
-
-async def _resolved_within(
-    future: asyncio.Future[Any], timeout_s: float, loop: asyncio.AbstractEventLoop
-) -> None:
-    """asyncio.wait((future,), timeout=timeout_s) with only what one future needs: ~3 µs a
-    CreateOrder against ~7 (its set, checks and counting)."""
-    waiter = loop.create_future()
-    wake = partial(_wake, waiter)
-    timer = loop.call_later(timeout_s, wake)
-    future.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        future.remove_done_callback(wake)
-
-
-def _wake(waiter: asyncio.Future[None], *_: object) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+        await asyncio.wait((delivery,), timeout=remaining)
 
 
 V = TypeVar("V")

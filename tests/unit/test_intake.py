@@ -217,7 +217,7 @@ def test_settle_shares_one_deadline_among_its_deliveries() -> None:
         now = loop.time()
         waits: list[float] = []
 
-        async def fake_wait(future: object, timeout: float, _: object) -> None:  # noqa: ASYNC109
+        async def fake_wait(futures: object, timeout: float) -> None:  # noqa: ASYNC109
             # Each wait runs out its whole timeout: the broker never answers.
             nonlocal now
             waits.append(timeout)
@@ -225,7 +225,7 @@ def test_settle_shares_one_deadline_among_its_deliveries() -> None:
 
         with (
             patch.object(loop, "time", lambda: now),
-            patch("pedidos.services.intake._resolved_within", fake_wait),
+            patch("pedidos.services.intake.asyncio.wait", fake_wait),
         ):
             await settle(submissions, 1.0)
         # The first wait used the whole budget; nothing was left for the others.
