@@ -97,8 +97,10 @@ class StepScheduler:
         order_id: str,
         outcome: asyncio.Future[None],
     ) -> None:
-        error = None if outcome.cancelled() else outcome.exception()
-        if outcome.cancelled() or isinstance(error, StepHandedBack | asyncio.CancelledError):
+        # A cancelled step's future may also hold the CancelledError (OrderWalk.enter sets it).
+        if outcome.cancelled() or isinstance(
+            error := outcome.exception(), StepHandedBack | asyncio.CancelledError
+        ):
             return  # not done here: left uncommitted for the partition's next owner
         if error is None:
             self._done(step, order_id, ticket)
@@ -201,13 +203,20 @@ class StepScheduler:
                 self._metrics.finished(order, state)
         except StepHandedBack:
             pass  # the partition is leaving: its next owner takes the step from the record
-        except Exception:
+        except Exception as exc:
             # The record, when read here, fails the same way and is dead-lettered then.
             log.warning(
                 "step taken ahead of its record failed",
                 extra={"order_id": order.order_id, "state": state.value},
                 exc_info=True,
             )
+            # The walk keeps the failure for that record (up to 1,000 of them, for records that
+            # may never come back here): logged, its traceback would only keep the step's
+            # frames, order and e-mail alive (and those of the exceptions it was raised from).
+            failure: BaseException | None = exc
+            while failure is not None:
+                failure.__traceback__ = None
+                failure = failure.__cause__ or failure.__context__
         finally:
             self._assignments.release(ticket)
 

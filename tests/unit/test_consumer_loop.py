@@ -102,7 +102,7 @@ class Consumer:
         self.assignments = Assignments(revoke_wait_s)
         self.admission = Admission(ORDERS, max_open_orders, outage)
         self.metrics = ConsumerMetrics()
-        scheduler = StepScheduler(
+        self.scheduler = scheduler = StepScheduler(
             walk,
             self.assignments,
             self.admission,

@@ -9,12 +9,15 @@ The consumer here is wired as consumer/app.py wires it, over the fakes of test_c
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import random
 from typing import Any
 
 import pytest
 
 from consumer import scheduling
+from pedidos.domain.order import Order
 from pedidos.domain.states import OrderState
 from pedidos.ports import OutgoingEmail, PermanentIndexError
 from pedidos.runtime import tracing
@@ -121,6 +124,28 @@ def test_a_step_ahead_that_fails_fails_its_record_without_a_second_e_mail() -> N
     assert dict(headers)["pedidos-source"] == f"{STATES}/0/1".encode()
     # The dead-lettered record is done: committed with the rest.
     assert consumer.committed(STATES, 0) == 2
+
+
+def test_a_step_ahead_that_failed_keeps_no_order_alive_while_its_record_is_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The walk keeps a failed step ahead's exception (up to 1,000) for its record, which may
+    never be read here: that must not keep the step's frames, and so its order and e-mail."""
+    # pytest keeps every log record with its exc_info, traceback and all; a service's handlers
+    # write a record and drop it.
+    monkeypatch.setattr(logging.getLogger("consumer.scheduling"), "disabled", True)
+    consumer = Consumer(delays=NO_DELAY, index=RefusingIndex(OrderState.ENVIADO))
+    consumer.publisher.feed = None  # the state records are taken but never read back
+    order_id = consumer.order()
+
+    async def scenario() -> None:
+        await until(lambda: len(consumer.mailer.sent) == 3)  # Enviado e-mailed, then refused
+        await until(lambda: not consumer.scheduler.ahead)
+
+    run(consumer.run(scenario))
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, Order) and o.order_id == order_id]
+    assert alive == []
 
 
 class HeldStateMailer(FakeMailer):
