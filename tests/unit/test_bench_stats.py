@@ -3,6 +3,7 @@
 import pytest
 
 from bench.figures import LatencySummary, percentile
+from bench.latency import trimmed_mean
 
 
 def test_percentile_interpolates_between_closest_ranks_like_numpy() -> None:
@@ -43,3 +44,16 @@ def test_latency_summary_is_in_milliseconds() -> None:
     assert summary.p99_ms == pytest.approx(2.98)
     assert summary.max_ms == pytest.approx(3.0)
     assert LatencySummary.of_seconds([]) is None
+
+
+def test_the_trimmed_mean_resolves_whole_milliseconds_a_median_cannot() -> None:
+    """An order alone's steps are timed from documents' whole-millisecond times: a step of
+    2.6 ms reads as 2 or 3 ms (here 40 % and 60 % of the time), whose median says 3."""
+    steps = [0.002] * 40 + [0.003] * 60
+    assert percentile(steps, 50) == 0.003
+    assert trimmed_mean(steps) == pytest.approx(0.0026, abs=0.00002)
+
+
+def test_the_trimmed_mean_leaves_out_the_slowest_and_fastest_twentieth() -> None:
+    steps = [0.0] + [0.002] * 18 + [0.5]
+    assert trimmed_mean(steps) == pytest.approx(0.002)
