@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from pedidos.adapters.metrics.measured import FAST_BUCKETS, PublishMetrics, messaging_metrics
 from pedidos.services.errors import Reason, ServiceError
 from pedidos.services.intake import OrderIntake
+from producer.drain import CallsInProgress
 
 
 class ProducerMetrics:
@@ -45,6 +46,9 @@ class ProducerMetrics:
             registry=self.registry,
         )
         self._refused = {reason: refused.labels(reason=reason.value) for reason in Reason}
+        # Counted by the interceptor's wrappers: a stop waits for these, not for calls that no
+        # handler runs (producer.drain).
+        self.calls = CallsInProgress()
 
     def settled(self, refusal: ServiceError | None) -> None:
         """One order's answer: accepted (None) or refused with a reason."""
@@ -57,7 +61,7 @@ class ProducerMetrics:
         self.registry.register(_ReplaysCollector(intake))
 
     def interceptor(self) -> RpcMetricsInterceptor:
-        return RpcMetricsInterceptor(self.rpc_duration)
+        return RpcMetricsInterceptor(self.rpc_duration, self.calls)
 
 
 class _ReplaysCollector(Collector):
@@ -79,13 +83,15 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Times every call and labels it with the status code it ended with.
+    """Times every call and labels it with the status code it ended with; counts the calls
+    whose handler runs (`calls`).
 
     A method's handler is wrapped once and reused (gRPC asks for it on every call), and each
     (method, code) keeps its histogram child: a call costs one dictionary lookup here."""
 
-    def __init__(self, duration: Histogram) -> None:
+    def __init__(self, duration: Histogram, calls: CallsInProgress | None = None) -> None:
         self._duration = duration
+        self._calls = calls or CallsInProgress()
         # Per method: the handler last seen and its wrapped form.
         self._wrapped: dict[str, tuple[Any, Any]] = {}
 
@@ -113,7 +119,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         )
         behavior = getattr(handler, kind)
         wrap = _wrap_stream if inspect.isasyncgenfunction(behavior) else _wrap_call
-        return handler._replace(**{kind: wrap(behavior, self._observe(method))})
+        return handler._replace(**{kind: wrap(behavior, self._observe(method), self._calls)})
 
     def _observe(self, method: str) -> Callable[[float, str], None]:
         children: dict[str, Any] = {}
@@ -136,25 +142,32 @@ def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str
     return "OK" if error is None else "UNKNOWN"
 
 
-def _wrap_call(behavior: Handler, observe: Callable[[float, str], None]) -> Handler:
+def _wrap_call(
+    behavior: Handler, observe: Callable[[float, str], None], calls: CallsInProgress
+) -> Handler:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         start = perf_counter()
         error: BaseException | None = None
+        calls.began()
         try:
             return await behavior(request, context)
         except BaseException as exc:
             error = exc
             raise
         finally:
+            calls.ended()
             observe(perf_counter() - start, _code(context, error))
 
     return call
 
 
-def _wrap_stream(behavior: Handler, observe: Callable[[float, str], None]) -> Handler:
+def _wrap_stream(
+    behavior: Handler, observe: Callable[[float, str], None], calls: CallsInProgress
+) -> Handler:
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         start = perf_counter()
         error: BaseException | None = None
+        calls.began()
         try:
             async for item in behavior(request, context):
                 yield item
@@ -162,6 +175,7 @@ def _wrap_stream(behavior: Handler, observe: Callable[[float, str], None]) -> Ha
             error = exc
             raise
         finally:
+            calls.ended()
             observe(perf_counter() - start, _code(context, error))
 
     return stream

@@ -29,6 +29,7 @@ from pedidos.services.tracking import OrderTracker, StateFanout
 from pedidos.v1 import orders_pb2, orders_pb2_grpc
 from pedidos.wire.records import StateReached
 from producer.auth import InsecureStart, interceptors
+from producer.drain import stop_server
 from producer.metrics import ProducerMetrics
 from producer.servicer import OrderServicer
 
@@ -196,7 +197,7 @@ async def serve(settings: Settings) -> None:
     # Watches last as long as an order's walk: end them now (UNAVAILABLE, "watch again").
     tracking.fanout.close()
     # Refuses new calls at once, lets in-flight ones (each bounded by its deadline) finish.
-    await server.stop(SHUTDOWN_GRACE_S)
+    await stop_server(server, metrics.calls, SHUTDOWN_GRACE_S)
     undelivered = await asyncio.to_thread(publisher.close, SHUTDOWN_GRACE_S)
     await tracking.close()
     stop_endpoint(endpoint)
