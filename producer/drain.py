@@ -55,6 +55,11 @@ async def stop_server(server: grpc.aio.Server, calls: CallsInProgress, grace_s: 
 
 
 async def _stop_once_idle(server: grpc.aio.Server, calls: CallsInProgress) -> None:
-    await calls.idle()
-    await asyncio.sleep(ANSWERS_LEAVE_S)
+    # Idle again after the pause if a handler began meanwhile (a call taken in as the stop
+    # began): a call of ours is never cut short before the grace ends.
+    while True:
+        await calls.idle()
+        await asyncio.sleep(ANSWERS_LEAVE_S)
+        if not calls.count:
+            break
     await server.stop(0)  # a shorter grace ends the stop sooner: the calls left are cancelled
