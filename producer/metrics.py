@@ -89,9 +89,9 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
     A method's handler is wrapped once and reused (gRPC asks for it on every call), and each
     (method, code) keeps its histogram child: a call costs one dictionary lookup here."""
 
-    def __init__(self, duration: Histogram, calls: CallsInProgress | None = None) -> None:
+    def __init__(self, duration: Histogram, calls: CallsInProgress) -> None:
         self._duration = duration
-        self._calls = calls or CallsInProgress()
+        self._calls = calls
         # Per method: the handler last seen and its wrapped form.
         self._wrapped: dict[str, tuple[Any, Any]] = {}
 

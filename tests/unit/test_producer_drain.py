@@ -32,6 +32,18 @@ async def _serve(
     return server, f"127.0.0.1:{port}"
 
 
+def _never_answering(started: asyncio.Event) -> Behavior:
+    """A handler that never returns: with no count, it stands in for a call gRPC took in but
+    never handed to a handler."""
+
+    async def never_answers(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        started.set()
+        await asyncio.Event().wait()
+        return b""
+
+    return never_answers
+
+
 async def _call(address: str) -> bytes | grpc.StatusCode:
     async with grpc.aio.insecure_channel(address) as channel:
         try:
@@ -45,13 +57,7 @@ async def _call(address: str) -> bytes | grpc.StatusCode:
 def test_a_call_no_handler_of_ours_runs_is_cancelled_within_a_second_not_at_the_grace() -> None:
     async def scenario() -> tuple[float, bytes | grpc.StatusCode]:
         started = asyncio.Event()
-
-        async def never_answers(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            started.set()
-            await asyncio.Event().wait()
-            return b""
-
-        server, address = await _serve(never_answers)  # not counted: as if never handed over
+        server, address = await _serve(_never_answering(started))  # not counted
         call = asyncio.ensure_future(_call(address))
         await asyncio.wait_for(started.wait(), 5)
         began = time.monotonic()
@@ -89,7 +95,7 @@ def test_a_call_a_handler_runs_is_answered_before_the_server_stops() -> None:
     assert takes_s - 0.1 <= took < takes_s + ANSWERS_LEAVE_S + 1.5
 
 
-def test_the_count_follows_calls_and_streams_and_idle_waits_for_zero() -> None:
+def test_the_count_follows_began_and_ended_and_idle_waits_for_zero() -> None:
     async def scenario() -> list[int]:
         calls = CallsInProgress()
         seen = [calls.count]
@@ -114,13 +120,7 @@ def test_a_handler_begun_during_the_pause_is_not_cut_short() -> None:
 
     async def scenario() -> float:
         started = asyncio.Event()
-
-        async def never_answers(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            started.set()
-            await asyncio.Event().wait()
-            return b""
-
-        server, address = await _serve(never_answers)
+        server, address = await _serve(_never_answering(started))
         call = asyncio.ensure_future(_call(address))
         await asyncio.wait_for(started.wait(), 5)
         calls = CallsInProgress()
